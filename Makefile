@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make run` (studio on the bundled sample) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+# CPU wheel of torch; a bare `torch` would pull a multi-GB CUDA build.
+TORCH  ?= torch==2.13.0
+
+.PHONY: install run test bench screenshots clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[samples,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/studio gui sample:digits-cnn
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_inspect.py
+
+screenshots: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:digits-cnn --screenshot docs/screenshot-digits.png
+	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:minilm-sentiment --screenshot docs/screenshot-minilm.png
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,115 @@
+"""Headless entry point: `studio inspect MODEL`, `studio gui [MODEL]`, `studio samples`.
+
+User errors print one line and exit 2; no traceback unless --debug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from studio.core.errors import StudioError
+
+EXIT_USER_ERROR = 2
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights", metavar="W", help="weights for a file.py:name factory (.safetensors or state_dict .pt)")
+    parser.add_argument("--trust", action="store_true", help="allow pickled full models (unpickling can run code)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow a Hugging Face folder's own code")
+    parser.add_argument("--input-shape", metavar="SHAPE", help="single input shape, e.g. 1,3,224,224")
+    parser.add_argument("--input-dtype", metavar="DTYPE", help="dtype of the inputs, e.g. int64")
+    parser.add_argument("--input", dest="input_spec", metavar="SPEC",
+                        help="full input spec, e.g. 'input_ids 1x128 int64; attention_mask 1x128 int64'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="studio", description="Compression Studio: inspect, compress and export models.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = parser.add_subparsers(dest="command")
+    inspect = sub.add_parser("inspect", help="print a model's layer tree with params, bytes and FLOPs")
+    inspect.add_argument("model", help="sample:NAME, a model folder, a .pt/.pth file, or file.py:factory")
+    _add_model_options(inspect)
+    inspect.add_argument("--json", action="store_true", help="print the stable JSON schema instead of a table")
+    inspect.add_argument("--depth", type=int, default=None, help="table: show layers down to this depth")
+    gui = sub.add_parser("gui", help="open the window (optionally on MODEL)")
+    gui.add_argument("model", nargs="?")
+    _add_model_options(gui)
+    gui.add_argument("--screenshot", metavar="PNG", help="save a PNG of the window once the model is shown, then exit")
+    sub.add_parser("samples", help="list the bundled sample models")
+    return parser
+
+
+def request_from_args(args: argparse.Namespace):
+    from studio.core.input_spec import InputSpec
+    from studio.core.loaders import LoadRequest
+
+    spec = None
+    if args.input_spec:
+        spec = InputSpec.parse(args.input_spec)
+    elif args.input_shape:
+        spec = InputSpec.from_shape(args.input_shape, args.input_dtype or "float32")
+    if spec is not None and args.input_dtype:
+        spec = spec.with_dtype(args.input_dtype)
+    return LoadRequest(source=args.model, weights=args.weights, trust=args.trust,
+                       trust_remote_code=args.trust_remote_code, input_spec=spec, input_dtype=args.input_dtype)
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from studio.core.events import Finished, StageStarted
+    from studio.core.open_pipeline import open_model
+    from studio.core.report_table import layer_table
+
+    opened = None
+    for event in open_model(request_from_args(args)):
+        if isinstance(event, StageStarted) and not args.json and sys.stderr.isatty():
+            print(f"{event.name}: {event.detail}", file=sys.stderr)
+        elif isinstance(event, Finished):
+            opened = event.result
+    assert opened is not None
+    if args.json:
+        payload = {"model": opened.loaded.name, "source": opened.loaded.source, "kind": opened.loaded.kind,
+                   **opened.tree.to_dict()}
+        print(json.dumps(payload, indent=1))
+    else:
+        print(layer_table(opened.loaded, opened.tree, max_depth=args.depth))
+    return 0
+
+
+def _samples() -> int:
+    from studio.core.loaders.samples import SAMPLES
+
+    for sample in SAMPLES.values():
+        print(f"sample:{sample.name:<18} {sample.description}  [{sample.input_spec}]")
+    return 0
+
+
+def _gui(args: argparse.Namespace) -> int:
+    try:
+        from studio.gui.qt_app import run_gui
+    except ImportError as exc:
+        raise StudioError(f"The window needs PySide6 and pyqtgraph ({exc}); install with pip install -e .") from exc
+    model = getattr(args, "model", None)
+    request = request_from_args(args) if model else None
+    return run_gui(request, screenshot=getattr(args, "screenshot", None))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "inspect":
+            return _inspect(args)
+        if args.command == "samples":
+            return _samples()
+        return _gui(args)
+    except StudioError as exc:
+        if args.debug:
+            raise
+        print(f"studio: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("studio: cancelled", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Pure engine of the studio: no Qt here (a test enforces it), torch imported lazily."""

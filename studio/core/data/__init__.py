@@ -1,0 +1,1 @@
+"""Bundled, offline datasets (the samples' own data)."""

@@ -1,0 +1,29 @@
+"""Typed events yielded by core pipelines; the CLI, tests and the Qt adapter consume them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    name: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Progress:
+    step: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class Warning:  # noqa: A001 - the event's natural name; never shadows builtins at import sites
+    message: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    result: Any

@@ -1,0 +1,76 @@
+"""Open any supported model source as a `LoadedModel`.
+
+Sources: `sample:NAME`, a Hugging Face model directory, `file.py:factory` (with optional
+weights), TorchScript files, and pickled full models (only with `trust=True`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from studio.core.errors import StudioError
+from studio.core.input_spec import InputSpec
+from studio.core.loaded_model import LoadedModel
+
+_FACTORY = re.compile(r"^(?P<path>.+\.py):(?P<name>[A-Za-z_][A-Za-z0-9_]*)$")
+
+
+@dataclass(frozen=True)
+class LoadRequest:
+    """What the user asked to open; the same object comes from the CLI and the GUI."""
+
+    source: str
+    weights: str | None = None
+    trust: bool = False
+    trust_remote_code: bool = False
+    input_spec: InputSpec | None = None
+    input_dtype: str | None = None
+
+
+def load_model(request: LoadRequest) -> LoadedModel:
+    """Load, put in eval mode and attach the input spec (explicit > model's own > guessed)."""
+    source = request.source.strip()
+    if not source:
+        raise StudioError("No model given: pass a sample (sample:digits-cnn), a file, a folder or file.py:factory.")
+    if request.weights and not _FACTORY.match(source):
+        raise StudioError("--weights applies to a Python factory (file.py:name); "
+                          f"{source!r} already carries its weights.")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the studio never downloads at run time
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    loaded = _dispatch(source, request)
+    loaded.module.eval()
+    if request.input_spec is not None:
+        loaded = loaded.with_input_spec(request.input_spec)
+    elif request.input_dtype:
+        loaded = loaded.with_input_spec(loaded.input_spec.with_dtype(request.input_dtype))
+    return loaded
+
+
+def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
+    if source.startswith("sample:"):
+        from studio.core.loaders.samples import load_sample
+
+        return load_sample(source.removeprefix("sample:"))
+    match = _FACTORY.match(source)
+    if match:
+        from studio.core.loaders.factory import load_factory
+
+        return load_factory(Path(match["path"]), match["name"], request.weights)
+    path = Path(source).expanduser()
+    if not path.exists():
+        if source.endswith(".py"):
+            raise StudioError(f"{source}: name the factory too, as {source}:ClassOrFunction.")
+        raise StudioError(f"{source}: no such file or directory.")
+    if path.is_dir():
+        from studio.core.loaders.huggingface import load_hf_directory
+
+        return load_hf_directory(path, trust_remote_code=request.trust_remote_code)
+    if path.suffix == ".py":
+        raise StudioError(f"{source}: name the factory too, as {source}:ClassOrFunction.")
+    from studio.core.loaders.torch_files import load_torch_file
+
+    return load_torch_file(path, trust=request.trust)

@@ -1,0 +1,1 @@
+"""Bundled sample models, each a real trained network that loads with no network access."""

@@ -1,0 +1,42 @@
+"""Human-readable numbers shared by the CLI table and the window (1.2 M, 4.8 MB, 0.3 GFLOPs)."""
+
+from __future__ import annotations
+
+_SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
+
+
+def _scaled(value: float) -> tuple[float, str]:
+    for factor, prefix in _SI:
+        if abs(value) >= factor:
+            return value / factor, prefix
+    return float(value), ""
+
+
+def _short(value: float) -> str:
+    return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
+
+
+def format_count(n: float) -> str:
+    """Parameter counts: 22.7 M, 640, 1.2 k."""
+    if n == 0:
+        return "0"
+    value, prefix = _scaled(n)
+    return f"{_short(value)} {prefix}".rstrip() if prefix else f"{int(n)}"
+
+
+def format_bytes(n: float) -> str:
+    """Decimal SI bytes (1 MB = 10^6 B), the unit file managers and model cards use."""
+    value, prefix = _scaled(n)
+    return f"{_short(value)} {prefix}B" if prefix else f"{int(n)} B"
+
+
+def format_flops(n: float) -> str:
+    """FLOPs always in GFLOPs/MFLOPs/kFLOPs so columns compare at a glance."""
+    if n == 0:
+        return "0"
+    value, prefix = _scaled(n)
+    return f"{_short(value)} {prefix}FLOPs"
+
+
+def format_percent(fraction: float) -> str:
+    return f"{100.0 * fraction:.1f}%"
