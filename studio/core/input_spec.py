@@ -110,7 +110,7 @@ def _parse_entry(part: str, index: int) -> tuple[TensorSpec, bool]:
         part = part[: bounds.start()].strip()
     tokens = part.replace(":", " ").split()
     name = None
-    if tokens and not _SHAPE.match(tokens[0]):
+    if tokens and not _SHAPE.match(tokens[0]) and not tokens[0][0].isdigit():
         name = tokens.pop(0)
         if not name.isidentifier():
             raise InputSpecError(f"Input name {name!r} is not an identifier (entry {part!r}).")

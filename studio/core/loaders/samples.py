@@ -1,15 +1,16 @@
-"""`sample:NAME` — the bundled, trained sample models."""
+"""`sample:NAME` — the bundled, trained sample models (listing them needs no torch)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-from torch import nn
+from typing import TYPE_CHECKING, Callable
 
 from studio.core.errors import StudioError
 from studio.core.input_spec import InputSpec
 from studio.core.loaded_model import LoadedModel
+
+if TYPE_CHECKING:  # the window lists samples before torch is imported
+    from torch import nn
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ is needed; anything unreadable gets one sentence, never a traceback.
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -61,7 +62,9 @@ def load_torch_file(path: Path, trust: bool = False) -> LoadedModel:
 
 def _load_torchscript(path: Path) -> LoadedModel:
     try:
-        module = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # TorchScript is deprecated upstream but users still ship it
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu")
     except Exception as exc:
         raise StudioError(f"{path}: corrupt TorchScript archive ({str(exc).splitlines()[0][:200]}).") from exc
     spec = declared_input_spec(module) or guess_input_spec(module)
