@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print the stable JSON schema instead of a table")
     inspect.add_argument("--depth", type=int, default=None, help="table: show layers down to this depth")
+    compress = sub.add_parser("compress", help="apply a recipe, measure before/after, write a model folder")
+    compress.add_argument("model", help="the model to compress (any source `inspect` accepts)")
+    _add_model_options(compress)
+    compress.add_argument("--recipe", required=True, help="recipe file (.yaml/.yml/.json)")
+    compress.add_argument("--out", required=True, help="output folder (weights, recipe, report.json)")
+    compress.add_argument("--force", action="store_true", help="replace an existing output folder")
+    compress.add_argument("--json", action="store_true", help="print report.json instead of a summary")
     gui = sub.add_parser("gui", help="open the window (optionally on MODEL)")
     gui.add_argument("model", nargs="?")
     _add_model_options(gui)
@@ -78,6 +85,37 @@ def _inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _compress(args: argparse.Namespace) -> int:
+    from studio.core.compress_pipeline import compress
+    from studio.core.compressed_dir import save_compressed
+    from studio.core.events import Finished, LayerDone, StageStarted, Warning
+    from studio.core.loaders import load_model
+    from studio.core.plan import CompressionPlan
+    from studio.core.report_table import compression_summary
+
+    plan = CompressionPlan.load(args.recipe)  # recipe problems surface before the model loads
+    loaded = load_model(request_from_args(args))
+    result = None
+    chatty = not args.json
+    for event in compress(loaded, plan):
+        if isinstance(event, StageStarted) and chatty:
+            print(f"[{event.name}] {event.detail}", file=sys.stderr)
+        elif isinstance(event, LayerDone) and chatty:
+            print(f"  {event.change.technique:<9} {event.change.name}: {event.change.detail}", file=sys.stderr)
+        elif isinstance(event, Warning):
+            print(f"warning: {event.message}", file=sys.stderr)
+        elif isinstance(event, Finished):
+            result = event.result
+    assert result is not None
+    out = save_compressed(result, args.out, force=args.force)
+    if args.json:
+        print(json.dumps(result.report, indent=1))
+    else:
+        print(compression_summary(result.report))
+        print(f"\nSaved to {out} (inspect it: studio inspect {out})")
+    return 0
+
+
 def _samples() -> int:
     from studio.core.loaders.samples import SAMPLES
 
@@ -102,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "inspect":
             return _inspect(args)
+        if args.command == "compress":
+            return _compress(args)
         if args.command == "samples":
             return _samples()
         return _gui(args)

@@ -27,3 +27,10 @@ class Warning:  # noqa: A001 - the event's natural name; never shadows builtins 
 @dataclass(frozen=True)
 class Finished:
     result: Any
+
+
+@dataclass(frozen=True)
+class LayerDone:
+    """One layer changed (or skipped) by a technique; `change` is a techniques.base.LayerChange."""
+
+    change: Any

@@ -37,3 +37,22 @@ def layer_table(loaded: LoadedModel, tree: ModelTree, max_depth: int | None = No
     if any(node.shared for node in tree.nodes()):
         lines.append("\n* shares (ties) parameters with another layer; each parameter is counted once.")
     return "\n".join(lines)
+
+
+def compression_summary(report: dict) -> str:
+    """Before/after table of a compression report (the CLI's default output)."""
+    before, after = report["before"], report["after"]
+    rows = [("params", format_count), ("nonzero_params", format_count), ("bytes", format_bytes),
+            ("compressed_bytes", format_bytes), ("flops", format_flops)]
+    lines = [f"{'':18}{'before':>14}{'after':>14}{'ratio':>9}"]
+    for key, fmt in rows:
+        ratio = after[key] / before[key] if before[key] else float("nan")
+        lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}{ratio:>8.2f}x")
+    fid = report["fidelity"]
+    top1 = "n/a" if fid["top1_agreement"] is None else format_percent(fid["top1_agreement"])
+    lines.append(f"\nfidelity vs original: max |diff| {fid['max_abs']:.4g}, cosine {fid['cosine']:.5f}, "
+                 f"top-1 agreement {top1} ({fid['samples']} samples)")
+    changed = [row for row in report["layers"] if not row["skipped"]]
+    lines.append(f"{len(changed)} layer change(s), {len(report['layers']) - len(changed)} skipped")
+    lines += [f"warning: {w}" for w in report.get("warnings", [])]
+    return "\n".join(lines)

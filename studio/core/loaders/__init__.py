@@ -43,6 +43,8 @@ def load_model(request: LoadRequest) -> LoadedModel:
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     loaded = _dispatch(source, request)
     loaded.module.eval()
+    loaded.extras.setdefault("request", {"source": _portable_source(source), "weights": _absolute(request.weights),
+                                         "trust_remote_code": request.trust_remote_code})
     if request.input_spec is not None:
         loaded = loaded.with_input_spec(request.input_spec)
     elif request.input_dtype:
@@ -66,7 +68,11 @@ def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
             raise StudioError(f"{source}: name the factory too, as {source}:ClassOrFunction.")
         raise StudioError(f"{source}: no such file or directory.")
     if path.is_dir():
+        from studio.core.compressed_dir import is_compressed_dir, load_compressed_dir
         from studio.core.loaders.huggingface import load_hf_directory
+
+        if is_compressed_dir(path):
+            return load_compressed_dir(path, trust=request.trust)
 
         return load_hf_directory(path, trust_remote_code=request.trust_remote_code)
     if path.suffix == ".py":
@@ -74,3 +80,17 @@ def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
     from studio.core.loaders.torch_files import load_torch_file
 
     return load_torch_file(path, trust=request.trust)
+
+
+def _absolute(path: str | None) -> str | None:
+    return str(Path(path).expanduser().resolve()) if path else None
+
+
+def _portable_source(source: str) -> str:
+    """Absolute paths, so a compressed folder can find its original from anywhere."""
+    if source.startswith("sample:"):
+        return source
+    match = _FACTORY.match(source)
+    if match:
+        return f"{_absolute(match['path'])}:{match['name']}"
+    return _absolute(source) or source

@@ -1,0 +1,184 @@
+"""Pruning: unstructured magnitude (torch.nn.utils.prune), semi-structured 2:4, and
+structured channel/neuron removal through Torch-Pruning's dependency graph, which keeps
+BatchNorm, following layers, residual adds and depthwise convs consistent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import torch
+from torch import nn
+
+from studio.core.errors import StudioError
+from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
+                                         register)
+
+MODES = ("unstructured", "structured", "2:4")
+IMPORTANCE = ("l1", "l2")
+ATTENTION_PROJECTIONS = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "in_proj", "qkv", "c_attn"}
+
+
+@dataclass(frozen=True)
+class PruneConfig(TechniqueConfig):
+    mode: str = "unstructured"
+    amount: float = 0.5
+    importance: str = "l2"
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.mode not in MODES:
+            out.append(f"mode {self.mode!r} is not one of {', '.join(MODES)}")
+        if self.mode != "2:4" and not (isinstance(self.amount, (int, float)) and 0 < self.amount < 1):
+            out.append(f"amount {self.amount!r} must be a fraction strictly between 0 and 1")
+        if self.importance not in IMPORTANCE:
+            out.append(f"importance {self.importance!r} is not one of {', '.join(IMPORTANCE)}")
+        return out
+
+    def summary(self) -> str:
+        if self.mode == "2:4":
+            return "2:4 sparse"
+        return f"{self.mode} {self.amount:.0%} {self.importance}"
+
+
+def _out_units(module: nn.Module) -> int:
+    return module.out_channels if isinstance(module, nn.Conv2d) else module.out_features
+
+
+def _weight_and_bias(module: nn.Module) -> int:
+    return module.weight.numel() + (module.bias.numel() if module.bias is not None else 0)
+
+
+@register
+class Prune(Technique):
+    name = "prune"
+    config_type = PruneConfig
+    order = 1
+    label = "Prune…"
+    supported_types = "Linear, Conv2d"
+
+    def supports(self, module: nn.Module) -> bool:
+        return type(module) in (nn.Linear, nn.Conv2d)
+
+    def check(self, name: str, module: nn.Module, config: PruneConfig) -> list[str]:
+        out = []
+        if config.mode == "2:4":
+            fan_in = module.weight[0].numel()
+            if fan_in % 4:
+                out.append(f"2:4 sparsity needs the input size to be a multiple of 4 (this layer has {fan_in})")
+        if config.mode == "structured":
+            if name.rsplit(".", 1)[-1] in ATTENTION_PROJECTIONS:
+                out.append("structured pruning of attention projections would break the head layout; "
+                           "prune the feed-forward layers instead (e.g. *.intermediate.dense)")
+            if isinstance(module, nn.Conv2d) and module.groups > 1:
+                out.append("a depthwise/grouped conv follows its input channels; prune the conv that feeds it")
+            if int(_out_units(module) * config.amount) < 1:
+                out.append(f"amount {config.amount} removes no channel of {_out_units(module)}")
+        return out
+
+    def check_model(self, model, targets, example_inputs) -> list[str]:
+        structured = [n for n, c in targets.items() if c.mode == "structured"]
+        if not structured:
+            return []
+        try:
+            graph = _dependency_graph(model, ApplyContext(example_inputs=example_inputs))
+        except StudioError as exc:
+            return [str(exc)]
+        problems = []
+        for name in structured:
+            node = graph.module2node.get(model.get_submodule(name))
+            if node is None:
+                problems.append(f"layer {name}: prune: the layer is not used in the forward pass")
+            elif not node.outputs:
+                problems.append(f"layer {name}: prune: structured pruning would remove outputs of the model's "
+                                "final layer (its classes or features); exclude it, e.g. with 'prune: null'")
+        return problems
+
+    def project(self, module: nn.Module, config: PruneConfig, estimate: Estimate) -> Estimate:
+        weight = module.weight.numel()
+        if config.mode == "2:4":
+            return Estimate(estimate.params, estimate.bytes, estimate.flops, estimate.nonzero - weight // 2)
+        if config.mode == "unstructured":
+            return Estimate(estimate.params, estimate.bytes, estimate.flops,
+                            estimate.nonzero - int(weight * config.amount))
+        # Structured: this layer's own share; the following layer also shrinks (not projected).
+        keep = 1 - int(_out_units(module) * config.amount) / _out_units(module)
+        removed = int(_weight_and_bias(module) * (1 - keep))
+        size = module.weight.element_size()
+        return Estimate(estimate.params - removed, estimate.bytes - removed * size,
+                        int(estimate.flops * keep), estimate.nonzero - removed)
+
+    def apply_(self, model: nn.Module, targets: dict[str, PruneConfig],
+               context: ApplyContext) -> Iterator[LayerChange]:
+        structured = {n: c for n, c in targets.items() if c.mode == "structured"}
+        graph = _dependency_graph(model, context) if structured else None
+        for name, config in targets.items():
+            context.check_cancel()
+            module = model.get_submodule(name)
+            before = _weight_and_bias(module)
+            if config.mode == "structured":
+                detail = _prune_structured(graph, module, config)
+            elif config.mode == "2:4":
+                detail = _prune_2_4(module)
+            else:
+                detail = _prune_unstructured(module, config)
+            yield LayerChange(name, self.name, detail, before, _weight_and_bias(module))
+
+
+def _prune_unstructured(module: nn.Module, config: PruneConfig) -> str:
+    from torch.nn.utils import prune
+
+    # For single weights L1 and L2 magnitude give the same ranking, so `importance` does not matter here.
+    prune.l1_unstructured(module, "weight", amount=config.amount)
+    prune.remove(module, "weight")  # make the zeros permanent, drop the mask re-parametrization
+    zeros = int((module.weight == 0).sum())
+    return f"unstructured: {zeros / module.weight.numel():.1%} of weights zero"
+
+
+def _prune_2_4(module: nn.Module) -> str:
+    """Keep the 2 largest-magnitude weights in every group of 4 consecutive inputs."""
+    with torch.no_grad():
+        weight = module.weight
+        groups = weight.reshape(weight.shape[0], -1, 4)
+        keep = groups.abs().topk(2, dim=-1).indices
+        mask = torch.zeros_like(groups, dtype=torch.bool).scatter_(-1, keep, True)
+        weight.copy_((groups * mask).reshape_as(weight))
+    return "2:4 semi-structured: 50% of weights zero"
+
+
+def _dependency_graph(model: nn.Module, context: ApplyContext):
+    import torch_pruning as tp
+
+    args, kwargs = context.example_inputs
+    example = kwargs if kwargs else (args[0] if len(args) == 1 else list(args))
+    try:
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+    except Exception as exc:
+        raise StudioError(f"Torch-Pruning could not trace this model for structured pruning "
+                          f"({type(exc).__name__}: {exc}); use unstructured or 2:4 pruning instead.") from exc
+
+
+def _prune_structured(graph, module: nn.Module, config: PruneConfig) -> str:
+    import torch_pruning as tp
+
+    node = graph.module2node.get(module)
+    if node is None:
+        raise StudioError("structured pruning: the layer was not used in the forward pass.")
+    if not node.outputs:
+        raise StudioError("structured pruning would remove outputs of the model's final layer "
+                          "(its classes or features); exclude that layer.")
+    conv = isinstance(module, nn.Conv2d)
+    prune_fn = tp.prune_conv_out_channels if conv else tp.prune_linear_out_channels
+    total = _out_units(module)
+    count = min(int(total * config.amount), total - 1)
+    group = graph.get_pruning_group(module, prune_fn, idxs=list(range(total)))
+    scores = tp.importance.GroupMagnitudeImportance(p=1 if config.importance == "l1" else 2)(group)
+    idxs = scores.argsort()[:count].tolist()
+    group = graph.get_pruning_group(module, prune_fn, idxs=idxs)
+    if not graph.check_pruning_group(group):
+        raise StudioError("structured pruning would leave a coupled layer with no channels; lower the amount.")
+    coupled = {item.dep.target.module for item in group} - {module}
+    coupled = {m for m in coupled if isinstance(m, nn.Module) and any(True for _ in m.parameters(recurse=False))}
+    group.prune()
+    unit = "channels" if conv else "neurons"
+    return f"structured: removed {count} of {total} {unit} ({config.importance}); {len(coupled)} coupled layer(s) adjusted"
