@@ -41,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--out", required=True, help="output folder (weights, recipe, report.json)")
     compress.add_argument("--force", action="store_true", help="replace an existing output folder")
     compress.add_argument("--json", action="store_true", help="print report.json instead of a summary")
+    compress.add_argument("--data", metavar="SPEC", help="data: digits, sample, imagefolder:PATH, csv:PATH, random, "
+                                                         "tensors:PATH (default: the recipe's settings.data)")
+    compress.add_argument("--finetune-epochs", type=int, metavar="N", help="fine-tune the compressed model for N epochs")
+    compress.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
+                          help="fine-tune by knowledge distillation from the original (default: on)")
     gui = sub.add_parser("gui", help="open the window (optionally on MODEL)")
     gui.add_argument("model", nargs="?")
     _add_model_options(gui)
@@ -86,27 +91,34 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _compress(args: argparse.Namespace) -> int:
-    from studio.core.compress_pipeline import compress
+    from dataclasses import replace
+
+    from studio.core.cancel import CancelToken
     from studio.core.compressed_dir import save_compressed
-    from studio.core.events import Finished, LayerDone, StageStarted, Warning
+    from studio.core.data.sources import open_dataset
+    from studio.core.finetune import FinetuneSettings
     from studio.core.loaders import load_model
     from studio.core.plan import CompressionPlan
     from studio.core.report_table import compression_summary
+    from studio.core.run_pipeline import run
+    from studio.terminal import TerminalProgress, cancel_on_sigint
 
     plan = CompressionPlan.load(args.recipe)  # recipe problems surface before the model loads
+    settings = FinetuneSettings.from_dict(plan.settings.get("finetune"))
+    if args.finetune_epochs is not None:
+        settings = replace(settings, epochs=args.finetune_epochs)
+    if args.distill is not None:
+        settings = replace(settings, distill=args.distill)
     loaded = load_model(request_from_args(args))
-    result = None
-    chatty = not args.json
-    for event in compress(loaded, plan):
-        if isinstance(event, StageStarted) and chatty:
-            print(f"[{event.name}] {event.detail}", file=sys.stderr)
-        elif isinstance(event, LayerDone) and chatty:
-            print(f"  {event.change.technique:<9} {event.change.name}: {event.change.detail}", file=sys.stderr)
-        elif isinstance(event, Warning):
-            print(f"warning: {event.message}", file=sys.stderr)
-        elif isinstance(event, Finished):
-            result = event.result
-    assert result is not None
+    data_spec = args.data or plan.settings.get("data")
+    dataset = open_dataset(data_spec, loaded) if data_spec else None
+    cancel = CancelToken()
+    progress = TerminalProgress(quiet=args.json)
+    with cancel_on_sigint(cancel):
+        result = progress.consume(run(loaded, plan, dataset, settings, cancel))
+    if result is None:
+        return 130
+    result = replace(result.compression, compressed=result.model, report=result.report)
     out = save_compressed(result, args.out, force=args.force)
     if args.json:
         print(json.dumps(result.report, indent=1))

@@ -34,3 +34,20 @@ class LayerDone:
     """One layer changed (or skipped) by a technique; `change` is a techniques.base.LayerChange."""
 
     change: Any
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One point of a live chart: `name` like 'train/loss', 'val/accuracy', 'size/bytes'."""
+
+    step: int
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class RunCancelled:
+    """The run stopped on request; `detail` says what had been done."""
+
+    stage: str
+    detail: str

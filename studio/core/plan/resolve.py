@@ -16,6 +16,14 @@ Assignments = dict[str, dict[str, TechniqueConfig]]  # technique → layer → c
 
 def resolve(plan: CompressionPlan, model: nn.Module) -> Assignments:
     """Apply the precedence rules; raise PlanError listing all problems found."""
+    assignments, problems = resolve_with_problems(plan, model)
+    if problems:
+        raise PlanError(problems)
+    return assignments
+
+
+def resolve_with_problems(plan: CompressionPlan, model: nn.Module) -> tuple[Assignments, list[str]]:
+    """Lenient form for live editing: the valid assignments plus every problem found."""
     techniques = all_techniques()
     modules = dict(model.named_modules())
     problems: list[str] = []
@@ -53,9 +61,7 @@ def resolve(plan: CompressionPlan, model: nn.Module) -> Assignments:
         prune = assignments.get("prune", {}).get(name)
         if prune is not None and getattr(prune, "mode", "") == "structured":
             problems.append(f"layer {name}: structured pruning and rank reduction on one layer conflict; choose one.")
-    if problems:
-        raise PlanError(_unique(problems))
-    return {key: layers for key, layers in assignments.items() if layers}
+    return {key: layers for key, layers in assignments.items() if layers}, _unique(problems)
 
 
 def _winning_config(plan: CompressionPlan, name: str, key: str, problems: list[str]) -> TechniqueConfig | None:

@@ -1,0 +1,129 @@
+"""Datasets read from the user's files: image folders, text CSVs and tensor files."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from studio.core.data.sources import Dataset, _split
+from studio.core.errors import StudioError
+from studio.core.loaded_model import LoadedModel
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+
+
+def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
+    """One sub-folder per class; images resized to the input spec's HxW, scaled to [0, 1]."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_dir():
+        raise StudioError(f"{path}: imagefolder data must be a folder with one sub-folder per class.")
+    spec = loaded.input_spec.tensors[0]
+    if len(spec.shape) != 4:
+        raise StudioError(f"imagefolder data needs an image input spec (N x C x H x W), not '{loaded.input_spec}'.")
+    channels, height, width = spec.shape[1:]
+    if channels not in (1, 3):
+        raise StudioError(f"imagefolder data gives 1 or 3 channels; the model expects {channels}.")
+    classes = sorted(d.name for d in path.iterdir() if d.is_dir())
+    if not classes:
+        raise StudioError(f"{path}: no class sub-folders found.")
+    images, labels = [], []
+    for label, name in enumerate(classes):
+        for file in sorted((path / name).iterdir()):
+            if file.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(file) as img:
+                    img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
+                    data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            except (UnidentifiedImageError, OSError) as exc:
+                raise StudioError(f"{file}: not a readable image ({exc}).") from exc
+            images.append(data.view(height, width, channels).permute(2, 0, 1).float() / 255.0)
+            labels.append(label)
+    if not images:
+        raise StudioError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folders.")
+    train, val = _split(len(images))
+    return Dataset(f"imagefolder:{path}", {spec.name: torch.stack(images).to(getattr(torch, spec.dtype))},
+                   torch.tensor(labels), loaded.input_spec.keyword, train, val, classes)
+
+
+def _tokenizer(loaded: LoadedModel):
+    if loaded.extras.get("data") == "rotten-tomatoes":
+        from studio.core.samples.minilm_sentiment import load_tokenizer
+
+        return load_tokenizer()
+    if loaded.kind == "huggingface":
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(loaded.source, local_files_only=True)
+        except Exception as exc:
+            raise StudioError(f"{loaded.source}: no usable tokenizer in the model folder ({exc}).") from exc
+    raise StudioError("csv data is tokenized with the model folder's tokenizer; open a Hugging Face model "
+                      "folder (or sample:minilm-sentiment) to use it.")
+
+
+def csv_text(path: Path, loaded: LoadedModel) -> Dataset:
+    """A `text,label` CSV with a header; labels are integers or class names."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
+                raise StudioError(f"{path}: needs a header with 'text' and 'label' columns.")
+            rows = [(r["text"], r["label"]) for r in reader if r.get("text")]
+    except (UnicodeDecodeError, csv.Error) as exc:
+        raise StudioError(f"{path}: not a readable UTF-8 CSV ({exc}).") from exc
+    if not rows:
+        raise StudioError(f"{path}: no rows.")
+    raw = [label for _, label in rows]
+    classes = sorted(set(raw), key=lambda v: (not v.lstrip("-").isdigit(), int(v) if v.lstrip("-").isdigit() else 0, v))
+    if all(v.lstrip("-").isdigit() for v in raw):
+        labels = torch.tensor([int(v) for v in raw])
+    else:
+        index = {name: i for i, name in enumerate(classes)}
+        labels = torch.tensor([index[v] for v in raw])
+    names = {t.name: t for t in loaded.input_spec.tensors}
+    length = names["input_ids"].shape[-1] if "input_ids" in names else 128
+    enc = _tokenizer(loaded)([t for t, _ in rows], padding="max_length", truncation=True, max_length=length,
+                             return_tensors="pt")
+    inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and (k in names or not names)}
+    train, val = _split(len(rows))
+    return Dataset(f"csv:{path}", inputs, labels, True, train, val, classes)
+
+
+def tensor_file(path: Path, loaded: LoadedModel) -> Dataset:
+    """Unlabeled example inputs: a .npy array (one input) or a .safetensors file (one tensor per input)."""
+    spec = loaded.input_spec
+    if path.suffix == ".npy":
+        import numpy as np
+
+        try:
+            array = np.load(path, allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise StudioError(f"{path}: not a readable .npy array ({exc}).") from exc
+        tensors = {spec.tensors[0].name: torch.from_numpy(array)}
+    elif path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            tensors = load_file(str(path))
+        except Exception as exc:
+            raise StudioError(f"{path}: not a readable safetensors file ({exc}).") from exc
+        if len(tensors) == 1 and len(spec.tensors) == 1:
+            tensors = {spec.tensors[0].name: next(iter(tensors.values()))}
+    else:
+        raise StudioError(f"{path}: tensors data must be a .npy or .safetensors file.")
+    wanted = [t.name for t in spec.tensors]
+    if set(tensors) != set(wanted):
+        raise StudioError(f"{path} holds {', '.join(sorted(tensors))}; the model's inputs are {', '.join(wanted)}.")
+    inputs = {}
+    for t in spec.tensors:
+        value = tensors[t.name]
+        if tuple(value.shape[1:]) != t.shape[1:]:
+            raise StudioError(f"{path}: {t.name} has shape {tuple(value.shape)}; expected N x "
+                              f"{'x'.join(map(str, t.shape[1:]))} to match the input spec.")
+        inputs[t.name] = value.to(getattr(torch, t.dtype))
+    train, val = _split(len(next(iter(inputs.values()))))
+    return Dataset(f"tensors:{path}", inputs, None, spec.keyword, train, val)

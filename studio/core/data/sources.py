@@ -1,0 +1,138 @@
+"""Datasets named by a data spec, the same on the CLI and in the window:
+
+`digits`, `sample` (the sample model's own data), `imagefolder:PATH`, `csv:PATH`
+(text,label), and unlabeled calibration data: `random`, `tensors:PATH` (.npy/.safetensors).
+"""
+
+from __future__ import annotations
+
+import random as _random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from studio.core.errors import StudioError
+from studio.core.loaded_model import LoadedModel
+
+SPLIT_SEED = 0
+VAL_FRACTION = 0.2
+RANDOM_SAMPLES = 64
+DATA_SPECS = "digits, sample, imagefolder:PATH, csv:PATH, random, tensors:PATH"
+
+
+@dataclass
+class Dataset:
+    """Inputs as (N, ...) tensors keyed like the model's call (positional when `keyword` is
+    False), labels or None, split into train and validation."""
+
+    name: str
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor | None
+    keyword: bool
+    train_idx: torch.Tensor
+    val_idx: torch.Tensor
+    classes: list[str] = field(default_factory=list)
+
+    @property
+    def labeled(self) -> bool:
+        return self.labels is not None
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def batches(self, split: str, batch_size: int, shuffle: bool = False,
+                seed: int = 0) -> Iterator[tuple[tuple[Any, ...], dict[str, Any], torch.Tensor | None]]:
+        idx = self.train_idx if split == "train" else self.val_idx
+        if shuffle:
+            idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))]
+        for start in range(0, len(idx), batch_size):
+            part = idx[start:start + batch_size]
+            values = {k: v[part] for k, v in self.inputs.items()}
+            labels = self.labels[part] if self.labels is not None else None
+            if self.keyword:
+                yield (), values, labels
+            else:
+                yield tuple(values.values()), {}, labels
+
+    def steps(self, split: str, batch_size: int) -> int:
+        n = len(self.train_idx if split == "train" else self.val_idx)
+        return (n + batch_size - 1) // batch_size
+
+
+def _split(n: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    cut = max(1, int(round(n * (1 - VAL_FRACTION)))) if n > 1 else 1
+    return order[:cut], order[cut:] if n > 1 else order
+
+
+def open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
+    """Open the data spec for this model; every bad input is one StudioError."""
+    kind, _, arg = spec.partition(":")
+    if kind == "sample":
+        kind = loaded.extras.get("data") or ""
+        if not kind:
+            raise StudioError(f"{loaded.name} has no data of its own; use one of: {DATA_SPECS}.")
+    if kind == "digits":
+        return _digits()
+    if kind == "rotten-tomatoes":
+        return _snippets(loaded)
+    if kind == "random":
+        return _random_inputs(loaded)
+    if kind in ("imagefolder", "csv", "tensors"):
+        if not arg:
+            raise StudioError(f"Data spec {spec!r} needs a path: {kind}:PATH.")
+        path = Path(arg).expanduser()
+        if not path.exists():
+            raise StudioError(f"{path}: no such file or directory (data spec {spec!r}).")
+        from studio.core.data import file_sources
+
+        return {"imagefolder": file_sources.imagefolder, "csv": file_sources.csv_text,
+                "tensors": file_sources.tensor_file}[kind](path, loaded)
+    raise StudioError(f"Unknown data spec {spec!r}; use one of: {DATA_SPECS}.")
+
+
+def _digits() -> Dataset:
+    from studio.core.data.digits import digits_split
+
+    s = digits_split()
+    x = torch.cat([s.x_train, s.x_test])
+    y = torch.cat([s.y_train, s.y_test])
+    n_train = len(s.x_train)
+    return Dataset("digits", {"input": x}, y, False, torch.arange(n_train), torch.arange(n_train, len(x)),
+                   [str(i) for i in range(10)])
+
+
+def _snippets(loaded: LoadedModel) -> Dataset:
+    from studio.core.data.rotten_tomatoes import LABELS, snippets_split
+    from studio.core.samples.minilm_sentiment import SEQ_LEN, load_tokenizer
+
+    split = snippets_split()
+    rows = split.train + split.test
+    enc = load_tokenizer()([t for t, _ in rows], padding="max_length", truncation=True, max_length=SEQ_LEN,
+                           return_tensors="pt")
+    labels = torch.tensor([y for _, y in rows])
+    n_train = len(split.train)
+    return Dataset("rotten-tomatoes", {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},
+                   labels, True, torch.arange(n_train), torch.arange(n_train, len(rows)), list(LABELS))
+
+
+def _random_inputs(loaded: LoadedModel) -> Dataset:
+    """Unlabeled inputs from the input spec: enough to calibrate and to measure fidelity."""
+    spec = loaded.input_spec
+    per_call = spec.tensors[0].shape[0]
+    calls = max(1, RANDOM_SAMPLES // per_call)
+    parts = [spec.make_inputs(seed=1000 + i) for i in range(calls)]
+    names = [t.name for t in spec.tensors]
+    inputs = {}
+    for j, name in enumerate(names):
+        inputs[name] = torch.cat([(kw[name] if spec.keyword else args[j]) for args, kw in parts])
+    train, val = _split(len(inputs[names[0]]))
+    return Dataset("random", inputs, None, spec.keyword, train, val)
+
+
+def shuffle_rows(rows: list, seed: int = SPLIT_SEED) -> list:
+    rows = list(rows)
+    _random.Random(seed).shuffle(rows)
+    return rows

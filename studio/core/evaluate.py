@@ -1,0 +1,77 @@
+"""Metrics of a model on a dataset: loss and top-1 accuracy when labels exist, and always
+fidelity to the original (top-1 agreement, KL divergence, cosine), plus batch-1 latency."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from studio.core.data.sources import Dataset
+from studio.core.measure import primary_output
+
+
+@dataclass(frozen=True)
+class Metrics:
+    samples: int
+    loss: float | None = None
+    accuracy: float | None = None
+    agreement: float | None = None
+    kl: float | None = None
+    cosine: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64) -> list[torch.Tensor]:
+    """Primary outputs per batch, in dataset order (teachers' outputs are cached with this)."""
+    model.eval()
+    with torch.no_grad():
+        return [primary_output(model(*args, **kwargs)).float() for args, kwargs, _ in
+                dataset.batches(split, batch_size)]
+
+
+def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
+             reference: list[torch.Tensor] | None = None) -> Metrics:
+    outputs = predict(model, dataset, split, batch_size)
+    labels = [y for _, _, y in dataset.batches(split, batch_size)]
+    n = sum(len(o) for o in outputs)
+    result: dict[str, float] = {}
+    if dataset.labeled and outputs and outputs[0].dim() == 2:
+        result["loss"] = sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in zip(outputs, labels)) / n
+        result["accuracy"] = sum(int((o.argmax(-1) == y).sum()) for o, y in zip(outputs, labels)) / n
+    if reference is not None:
+        flat_o = torch.cat([o.reshape(len(o), -1) for o in outputs])
+        flat_r = torch.cat([r.reshape(len(r), -1) for r in reference])
+        result["cosine"] = float(F.cosine_similarity(flat_o, flat_r, dim=-1).mean())
+        if outputs[0].dim() == 2:
+            result["agreement"] = float((flat_o.argmax(-1) == flat_r.argmax(-1)).float().mean())
+            result["kl"] = float(F.kl_div(F.log_softmax(flat_o, -1), F.log_softmax(flat_r, -1), log_target=True,
+                                          reduction="batchmean"))
+    return Metrics(samples=n, **result)
+
+
+def latency_ms(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]], runs: int = 20,
+               warmup: int = 3) -> float:
+    """Median wall time of single batch-1 forward passes after warm-up."""
+    args, kwargs = example
+    model.eval()
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + runs):
+            start = time.perf_counter()
+            model(*args, **kwargs)
+            if i >= warmup:
+                times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def batch_one(dataset: Dataset) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    args, kwargs, _ = next(dataset.batches("val", 1))
+    return args, kwargs

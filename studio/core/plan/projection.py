@@ -1,0 +1,69 @@
+"""What-if budget: projected params, bytes and FLOPs of a plan, computed from the plan and
+the inspected tree without running anything (the window updates it on every edit)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from studio.core.model_tree import LayerNode, ModelTree
+from studio.core.plan import CompressionPlan
+from studio.core.plan.resolve import resolve_with_problems
+from studio.core.techniques import all_techniques
+from studio.core.techniques.base import Estimate
+
+if TYPE_CHECKING:
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class LayerProjection:
+    name: str
+    techniques: tuple[str, ...]   # e.g. ("lowrank: svd r=32", "quantize: int8 w/a-dyn")
+    before: Estimate
+    after: Estimate
+
+    @property
+    def saved_bytes(self) -> int:
+        return self.before.bytes - self.after.bytes
+
+    @property
+    def saved_params(self) -> int:
+        return self.before.params - self.after.params
+
+
+@dataclass(frozen=True)
+class PlanProjection:
+    before: Estimate
+    after: Estimate
+    layers: dict[str, LayerProjection] = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+
+
+def _estimate(node: LayerNode) -> Estimate:
+    return Estimate(node.total_params, node.bytes, node.flops, node.total_params - node.zero_params)
+
+
+def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree) -> PlanProjection:
+    techniques = all_techniques()
+    assignments, problems = resolve_with_problems(plan, model)
+    per_layer: dict[str, list[tuple[str, object]]] = {}
+    for key in techniques:
+        for name, config in assignments.get(key, {}).items():
+            per_layer.setdefault(name, []).append((key, config))
+    layers = {}
+    for name, items in per_layer.items():
+        if name not in tree:
+            continue
+        module = model.get_submodule(name)
+        before = _estimate(tree[name])
+        after = before
+        for key, config in items:
+            after = techniques[key].project(module, config, after)
+        layers[name] = LayerProjection(name, tuple(f"{k}: {c.summary()}" for k, c in items), before, after)
+    total_before = _estimate(tree.root)
+    delta = [(p.after.params - p.before.params, p.after.bytes - p.before.bytes, p.after.flops - p.before.flops,
+              p.after.nonzero - p.before.nonzero) for p in layers.values()]
+    total_after = Estimate(total_before.params + sum(d[0] for d in delta), total_before.bytes + sum(d[1] for d in delta),
+                           total_before.flops + sum(d[2] for d in delta), total_before.nonzero + sum(d[3] for d in delta))
+    return PlanProjection(total_before, total_after, layers, tuple(problems))

@@ -1,0 +1,69 @@
+"""Terminal front end for core pipelines: a progress line on a TTY, metric lines otherwise,
+and Ctrl-C turned into a cooperative cancel."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterable, Iterator
+
+from studio.core.cancel import CancelToken
+from studio.core.events import Finished, LayerDone, Metric, Progress, RunCancelled, StageStarted, Warning
+
+
+@contextmanager
+def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
+    """First Ctrl-C asks the pipeline to stop at its next check; a second one aborts."""
+    previous = signal.getsignal(signal.SIGINT)
+
+    def handler(signum, frame):
+        if cancel.cancelled:
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
+        cancel.cancel()
+        print("\ncancelling… (Ctrl-C again to abort)", file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+class TerminalProgress:
+    def __init__(self, quiet: bool = False, stream=None) -> None:
+        self.quiet = quiet
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.loss: float | None = None
+
+    def _line(self, text: str) -> None:
+        if not self.quiet:
+            print(("\r\033[K" if self.tty else "") + text, file=self.stream, flush=True)
+
+    def consume(self, events: Iterable[object]) -> Any:
+        """Print events; return the Finished result, or None when the run was cancelled."""
+        for event in events:
+            if isinstance(event, StageStarted):
+                self._line(f"[{event.name}] {event.detail}")
+            elif isinstance(event, LayerDone):
+                self._line(f"  {event.change.technique:<9} {event.change.name}: {event.change.detail}")
+            elif isinstance(event, Warning):
+                print(f"warning: {event.message}", file=self.stream)
+            elif isinstance(event, Metric):
+                if event.name == "train/loss":
+                    self.loss = event.value
+                elif not event.name.startswith("size/"):
+                    self._line(f"  step {event.step:>5}  {event.name:<14} {event.value:.4f}")
+            elif isinstance(event, Progress) and self.tty and not self.quiet and self.loss is not None:
+                done = int(30 * event.step / max(event.total, 1))
+                bar = "█" * done + "░" * (30 - done)
+                print(f"\r\033[K  {bar} {event.step}/{event.total}  loss {self.loss:.4f}  {event.message}",
+                      file=self.stream, end="", flush=True)
+            elif isinstance(event, RunCancelled):
+                print(f"\nstudio: {event.detail}", file=self.stream)
+                return None
+            elif isinstance(event, Finished):
+                return event.result
+        return None
