@@ -46,6 +46,18 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--finetune-epochs", type=int, metavar="N", help="fine-tune the compressed model for N epochs")
     compress.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
                           help="fine-tune by knowledge distillation from the original (default: on)")
+    export = sub.add_parser("export", help="export to ONNX or TFLite and verify it in the runtime")
+    export.add_argument("model", help="a model or a compressed-model folder")
+    _add_model_options(export)
+    export.add_argument("--format", required=True, choices=["onnx", "tflite"])
+    export.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
+    export.add_argument("--int8-mode", default="auto", choices=["auto", "dynamic", "static"],
+                        help="auto: static for conv-heavy models, dynamic for Linear-heavy ones")
+    export.add_argument("--data", metavar="SPEC", help="calibration/verification data (default: the sample's own, "
+                                                       "else inputs from the input spec)")
+    export.add_argument("--out", required=True, help="output file (.onnx / .tflite); the report goes beside it")
+    export.add_argument("--force", action="store_true", help="replace an existing file")
+    export.add_argument("--json", action="store_true", help="print the report as JSON")
     gui = sub.add_parser("gui", help="open the window (optionally on MODEL)")
     gui.add_argument("model", nargs="?")
     _add_model_options(gui)
@@ -128,6 +140,31 @@ def _compress(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from studio.core.cancel import CancelToken
+    from studio.core.data.sources import open_dataset
+    from studio.core.export import ExportRequest, export
+    from studio.core.loaders import load_model
+    from studio.core.report_table import export_summary
+    from studio.terminal import TerminalProgress, cancel_on_sigint
+
+    request = ExportRequest(args.format, Path(args.out), args.precision, args.force, args.int8_mode)
+    if request.out.exists() and not request.force:  # before the (slow) load
+        raise StudioError(f"{request.out} already exists; pass --force to replace it.")
+    loaded = load_model(request_from_args(args))
+    data_spec = args.data or ("sample" if loaded.extras.get("data") else None)
+    dataset = open_dataset(data_spec, loaded) if data_spec else None
+    cancel = CancelToken()
+    with cancel_on_sigint(cancel):
+        result = TerminalProgress(quiet=args.json).consume(export(loaded, request, dataset, cancel=cancel))
+    if result is None:
+        return 130
+    print(json.dumps(result.report, indent=1) if args.json else export_summary(result.report))
+    return 0
+
+
 def _samples() -> int:
     from studio.core.loaders.samples import SAMPLES
 
@@ -154,6 +191,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _inspect(args)
         if args.command == "compress":
             return _compress(args)
+        if args.command == "export":
+            return _export(args)
         if args.command == "samples":
             return _samples()
         return _gui(args)

@@ -48,7 +48,7 @@ def _stored_arrays(model: nn.Module) -> Iterable[np.ndarray]:
     for module in model.modules():
         arrays = getattr(module, "storage_arrays", None)
         if callable(arrays):
-            for tensor in module.parameters(recurse=False):
+            for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
                 seen.add(id(tensor))
             yield from arrays()
     for tensor in list(model.parameters()) + list(model.buffers()):

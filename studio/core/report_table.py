@@ -56,3 +56,21 @@ def compression_summary(report: dict) -> str:
     lines.append(f"{len(changed)} layer change(s), {len(report['layers']) - len(changed)} skipped")
     lines += [f"warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)
+
+
+def export_summary(report: dict) -> str:
+    """The export report as the CLI prints it."""
+    v = report["verification"]
+    lines = [f"{report['format']} {report['precision']}"
+             + (f" ({report['int8_mode']})" if report.get("int8_mode") else "")
+             + f" → {report['file']}  {format_bytes(report['file_bytes'])}",
+             f"verified on {v['samples']} inputs: max |diff| {v['max_abs']:.4g}, cosine {v['cosine']:.5f}"
+             + (f", top-1 agreement {format_percent(v['top1_agreement'])}" if v.get("top1_agreement") is not None else "")
+             + (f", accuracy {format_percent(v['accuracy'])}" if v.get("accuracy") is not None else ""),
+             f"{'batch-1 latency':22}{'runtime':>16}{'PyTorch':>16}{'uncompressed':>16}"]
+    for threads, row in report["latency"].items():
+        cells = [f"{row[k]['median_ms']:.3f} ms" for k in ("runtime", "pytorch", "pytorch_uncompressed")]
+        lines.append(f"{threads.replace('_', ' '):22}" + "".join(f"{c:>16}" for c in cells))
+    lines.append(f"speed-up vs PyTorch: {report['speedup_vs_pytorch']:.2f}x"
+                 + ("  ⚠ slower than the uncompressed model" if report["slower_than_uncompressed"] else ""))
+    return "\n".join(lines)

@@ -105,7 +105,7 @@ class CompressionPlan:
                     configs[key] = None if value is None else technique.config_type.from_dict(value)
                 except StudioError as exc:
                     problems.append(f"{where}: {key}: {exc}")
-            if not configs:
+            if not any(key != "layers" for key in raw):
                 problems.append(f"{where}: names no technique ({', '.join(techniques)}).")
             if raw["layers"].startswith("re:"):
                 try:

@@ -1,0 +1,131 @@
+"""ONNX export with torch.onnx's dynamo exporter (torch.export based: it handles both our
+CNNs and Hugging Face transformers with dynamic batch and sequence axes, and records each
+node's module path, which lets int8 be restricted to the layers the plan marked), and
+precision realized by ONNX Runtime's own tools (fp16 converter, dynamic / static QDQ int8)."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from studio.core.errors import StudioError
+from studio.core.export.wrap import ExportWrapper, example_args
+from studio.core.input_spec import InputSpec
+
+OPSET = 18
+QUANTIZABLE_OPS = {"MatMul", "Gemm", "Conv"}
+
+
+def dynamic_shapes(spec: InputSpec) -> tuple[dict[int, object], ...]:
+    batch = torch.export.Dim("batch", max=4096)
+    sequence = torch.export.Dim("sequence", max=8192)
+    shapes = []
+    for t in spec.tensors:
+        axes: dict[int, object] = {0: batch}
+        if t.is_integer and len(t.shape) == 2:
+            axes[1] = sequence  # token ids and masks: any sequence length
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter narrates every step; the CLI's output is for the user's results."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_fp32(model: torch.nn.Module, spec: InputSpec, path: Path, output_name: str) -> None:
+    wrapper = ExportWrapper(model, spec).eval()
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(wrapper, example_args(spec), dynamo=True, opset_version=OPSET,
+                                        input_names=[t.name for t in spec.tensors], output_names=[output_name],
+                                        dynamic_shapes=(dynamic_shapes(spec),), optimize=False, verbose=False)
+            program.save(str(path), external_data=False)
+    except Exception as exc:
+        raise StudioError(f"ONNX export failed: {_summary(exc)} Try exporting the uncompressed model, "
+                          "or TFLite.") from exc
+
+
+def _summary(exc: Exception) -> str:
+    """The exporter's own one-line cause (its 'Exception summary'), without colour codes."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1:]
+    return (lines[0][:400] if lines else type(exc).__name__).rstrip(".") + "."
+
+
+def optimize(src: Path, dst: Path) -> None:
+    """ONNX Runtime's recommended pre-processing (graph optimization + shape inference):
+    smaller files, and what its quantizer expects. Node names survive, so plan marks map."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet():
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def node_module(node) -> str | None:
+    """The innermost module path the exporter recorded for a node."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            modules = [s for s in scopes[:-1] if s]
+            return modules[-1].removeprefix("model.") if modules else None
+    return None
+
+
+def nodes_for_layers(path: Path, layers: Iterable[str]) -> list[str]:
+    """ONNX nodes (MatMul/Gemm/Conv) that implement the named modules."""
+    import onnx
+
+    wanted = set(layers)
+    model = onnx.load(str(path), load_external_data=False)
+    return [n.name for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and node_module(n) in wanted]
+
+
+def quantize_int8(src: Path, dst: Path, mode: str, nodes: list[str] | None,
+                  calibration: list[dict[str, object]] | None) -> None:
+    """Per-channel int8: per-tensor static int8 can wreck a pretrained CNN's accuracy."""
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
+                                          quantize_static)
+
+    logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
+    if mode == "dynamic":
+        quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                         nodes_to_quantize=nodes, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+        return
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration or [])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                    op_types_to_quantize=["MatMul", "Gemm", "Conv"])

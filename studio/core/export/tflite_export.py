@@ -1,0 +1,83 @@
+"""TFLite (LiteRT) export with Google's litert-torch (no TensorFlow), fp16 and int8 through
+Google's AI Edge Quantizer on the converted model. Integer inputs become int32 (what the
+LiteRT runtime and most delegates expect) and are cast back inside the graph."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from studio.core.errors import StudioError
+from studio.core.export.wrap import ExportWrapper, example_args
+from studio.core.input_spec import InputSpec
+
+
+@contextlib.contextmanager
+def _quiet():
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_fp32(model: torch.nn.Module, spec: InputSpec, path: Path) -> None:
+    import litert_torch
+
+    wrapper = ExportWrapper(model, spec, int_dtype=torch.int32).eval()
+    try:
+        with _quiet(), torch.no_grad():
+            edge = litert_torch.convert(wrapper, example_args(spec, torch.int32))
+            edge.export(str(path))
+    except Exception as exc:
+        raise StudioError(f"TFLite conversion failed: {_explain(exc)} Leave that layer uncompressed, "
+                          "or export to ONNX instead.") from exc
+
+
+def _explain(exc: Exception) -> str:
+    text = str(exc).strip()
+    lines = [line for line in text.splitlines() if line.strip()]
+    op = next((line for line in lines if "aten." in line or "op" in line.lower()), lines[0] if lines else "")
+    return f"{type(exc).__name__}: {op[:300]}."
+
+
+def quantize(src: Path, dst: Path, precision: str, mode: str,
+             calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
+    """fp16 weights, or int8: dynamic-range (int8 weights, float activations) for Linear-heavy
+    models, static int8 calibrated on data for conv models (dynamic makes CNNs slower)."""
+    from ai_edge_quantizer import quantizer, recipe
+    from ai_edge_quantizer.qtyping import TFLOperationName
+
+    qt = quantizer.Quantizer(str(src))
+    if precision == "fp16":
+        qt.add_weight_only_config(regex=".*", operation_name=TFLOperationName.ALL_SUPPORTED, num_bits=16,
+                                  algorithm_key=recipe.AlgorithmName.FLOAT_CASTING)
+    elif mode == "dynamic":
+        qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
+    else:
+        qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    try:
+        with _quiet():
+            result = None
+            if qt.need_calibration:
+                result = qt.calibrate({"serving_default": list(calibration or [])})
+            qt.quantize(result).export_model(str(dst), overwrite=True)
+    except Exception as exc:
+        raise StudioError(f"TFLite {precision} quantization failed: {_explain(exc)} "
+                          "Try fp32 or ONNX.") from exc
+
+
+def signature_inputs(path: Path) -> list[str]:
+    """Input names of the serving signature, in the order the wrapper takes them."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    runner = Interpreter(model_path=str(path)).get_signature_runner()
+    return list(runner.get_input_details().keys())

@@ -1,0 +1,116 @@
+"""Run an exported file in its own runtime and compare it with the PyTorch model it came
+from: output agreement, accuracy when labels exist, batch-1 latency (median, p95) with 1
+and 2 threads next to PyTorch's, and file size."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+Runner = Callable[[Sequence[np.ndarray]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Sample:
+    inputs: tuple[np.ndarray, ...]   # batch-1 arrays in input-spec order
+    label: int | None
+
+
+def onnx_runner(path: Path, threads: int) -> Runner:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.log_severity_level = 3
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    names = [i.name for i in session.get_inputs()]
+
+    def run(inputs: Sequence[np.ndarray]) -> np.ndarray:
+        return session.run(None, dict(zip(names, inputs)))[0]
+    return run
+
+
+def tflite_runner(path: Path, threads: int) -> Runner:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    inputs_detail = interpreter.get_input_details()
+    output_index = interpreter.get_output_details()[0]["index"]
+
+    output_detail = interpreter.get_output_details()[0]
+
+    def run(inputs: Sequence[np.ndarray]) -> np.ndarray:
+        for detail, value in zip(inputs_detail, inputs):
+            scale, zero = detail["quantization"]
+            if scale and value.dtype.kind == "f":  # fully-int8 models take quantized inputs
+                info = np.iinfo(detail["dtype"])
+                value = np.clip(np.round(value / scale) + zero, info.min, info.max)
+            interpreter.set_tensor(detail["index"], value.astype(detail["dtype"]))
+        interpreter.invoke()
+        out = interpreter.get_tensor(output_index).copy()
+        scale, zero = output_detail["quantization"]
+        return (out.astype(np.float32) - zero) * scale if scale else out
+    return run
+
+
+def torch_runner(model: nn.Module, keyword_names: list[str] | None) -> Runner:
+    def run(inputs: Sequence[np.ndarray]) -> np.ndarray:
+        tensors = [torch.from_numpy(np.ascontiguousarray(x)) for x in inputs]
+        with torch.no_grad():
+            out = model(*tensors)
+        return out.float().numpy()
+    return run
+
+
+def timings_ms(run: Runner, inputs: Sequence[np.ndarray], runs: int = 30, warmup: int = 5) -> dict[str, float]:
+    times = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        run(inputs)
+        if i >= warmup:
+            times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    return {"median_ms": round(statistics.median(times), 4),
+            "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 4)}
+
+
+def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) -> dict[str, float]:
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return timings_ms(run, inputs)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def compare(runtime: Runner, reference: Runner, samples: Sequence[Sample]) -> dict[str, float | int | None]:
+    """Agreement of the runtime's outputs with PyTorch's on the same batch-1 inputs."""
+    max_abs, dots, norms_a, norms_b, agree, correct, labeled = 0.0, 0.0, 0.0, 0.0, 0, 0, 0
+    classifier = True
+    for sample in samples:
+        a = np.asarray(runtime(sample.inputs), dtype=np.float64)
+        b = np.asarray(reference(sample.inputs), dtype=np.float64)
+        max_abs = max(max_abs, float(np.abs(a - b).max()))
+        dots += float((a * b).sum())
+        norms_a += float((a * a).sum())
+        norms_b += float((b * b).sum())
+        classifier = classifier and a.ndim == 2
+        agree += int(a.reshape(a.shape[0], -1).argmax(-1)[0] == b.reshape(b.shape[0], -1).argmax(-1)[0])
+        if sample.label is not None and a.ndim == 2:
+            labeled += 1
+            correct += int(a.argmax(-1)[0] == sample.label)
+    n = len(samples)
+    return {
+        "samples": n, "max_abs": max_abs, "cosine": dots / max((norms_a * norms_b) ** 0.5, 1e-30),
+        "top1_agreement": agree / n if classifier and n else None,
+        "accuracy": correct / labeled if labeled else None,
+    }

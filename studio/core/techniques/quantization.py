@@ -1,0 +1,219 @@
+"""Quantization: int8 (weights per channel or per tensor; activations dynamic, static or
+none), int4 group-wise weight-only, and fp16.
+
+Inside the studio it is simulated (quantize-dequantize, see `quant_modules`) so accuracy is
+measured in PyTorch and can be fine-tuned; the export step realizes the same per-layer choices
+in ONNX Runtime / TFLite. Sizes are reported at the real bit widths plus scales/zero points.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from studio.core.errors import StudioError
+from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
+                                         register, replace_submodule_)
+from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, int4_groups,
+                                                  quantized_storage_bytes, storage_bytes)
+
+DTYPES = {"int8": 8, "int4": 4, "fp16": 16}
+ACTIVATIONS = ("dynamic", "static", None)
+MIN_GROUP = 8
+
+
+@dataclass(frozen=True)
+class QuantizeConfig(TechniqueConfig):
+    """`activations` only applies to int8; int4 (weight-only) and fp16 keep float activations."""
+
+    dtype: str = "int8"
+    activations: str | None = "dynamic"
+    group_size: int = 128
+    per_channel: bool = True
+
+    def __post_init__(self) -> None:
+        # The "dynamic" default means nothing for weight-only dtypes; normalizing it keeps
+        # `int4` and `int4, activations: null` one config (no false plan conflicts).
+        if self.dtype in ("int4", "fp16") and self.activations == "dynamic":
+            object.__setattr__(self, "activations", None)
+
+    def to_dict(self) -> dict[str, Any]:
+        # `activations: null` (int8 weight-only) must survive the round trip, unlike other Nones.
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> QuantizeConfig:
+        """Strict: a recipe with an unusable value fails where it is read, naming every problem."""
+        config = super().from_dict(data)
+        problems = config.problems()
+        if problems:
+            raise StudioError("; ".join(problems))
+        return config
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.dtype not in DTYPES:
+            widths = ", ".join(f"{name} ({bits}-bit)" for name, bits in DTYPES.items())
+            out.append(f"dtype {self.dtype!r} is not supported; supported bit widths: {widths}")
+        if self.activations not in ACTIVATIONS:
+            out.append(f"activations {self.activations!r} must be 'dynamic', 'static' or null (weights only)")
+        elif self.activations == "static" and self.dtype in ("int4", "fp16"):
+            out.append(f"{self.dtype} keeps float activations, so static activation quantization does not apply; "
+                       "remove 'activations' or use dtype int8")
+        if self.dtype == "int4":
+            size = self.group_size
+            if isinstance(size, bool) or not isinstance(size, int) or size < MIN_GROUP or size & (size - 1):
+                out.append(f"group_size {size!r} must be a power of two of at least {MIN_GROUP} (e.g. 32, 64, 128)")
+        if not isinstance(self.per_channel, bool):
+            out.append(f"per_channel {self.per_channel!r} must be true or false")
+        return out
+
+    def summary(self) -> str:
+        if self.dtype == "int4":
+            return f"int4 g{self.group_size}"
+        if self.dtype != "int8":
+            return self.dtype
+        text = {"dynamic": "int8 w/a-dyn", "static": "int8 w/a-static"}.get(self.activations, "int8 w-only")
+        return text if self.per_channel else f"{text} per-tensor"
+
+
+def _float_layer(module: nn.Module) -> bool:
+    # MultiheadAttention reads `out_proj.weight` directly, so swapping that Linear would be silently
+    # ignored; PyTorch marks it with this subclass for exactly that reason.
+    if isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear):
+        return False
+    return isinstance(module, (nn.Linear, nn.Conv2d)) and not isinstance(module, QUANT_MODULES)
+
+
+def _shape(module: nn.Module) -> tuple[int, int, int]:
+    """(output channels, fan-in per output, bias elements)."""
+    weight = module.weight
+    bias = module.bias.numel() if module.bias is not None else 0
+    return weight.shape[0], weight[0].numel(), bias
+
+
+def quantize_module(module: nn.Module, config: QuantizeConfig) -> QuantLinear | QuantConv2d:
+    """The simulated replacement of one float Linear/Conv2d (shares its Parameters)."""
+    if isinstance(module, nn.Conv2d):
+        return QuantConv2d.from_float(module, config)
+    return QuantLinear.from_float(module, config)
+
+
+@register
+class Quantize(Technique):
+    name = "quantize"
+    config_type = QuantizeConfig
+    order = 2
+    label = "Quantize…"
+    supported_types = "Linear, Conv2d"
+
+    def supports(self, module: nn.Module) -> bool:
+        return _float_layer(module)
+
+    def check(self, name: str, module: nn.Module, config: QuantizeConfig) -> list[str]:
+        # int4 fan-ins that are not a multiple of group_size are handled with a shorter last group.
+        if not module.weight.is_floating_point():
+            return [f"its weights are {module.weight.dtype}, not floating point; quantize the float model"]
+        return []
+
+    def project(self, module: nn.Module, config: QuantizeConfig, estimate: Estimate) -> Estimate:
+        out, fan_in, bias = _shape(module)
+        dense_params = out * fan_in + bias
+        size = module.weight.element_size()
+        if estimate.params == dense_params:
+            stored = quantized_storage_bytes(out, fan_in, bias, config)
+        else:
+            # An earlier technique reshaped the layer (e.g. low-rank factors): scale codes by the
+            # projected parameter count, keep this layer's scale overhead (approximate).
+            dense_params = estimate.params
+            stored = quantized_storage_bytes(out, max(1, (estimate.params - bias) // max(out, 1)), bias, config)
+        return Estimate(estimate.params, estimate.bytes - dense_params * size + stored, estimate.flops,
+                        estimate.nonzero)
+
+    def apply_(self, model: nn.Module, targets: dict[str, QuantizeConfig],
+               context: ApplyContext) -> Iterator[LayerChange]:
+        """Swap each target for its simulated layer. Without static targets each change is
+        yielded as it happens; with them all swaps come first (cheap), then one calibration
+        pass over the data, then the changes in model order with their calibration details."""
+        static = any(c.dtype == "int8" and c.activations == "static" for c in targets.values())
+        swapped: list[tuple[str, QuantLinear | QuantConv2d, int]] = []
+        for name, config in targets.items():
+            context.check_cancel()
+            module = model.get_submodule(name)
+            params = sum(p.numel() for p in module.parameters())
+            layer = quantize_module(module, config)
+            replace_submodule_(model, name, layer)
+            if static:
+                swapped.append((name, layer, params))
+            else:
+                yield LayerChange(name, self.name, _detail(layer), params, params)
+        if not static:
+            return
+        batches = calibrate_(model, context)
+        for name, layer, params in swapped:
+            yield LayerChange(name, self.name, _detail(layer, batches), params, params)
+
+
+def calibrate_(model: nn.Module, context: ApplyContext) -> int:
+    """Run the calibration batches through `model` (eval mode, no grad) so every static layer
+    records its input range, then freeze the ranges. Returns the number of batches."""
+    layers = [m for m in model.modules() if isinstance(m, QUANT_MODULES) and m.static]
+    training = {m: m.training for m in model.modules()}
+    model.eval()  # dropout off, BatchNorm statistics untouched
+    batches = 0
+    try:
+        for layer in layers:
+            layer.start_calibration_()
+        with torch.no_grad():
+            for args, kwargs in context.calibration_batches():
+                context.check_cancel()
+                model(*args, **kwargs)
+                batches += 1
+    except BaseException:
+        for layer in layers:
+            layer.abort_calibration_()
+        raise
+    finally:
+        for module, flag in training.items():
+            module.train(flag)
+    unseen = [layer for layer in layers if not layer.freeze_calibration_()]
+    if batches == 0:
+        context.warnings.append("quantize: no calibration batches; static layers fall back to per-batch ranges.")
+    elif unseen:
+        context.warnings.append(f"quantize: {len(unseen)} static layer(s) received no input during calibration; "
+                                "they fall back to per-batch ranges.")
+    return batches
+
+
+def _detail(layer: QuantLinear | QuantConv2d, batches: int | None = None) -> str:
+    config = layer.config
+    out, fan_in, _ = _shape(layer)
+    if config.dtype == "fp16":
+        text = "fp16 weights and bias"
+    elif config.dtype == "int4":
+        groups = int4_groups(fan_in, config.group_size)
+        last = fan_in - (groups - 1) * config.group_size
+        if groups == 1 and last < config.group_size:
+            text = f"int4 weights, one group of {fan_in} per output (fan-in below group_size {config.group_size})"
+        else:
+            text = f"int4 weights in groups of {config.group_size} ({groups} per output"
+            text += f", last one {last} wide)" if last != config.group_size else ")"
+    else:
+        text = f"int8 {'per-channel' if config.per_channel else 'per-tensor'} weights, "
+        if config.activations == "dynamic":
+            text += "dynamic activations"
+        elif config.activations is None:
+            text += "float activations"
+        elif layer.calibrated:
+            text += f"static activations (calibrated on {batches} batch{'es' if batches != 1 else ''})"
+        else:
+            text += "static activations (not calibrated: per-batch ranges)"
+    return f"{text}; {layer.weight_storage_bytes():,} bytes"
+
+
+__all__ = ["Quantize", "QuantizeConfig", "QuantConv2d", "QuantLinear", "calibrate_", "quantize_module",
+           "storage_bytes"]
