@@ -1,0 +1,111 @@
+"""Exports run in their runtime and agree with PyTorch; bad requests get one clear error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from studio.cli import main
+from studio.core.compress_pipeline import compress
+from studio.core.data.sources import open_dataset
+from studio.core.errors import StudioError
+from studio.core.events import Finished, StageStarted
+from studio.core.export import ExportRequest, export
+from studio.core.export.onnx_export import nodes_for_layers
+from studio.core.loaders import LoadRequest, load_model
+from studio.core.plan import CompressionPlan
+
+
+@pytest.fixture(scope="module")
+def digits():
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    return loaded, open_dataset("digits", loaded)
+
+
+def _run(loaded, request, data):
+    events = list(export(loaded, request, data))
+    assert isinstance(events[-1], Finished)
+    return events, events[-1].result
+
+
+@pytest.mark.parametrize("fmt,precision,min_accuracy", [
+    ("onnx", "fp32", 0.98), ("onnx", "fp16", 0.98), ("onnx", "int8", 0.97), ("tflite", "fp32", 0.98),
+    ("tflite", "int8", 0.97),
+])
+def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accuracy):
+    loaded, data = digits
+    out = tmp_path / f"m.{fmt}"
+    events, result = _run(loaded, ExportRequest(fmt, out, precision), data)
+    assert [e.name for e in events if isinstance(e, StageStarted)][-1] == "verify"
+    report = json.loads(result.report_path.read_text())
+    assert report == result.report and result.path == out and out.stat().st_size == report["file_bytes"]
+    v = report["verification"]
+    assert v["samples"] == 64 and v["accuracy"] >= min_accuracy and v["top1_agreement"] >= 0.95
+    if precision == "fp32":
+        assert v["max_abs"] < 1e-3 and v["cosine"] > 0.99999
+    for threads in ("1_thread", "2_thread"):
+        assert report["latency"][threads]["runtime"]["median_ms"] > 0
+        assert report["latency"][threads]["runtime"]["p95_ms"] >= report["latency"][threads]["runtime"]["median_ms"]
+    if precision == "int8":
+        assert report["int8_mode"] == "static"  # conv-heavy model → static, per-channel
+
+
+def test_int8_restricted_to_the_layers_the_plan_marked(digits, tmp_path):
+    import onnx
+
+    loaded, data = digits
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "classifier.1", "quantize": {"dtype": "int8"}}]})
+    compressed = [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.compressed
+    small = type(loaded)(compressed, "c", "c", "compressed", loaded.input_spec, extras=dict(loaded.extras))
+    _, result = _run(small, ExportRequest("onnx", tmp_path / "c.onnx", "int8", int8_mode="dynamic"), data)
+    assert result.report["quantized_layers"] == ["classifier.1"]
+    graph = onnx.load(str(tmp_path / "c.onnx")).graph
+    integer_ops = [n for n in graph.node if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")]
+    assert integer_ops and not any(n.op_type == "ConvInteger" for n in graph.node)
+    assert result.report["verification"]["accuracy"] >= 0.97
+
+
+def test_onnx_nodes_map_to_module_names(digits, tmp_path):
+    from studio.core.export.onnx_export import export_fp32
+
+    loaded, _ = digits
+    export_fp32(loaded.module, loaded.input_spec, tmp_path / "raw.onnx", "logits")
+    assert len(nodes_for_layers(tmp_path / "raw.onnx", ["features.0.0", "classifier.4"])) == 2
+
+
+def test_existing_file_needs_force_and_bad_requests(digits, tmp_path):
+    loaded, _ = digits
+    (tmp_path / "m.onnx").write_bytes(b"keep me")
+    with pytest.raises(StudioError, match="already exists"):
+        list(export(loaded, ExportRequest("onnx", tmp_path / "m.onnx")))
+    assert (tmp_path / "m.onnx").read_bytes() == b"keep me"
+    with pytest.raises(StudioError, match="should end in .tflite"):
+        list(export(loaded, ExportRequest("tflite", tmp_path / "m.onnx")))
+    with pytest.raises(StudioError, match="precision 'int3'"):
+        list(export(loaded, ExportRequest("onnx", tmp_path / "n.onnx", "int3")))
+
+
+def test_unconvertible_model_gets_a_clear_message(tmp_path):
+    from torch import nn
+
+    from studio.core.input_spec import InputSpec
+    from studio.core.loaded_model import LoadedModel
+
+    class DataDependent(nn.Module):
+        def forward(self, x):
+            return x[x > 0].sum().reshape(1, 1) if float(x.sum()) > 0 else x.mean().reshape(1, 1)
+
+    loaded = LoadedModel(DataDependent(), "dd", "dd", "factory", InputSpec.parse("1x4 float32"))
+    with pytest.raises(StudioError, match="ONNX export failed: .*Try exporting the uncompressed model, or TFLite"):
+        list(export(loaded, ExportRequest("onnx", tmp_path / "dd.onnx")))
+    assert not list(tmp_path.iterdir())  # nothing half-written
+
+
+def test_cli_export_json(tmp_path, capsys):
+    out = tmp_path / "d.onnx"
+    assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["verification"]["accuracy"] >= 0.98 and out.exists()
+    assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out)]) == 2
+    assert "--force" in capsys.readouterr().err
