@@ -109,3 +109,39 @@ def test_cli_export_json(tmp_path, capsys):
     assert report["verification"]["accuracy"] >= 0.98 and out.exists()
     assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_classifier():
+    import torch
+    from transformers import BertForSequenceClassification
+
+    from studio.core.input_spec import InputSpec
+    from studio.core.loaded_model import LoadedModel
+    from tests.zoo import tiny_bert_config
+
+    torch.manual_seed(0)
+    model = BertForSequenceClassification(tiny_bert_config(num_labels=3)).eval()
+    spec = InputSpec.parse("input_ids 1x16 int64 [0,120); attention_mask 1x16 int64 [1,2)")
+    return LoadedModel(model, "tiny-bert", "tiny-bert", "huggingface", spec)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "tflite"])
+def test_bert_style_classifier_exports(tiny_bert_classifier, tmp_path, fmt):
+    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b.{fmt}", "fp32", samples=8), None)
+    v = result.report["verification"]
+    assert v["max_abs"] < 1e-3 and v["top1_agreement"] == 1.0
+    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", samples=8), None)
+    assert result.report["int8_mode"] == "dynamic"  # Linear-heavy → dynamic
+    assert result.report["verification"]["cosine"] > 0.98
+
+
+def test_onnx_sequence_axis_is_dynamic(tiny_bert_classifier, tmp_path):
+    import numpy as np
+    import onnxruntime as ort
+
+    _run(tiny_bert_classifier, ExportRequest("onnx", tmp_path / "b.onnx", samples=2), None)
+    session = ort.InferenceSession(str(tmp_path / "b.onnx"), providers=["CPUExecutionProvider"])
+    for batch, length in ((1, 16), (3, 40)):
+        feed = {"input_ids": np.random.randint(0, 120, (batch, length)), "attention_mask": np.ones((batch, length), np.int64)}
+        assert session.run(None, feed)[0].shape == (batch, 3)
