@@ -1,0 +1,165 @@
+"""`QAbstractItemModel` adapter over the pure `ModelTree`.
+
+The tree itself never changes while shown, so the adapter keeps no copies: every
+index carries its `LayerNode` as internal pointer and parents come from
+`node.parent` / the cached `node.row()`, which keeps 10k+ module models smooth.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
+from PySide6.QtGui import QBrush, QColor, QFont
+
+from studio.core.model_tree import LayerNode, ModelTree
+from studio.core.units import format_bytes, format_count, format_flops, format_percent
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # raw numbers/strings, so sorting is numeric
+NODE_ROLE = Qt.ItemDataRole.UserRole + 2  # the LayerNode behind a row
+
+COL_NAME, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT = range(7)
+HEADERS = ("Name", "Type", "Params", "Share", "Size", "FLOPs", "Output shape")
+NUMERIC_COLUMNS = frozenset((COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS))
+
+_DISPLAY: tuple[Callable[[LayerNode], str], ...] = (
+    lambda n: n.short_name,
+    lambda n: n.type,
+    lambda n: format_count(n.total_params),
+    lambda n: format_percent(n.share),
+    lambda n: format_bytes(n.bytes),
+    lambda n: format_flops(n.flops),
+    lambda n: n.output_shape,
+)
+_SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
+    lambda n: n.short_name.lower(),
+    lambda n: n.type.lower(),
+    lambda n: n.total_params,
+    lambda n: n.share,
+    lambda n: n.bytes,
+    lambda n: n.flops,
+    lambda n: n.output_shape,
+)
+_RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+_LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
+_IndexLike = QModelIndex | QPersistentModelIndex
+
+
+def node_tooltip(node: LayerNode) -> str:
+    """Everything the row hides, in one hover (kept short: plain lines, no table)."""
+    lines = [f"<b>{node.name or '(model)'}</b> — {node.type}",
+             f"Params: {format_count(node.total_params)} in subtree, {format_count(node.params)} own, "
+             f"{format_count(node.trainable_params)} trainable"]
+    if node.bytes_by_dtype:
+        dtypes = ", ".join(f"{dtype} {format_bytes(size)}" for dtype, size in node.bytes_by_dtype.items())
+        lines.append(f"Size: {format_bytes(node.bytes)} ({dtypes})")
+    if node.total_params:
+        lines.append(f"Sparsity: {format_percent(node.sparsity)} ({format_count(node.zero_params)} zeros)")
+    if node.input_shape or node.output_shape:
+        lines.append(f"Shapes: {node.input_shape or '?'} → {node.output_shape or '?'}")
+    if node.shared:
+        lines.append("<i>Shared/tied parameters counted once.</i>")
+    return "<br>".join(lines)
+
+
+class LayerTreeModel(QAbstractItemModel):
+    """Shows the model root as the single top-level row, its modules beneath."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._tree: ModelTree | None = None
+        self._dim = QBrush(QColor("#9aa0a6"))
+        self._bold = QFont()
+        self._bold.setBold(True)
+
+    # --- data source ---------------------------------------------------------------
+    def set_tree(self, tree: ModelTree | None) -> None:
+        self.beginResetModel()
+        self._tree = tree
+        self.endResetModel()
+
+    @property
+    def tree(self) -> ModelTree | None:
+        return self._tree
+
+    def node(self, index: _IndexLike) -> LayerNode | None:
+        return index.internalPointer() if index.isValid() else None
+
+    def index_of(self, node: LayerNode, column: int = 0) -> QModelIndex:
+        """Index of a node (e.g. to select a layer by name)."""
+        return self.createIndex(node.row() if node.parent else 0, column, node)
+
+    # --- structure -----------------------------------------------------------------
+    def index(self, row: int, column: int, parent: _IndexLike = QModelIndex()) -> QModelIndex:
+        if self._tree is None or not 0 <= column < len(HEADERS) or row < 0:
+            return QModelIndex()
+        if not parent.isValid():
+            return self.createIndex(row, column, self._tree.root) if row == 0 else QModelIndex()
+        children = parent.internalPointer().children
+        return self.createIndex(row, column, children[row]) if row < len(children) else QModelIndex()
+
+    def parent(self, index: _IndexLike | None = None) -> QModelIndex:  # type: ignore[override]
+        if index is None:  # QObject.parent() shares the name
+            return super().parent()  # type: ignore[return-value]
+        if not index.isValid():
+            return QModelIndex()
+        parent = index.internalPointer().parent
+        if parent is None:
+            return QModelIndex()
+        return self.createIndex(parent.row() if parent.parent else 0, 0, parent)
+
+    def rowCount(self, parent: _IndexLike = QModelIndex()) -> int:
+        if self._tree is None:
+            return 0
+        if not parent.isValid():
+            return 1
+        if parent.column() != 0:
+            return 0
+        return len(parent.internalPointer().children)
+
+    def columnCount(self, parent: _IndexLike = QModelIndex()) -> int:
+        return len(HEADERS)
+
+    def hasChildren(self, parent: _IndexLike = QModelIndex()) -> bool:
+        if self._tree is None:
+            return False
+        if not parent.isValid():
+            return True
+        return parent.column() == 0 and bool(parent.internalPointer().children)
+
+    def flags(self, index: _IndexLike) -> Qt.ItemFlag:
+        if not index.isValid():
+            return Qt.ItemFlag.NoItemFlags
+        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+
+    # --- content -------------------------------------------------------------------
+    def data(self, index: _IndexLike, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid():
+            return None
+        node: LayerNode = index.internalPointer()
+        column = index.column()
+        if role == Qt.ItemDataRole.DisplayRole:
+            return _DISPLAY[column](node)
+        if role == SORT_ROLE:
+            return _SORT_KEY[column](node)
+        if role == NODE_ROLE:
+            return node
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _RIGHT if column in NUMERIC_COLUMNS else _LEFT
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return self._dim if node.total_params == 0 else None
+        if role == Qt.ItemDataRole.FontRole:
+            return self._bold if node.parent is None else None
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return node_tooltip(node)
+        return None
+
+    def headerData(self, section: int, orientation: Qt.Orientation,
+                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
+            return HEADERS[section]
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return _RIGHT if section in NUMERIC_COLUMNS else _LEFT
+        return None

@@ -1,0 +1,144 @@
+"""Filter box + sortable, filterable layer tree: the central panel of the window."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
+
+from studio.core.model_tree import LayerNode, ModelTree
+from studio.gui.qt_layer_tree_model import (
+    COL_FLOPS, COL_NAME, COL_OUTPUT, COL_PARAMS, COL_SHARE, COL_SIZE, COL_TYPE, NODE_ROLE, SORT_ROLE, LayerTreeModel,
+)
+from studio.gui.qt_share_delegate import ShareBarDelegate
+
+FILTER_PLACEHOLDER = "Filter layers by name or type  (Ctrl+F)"
+COLUMN_WIDTHS = {COL_NAME: 300, COL_TYPE: 170, COL_PARAMS: 90, COL_SHARE: 120, COL_SIZE: 90, COL_FLOPS: 110,
+                 COL_OUTPUT: 140}
+EXPAND_BUDGET = 32  # after load, open whole levels while about this many rows stay visible
+
+
+class LayerFilterProxy(QSortFilterProxyModel):
+    """Matches the needle against a row's name or type; ancestors of matches stay visible.
+
+    A needle containing '.' also matches qualified names (e.g. 'layer.3').
+    """
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._needle = ""
+        self.setRecursiveFilteringEnabled(True)
+        self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+        self.setSortRole(SORT_ROLE)
+        self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
+
+    @property
+    def needle(self) -> str:
+        return self._needle
+
+    def set_needle(self, text: str) -> None:
+        self._needle = text.strip().lower()
+        self.setFilterFixedString(self._needle)  # also invalidates the filter
+
+    def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:
+        if not self._needle:
+            return True
+        index = self.sourceModel().index(source_row, 0, source_parent)
+        node: LayerNode | None = index.internalPointer() if index.isValid() else None
+        if node is None:
+            return False
+        needle = self._needle
+        if needle in node.short_name.lower() or needle in node.type.lower():
+            return True
+        return "." in needle and needle in node.name.lower()
+
+
+class LayerTreePanel(QWidget):
+    """Owns model, proxy and view; emits the selected `LayerNode` (or None)."""
+
+    layerSelected = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        self.filter_edit = QLineEdit()
+        self.filter_edit.setObjectName("layerFilter")
+        self.filter_edit.setPlaceholderText(FILTER_PLACEHOLDER)
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.textChanged.connect(self.apply_filter)
+        layout.addWidget(self.filter_edit)
+
+        self.model = LayerTreeModel(self)
+        self.proxy = LayerFilterProxy(self)
+        self.proxy.setSourceModel(self.model)
+        self.view = QTreeView()
+        self.view.setObjectName("layerTree")
+        self.view.setModel(self.proxy)
+        self.view.setUniformRowHeights(True)
+        self.view.setAlternatingRowColors(True)
+        self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setItemDelegateForColumn(COL_SHARE, ShareBarDelegate(self.view))
+        header = self.view.header()
+        header.setSortIndicatorClearable(True)  # third click returns to model order
+        header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        self.view.setSortingEnabled(True)  # sorts by the (cleared) indicator: model order
+        header.setStretchLastSection(True)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for column, width in COLUMN_WIDTHS.items():
+            self.view.setColumnWidth(column, width)
+        self.view.selectionModel().currentRowChanged.connect(self._on_current)
+        layout.addWidget(self.view, 1)
+
+    def set_tree(self, tree: ModelTree | None) -> None:
+        self.model.set_tree(tree)
+        if tree is None:
+            self.layerSelected.emit(None)
+            return
+        self._expand_default()
+        first = self.proxy.index(0, 0)
+        if first.isValid():
+            self.view.setCurrentIndex(first)
+
+    def apply_filter(self, text: str) -> None:
+        self.proxy.set_needle(text)
+        if self.proxy.needle:
+            self.view.expandAll()  # matches may sit deep in the tree
+        else:
+            self._expand_default()
+        current = self.view.currentIndex()
+        if current.isValid():
+            self.view.scrollTo(current)
+
+    def _expand_default(self) -> None:
+        """Open level by level (always the model row) while the rows fit on a screen."""
+        self.view.collapseAll()
+        tree = self.model.tree
+        if tree is None:
+            return
+        level, visible, depth = [tree.root], 1, 0
+        while level:
+            below = [child for node in level for child in node.children]
+            if depth >= 1 and visible + len(below) > EXPAND_BUDGET:
+                break
+            for node in level:
+                self.view.expand(self.proxy.mapFromSource(self.model.index_of(node)))
+            visible += len(below)
+            level = [node for node in below if node.children]
+            depth += 1
+
+    def expand_all(self) -> None:
+        self.view.expandAll()
+
+    def collapse_all(self) -> None:
+        self.view.collapseAll()
+        self.view.expand(self.proxy.index(0, 0))  # keep the model row open: its children are the map
+
+    def focus_filter(self) -> None:
+        self.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
+        self.filter_edit.selectAll()
+
+    def _on_current(self, current: QModelIndex, _previous: QModelIndex) -> None:
+        self.layerSelected.emit(current.data(NODE_ROLE) if current.isValid() else None)

@@ -1,0 +1,343 @@
+"""The main window: composes the panels and actions; all work runs through `JobRunner`.
+
+Nothing here imports torch or the loaders at import time, so the window appears
+before the heavy libraries load (the open pipeline is imported on the worker thread).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QMimeData, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QMainWindow, QMenu, QMessageBox, QProgressBar, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
+)
+
+from studio.core.events import Finished, StageStarted
+from studio.gui.qt_details_panel import DetailsPanel
+from studio.gui.qt_empty_state import EmptyState
+from studio.gui.qt_layer_view import LayerTreePanel
+from studio.gui.qt_resources import APPLICATION, add_recent_source, clear_recent_sources, icon, recent_sources
+from studio.gui.qt_summary_strip import SummaryStrip
+from studio.gui.qt_worker import JobRunner
+
+if TYPE_CHECKING:
+    from studio.core.cancel import CancelToken
+    from studio.core.input_spec import InputSpec
+    from studio.core.loaders import LoadRequest
+    from studio.core.open_pipeline import OpenedModel
+
+TRUST_QUESTION = ("This file is a pickled model; unpickling can run arbitrary code. "
+                  "Load it only if you trust its source. Load anyway?")
+
+
+def _sample_names() -> list[str]:
+    from studio.core.loaders.samples import SAMPLES  # torch-free
+
+    return list(SAMPLES)
+
+
+def _make_request(source: str, weights: str | None = None) -> LoadRequest:
+    from studio.core.loaders import LoadRequest  # torch-free, but kept off the import path
+
+    return LoadRequest(source=source, weights=weights)
+
+
+class MainWindow(QMainWindow):
+    """Open, inspect and browse a model; errors never close the window."""
+
+    modelShown = Signal()
+    loadFailed = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("mainWindow")
+        self.setWindowTitle(APPLICATION)
+        self.setAcceptDrops(True)
+        self.runner = JobRunner(self)
+        self.runner.event.connect(self._on_event)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.busyChanged.connect(self._set_busy)
+        self.opened: OpenedModel | None = None
+        self.last_error_dialog: QMessageBox | None = None
+        self.last_trust_dialog: QMessageBox | None = None
+        self._request: LoadRequest | None = None  # what Reload reopens
+        self._job: tuple[str, Any] = ("", None)  # ("open", request) | ("reinspect", spec)
+
+        self.summary = SummaryStrip()
+        self.layers = LayerTreePanel()
+        self.details = DetailsPanel(self)
+        self.layers.layerSelected.connect(self.details.show_node)
+        self.empty = EmptyState(_sample_names())
+        self.empty.sampleChosen.connect(lambda source: self.open_source(_make_request(source)))
+        self.empty.openRequested.connect(self.open_dialog)
+
+        content = QWidget()
+        content.setObjectName("contentPage")
+        column = QVBoxLayout(content)
+        column.setContentsMargins(12, 12, 6, 6)
+        column.setSpacing(10)
+        column.addWidget(self.summary)
+        column.addWidget(self.layers, 1)
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.empty)
+        self.stack.addWidget(content)
+        self.setCentralWidget(self.stack)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
+        self.details.hide()
+
+        self.progress = QProgressBar()
+        self.progress.setObjectName("busyIndicator")
+        self.progress.setRange(0, 0)
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.statusBar().addPermanentWidget(self.progress)
+        self.statusBar().showMessage("Ready")
+        self._create_actions()
+        self._set_busy(False)
+
+    # --- actions -------------------------------------------------------------------
+    def _action(self, text: str, slot: Any, shortcut: Any = None, icon_name: str = "", tip: str = "") -> QAction:
+        action = QAction(icon(icon_name) if icon_name else QIcon(), text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.setStatusTip(tip or text.rstrip("…"))
+        action.triggered.connect(lambda _checked=False: slot())
+        return action
+
+    def _create_actions(self) -> None:
+        key = QKeySequence.StandardKey
+        self.open_action = self._action("&Open…", self.open_dialog, key.Open, "open", "Open a model file, folder or factory")
+        self.reload_action = self._action("&Reload", self.reload, "F5", "reload", "Load the current model again")
+        self.spec_action = self._action("&Input spec…", self.edit_input_spec, "Ctrl+I", "input_spec",
+                                        "Change the example input used for FLOPs and shapes")
+        self.expand_action = self._action("&Expand all", self.layers.expand_all, "Ctrl+E", "expand")
+        self.collapse_action = self._action("&Collapse all", self.layers.collapse_all, "Ctrl+Shift+E", "collapse")
+        self.find_action = self._action("&Find layer", self.layers.focus_filter, key.Find, "find")
+        self.quit_action = self._action("&Quit", self.close, "Ctrl+Q")
+        self.quit_action.setMenuRole(QAction.MenuRole.QuitRole)
+        self.about_action = self._action("&About", self.about, None, "about")
+
+        self.sample_menu = QMenu("Open &Sample", self)
+        self.sample_menu.setIcon(icon("sample"))
+        from studio.core.loaders.samples import SAMPLES  # torch-free
+
+        for name, sample in SAMPLES.items():
+            action = self.sample_menu.addAction(icon("sample"), name)
+            action.setStatusTip(sample.description)
+            action.setToolTip(sample.description)
+            action.triggered.connect(lambda _c=False, n=name: self.open_source(_make_request(f"sample:{n}")))
+        self.recent_menu = QMenu("Open &Recent", self)
+        self.recent_menu.setIcon(icon("recent"))
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self._fill_recent_menu()
+
+        file_menu = self.menuBar().addMenu("&File")
+        file_menu.addAction(self.open_action)
+        file_menu.addMenu(self.sample_menu)
+        file_menu.addMenu(self.recent_menu)
+        file_menu.addAction(self.reload_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        model_menu = self.menuBar().addMenu("&Model")
+        model_menu.addAction(self.spec_action)
+        view_menu = self.menuBar().addMenu("&View")
+        view_menu.addActions([self.find_action, self.expand_action, self.collapse_action])
+        view_menu.addSeparator()
+        view_menu.addAction(self.details.toggleViewAction())
+        help_menu = self.menuBar().addMenu("&Help")
+        help_menu.addAction(self.about_action)
+
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        toolbar.addAction(self.open_action)
+        sample_button = QToolButton()
+        sample_button.setMenu(self.sample_menu)
+        sample_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        sample_button.setIcon(icon("sample"))
+        sample_button.setText("Samples")
+        sample_button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.sample_button = sample_button
+        toolbar.addWidget(sample_button)
+        toolbar.addAction(self.reload_action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.spec_action)
+        toolbar.addSeparator()
+        toolbar.addActions([self.expand_action, self.collapse_action])
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        entries = recent_sources()
+        for entry in entries:
+            source, weights = entry["source"] or "", entry["weights"]
+            label = source if len(source) <= 70 else "…" + source[-69:]
+            action = self.recent_menu.addAction(label + (" (+ weights)" if weights else ""))
+            action.setToolTip(source + (f"\nweights: {weights}" if weights else ""))
+            action.triggered.connect(lambda _c=False, s=source, w=weights: self.open_source(_make_request(s, w)))
+        if entries:
+            self.recent_menu.addSeparator()
+            self.recent_menu.addAction("Clear recent", lambda: (clear_recent_sources(), self._fill_recent_menu()))
+        else:
+            self.recent_menu.addAction("No recent models").setEnabled(False)
+
+    def _set_busy(self, busy: bool) -> None:
+        self.progress.setVisible(busy)
+        for widget in (self.open_action, self.sample_menu, self.recent_menu, self.sample_button, self.empty):
+            widget.setEnabled(not busy)
+        self.reload_action.setEnabled(not busy and self._request is not None)
+        self.spec_action.setEnabled(not busy and self.opened is not None)
+        for action in (self.expand_action, self.collapse_action, self.find_action):
+            action.setEnabled(self.opened is not None)
+
+    # --- opening -------------------------------------------------------------------
+    def open_source(self, request: LoadRequest) -> None:
+        """Load and inspect `request` on the worker thread; the current model stays until it succeeds."""
+        def job(token: CancelToken) -> Any:
+            from studio.core.open_pipeline import open_model  # imports torch: worker thread only
+
+            return open_model(request, token)
+
+        self._job = ("open", request)
+        self.statusBar().showMessage(f"Loading {request.source}…")
+        self.runner.start(job)
+
+    def open_dialog(self) -> None:
+        from studio.gui.qt_open_dialog import OpenModelDialog
+
+        dialog = OpenModelDialog(self)
+        dialog.accepted.connect(lambda: self.open_source(dialog.request()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    def reload(self) -> None:
+        if self._request is not None and not self.runner.busy:
+            self.open_source(self._request)
+
+    def edit_input_spec(self) -> None:
+        if self.opened is None or self.runner.busy:
+            return
+        from studio.gui.qt_input_spec_dialog import InputSpecDialog
+
+        dialog = InputSpecDialog(str(self.opened.loaded.input_spec), self)
+        dialog.accepted.connect(lambda: self.reinspect(dialog.spec()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    def reinspect(self, spec: InputSpec | None) -> None:
+        """Inspect the loaded model again with `spec` (no reload); failure keeps the old tree."""
+        if self.opened is None or spec is None:
+            return
+        loaded = self.opened.loaded
+
+        def job(token: CancelToken) -> Any:
+            from studio.core.open_pipeline import reinspect
+
+            return reinspect(loaded, spec, token)
+
+        self._job = ("reinspect", spec)
+        self.runner.start(job)
+
+    # --- job events ----------------------------------------------------------------
+    def _on_event(self, event: object) -> None:
+        if isinstance(event, StageStarted):
+            verb = "Loading" if event.name == "load" else "Inspecting with" if event.name == "inspect" else event.name
+            self.statusBar().showMessage(f"{verb} {event.detail}…")
+        elif isinstance(event, Finished):
+            self._show_opened(event.result)
+
+    def _show_opened(self, opened: OpenedModel) -> None:
+        kind, payload = self._job
+        self.opened = opened
+        if kind == "open":
+            self._request = payload
+            add_recent_source(payload.source, payload.weights)
+        loaded, tree = opened.loaded, opened.tree
+        self.setWindowTitle(f"{APPLICATION} — {loaded.name}")
+        self.summary.show_model(loaded.name, loaded.kind, tree)
+        self.details.set_notes(tuple(tree.notes))
+        self.layers.set_tree(tree)
+        self.stack.setCurrentIndex(1)
+        self.details.show()
+        seconds = opened.load_seconds + opened.inspect_seconds
+        verb = "Loaded" if kind == "open" else f"Inspected with {tree.input_spec}"
+        self.statusBar().showMessage(f"{verb} in {seconds:.2f} s")
+        self.modelShown.emit()
+
+    def _on_failed(self, message: str, untrusted: bool) -> None:
+        kind, payload = self._job
+        self.statusBar().showMessage("Could not open the model" if kind == "open" else "Inspection failed")
+        if untrusted and kind == "open":
+            self._ask_trust(payload)
+        else:
+            self._show_error(message, "Could not open model" if kind == "open" else "Could not inspect model")
+        self.loadFailed.emit(message)
+
+    def _show_error(self, message: str, title: str) -> None:
+        if self.last_error_dialog is not None:
+            self.last_error_dialog.deleteLater()
+        box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
+        box.setObjectName("errorDialog")
+        self.last_error_dialog = box
+        box.open()
+
+    def _ask_trust(self, request: LoadRequest) -> None:
+        box = QMessageBox(QMessageBox.Icon.Question, "Pickled model", TRUST_QUESTION,
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
+        box.setObjectName("trustDialog")
+        box.setDefaultButton(QMessageBox.StandardButton.No)
+        yes = box.button(QMessageBox.StandardButton.Yes)
+        yes.setText("Load anyway")
+
+        def answered(_result: int) -> None:
+            if box.clickedButton() is yes:
+                self.open_source(replace(request, trust=True))
+
+        box.finished.connect(answered)
+        self.last_trust_dialog = box
+        box.open()
+
+    # --- window --------------------------------------------------------------------
+    def open_dropped(self, mime: QMimeData) -> bool:
+        """Open the first local file/folder in `mime`; a .py asks for the factory name."""
+        paths = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
+        if not paths or self.runner.busy:
+            return False
+        path = paths[0]
+        if path.endswith(".py"):
+            from studio.gui.qt_open_dialog import OpenModelDialog
+
+            dialog = OpenModelDialog(self)
+            dialog.preset_factory(path)
+            dialog.accepted.connect(lambda: self.open_source(dialog.request()))
+            dialog.finished.connect(dialog.deleteLater)
+            dialog.open()
+        else:
+            self.open_source(_make_request(path))
+        return True
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if any(url.isLocalFile() for url in event.mimeData().urls()) and not self.runner.busy:
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        if self.open_dropped(event.mimeData()):
+            event.acceptProposedAction()
+        else:
+            event.ignore()
+
+    def about(self) -> None:
+        QMessageBox.about(self, f"About {APPLICATION}",
+                          f"<h3>{APPLICATION}</h3><p>Inspect, compress and export neural networks locally.</p>"
+                          "<p>Nothing leaves this machine: models load offline.</p>")
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.runner.shutdown()
+        super().closeEvent(event)
+

@@ -1,0 +1,80 @@
+"""GUI test setup: headless Qt, throw-away QSettings, shared sample trees."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6.QtCore import QSettings  # noqa: E402
+
+SLOW_FACTORY = '''
+import time
+from torch import nn
+
+
+def SlowNet():
+    time.sleep(3)
+    return nn.Sequential(nn.Linear(4, 4))
+'''
+
+
+# The offscreen platform plugin warns whenever a shown window's size constraints
+# change; it is an artefact of headless runs (xcb/cocoa/windows support it), not ours.
+OFFSCREEN_NOISE = r"This plugin does not support propagateSizeHints"
+
+
+def pytest_collection_modifyitems(config, items):
+    here = os.path.dirname(__file__)
+    for item in items:
+        if str(item.fspath).startswith(here):
+            item.add_marker(pytest.mark.qt_log_ignore(OFFSCREEN_NOISE))
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(tmp_path_factory):
+    """Recent files etc. go to a temporary INI file, never the developer's settings."""
+    folder = tmp_path_factory.mktemp("settings")
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, str(folder))
+    yield folder
+
+
+@pytest.fixture(scope="session")
+def digits_tree():
+    from studio.core.inspect import inspect_model
+    from studio.core.loaders import LoadRequest, load_model
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    return inspect_model(loaded.module, loaded.input_spec)
+
+
+@pytest.fixture
+def window(qtbot):
+    from studio.gui.qt_main_window import MainWindow
+
+    win = MainWindow()
+    qtbot.addWidget(win)
+    win.resize(1200, 800)
+    win.show()
+    qtbot.waitExposed(win)
+    yield win
+    win.runner.shutdown()
+
+
+@pytest.fixture
+def digits_window(qtbot, window):
+    from studio.core.loaders import LoadRequest
+
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.open_source(LoadRequest("sample:digits-cnn"))
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=10000)
+    return window
+
+
+@pytest.fixture
+def slow_factory(tmp_path):
+    path = tmp_path / "slow_model.py"
+    path.write_text(SLOW_FACTORY)
+    return path
