@@ -1,7 +1,8 @@
 """Inspection and tree-view speed on a BERT-base-sized model and a 10k-module model.
 
 Prints one JSON object (seconds, and the ratio to each target; < 1.0 means within target).
-Targets: load+inspect BERT-base <= 3 s, tree population <= 0.3 s.
+Targets: load (from a Hugging Face folder on disk) + inspect BERT-base <= 3 s, tree
+population <= 0.3 s. Building the random-weight model first is reported, not counted.
 
     make bench            # or: python benchmarks/bench_inspect.py
 """
@@ -61,17 +62,24 @@ def main() -> None:
     from studio.core.inspect import inspect_model
     from tests.zoo import Wide
 
+    import tempfile
+
+    from studio.core.loaders import LoadRequest, load_model
+
     spec = InputSpec.parse("input_ids 1x128 int64 [0,30522); attention_mask 1x128 int64 [1,2)")
     model, build_s = timed(bert_base)
-    tree, inspect_s = timed(lambda: inspect_model(model, spec))
+    folder = tempfile.mkdtemp(prefix="bench-bert-")
+    model.save_pretrained(folder)  # what users open: a Hugging Face folder on disk
+    loaded, load_s = timed(lambda: load_model(LoadRequest(folder)))
+    tree, inspect_s = timed(lambda: inspect_model(loaded.module, spec))
     wide = Wide().eval()
     wide_tree, wide_inspect_s = timed(lambda: inspect_model(wide, InputSpec.parse("1x4 float32")))
     result = {
         "bert_base": {
             "params": tree.total_params, "modules": len(tree),
-            "build_random_weights_s": round(build_s, 3), "inspect_s": round(inspect_s, 3),
-            "load_plus_inspect_s": round(build_s + inspect_s, 3),
-            "load_plus_inspect_vs_target": round((build_s + inspect_s) / INSPECT_TARGET_S, 3),
+            "build_random_weights_s": round(build_s, 3), "load_folder_s": round(load_s, 3),
+            "inspect_s": round(inspect_s, 3), "load_plus_inspect_s": round(load_s + inspect_s, 3),
+            "load_plus_inspect_vs_target": round((load_s + inspect_s) / INSPECT_TARGET_S, 3),
         },
         "wide_10k": {"modules": len(wide_tree), "inspect_s": round(wide_inspect_s, 3)},
     }

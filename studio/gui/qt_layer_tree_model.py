@@ -18,8 +18,8 @@ from studio.core.units import format_bytes, format_count, format_flops, format_p
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # raw numbers/strings, so sorting is numeric
 NODE_ROLE = Qt.ItemDataRole.UserRole + 2  # the LayerNode behind a row
 
-COL_NAME, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT = range(7)
-HEADERS = ("Name", "Type", "Params", "Share", "Size", "FLOPs", "Output shape")
+COL_NAME, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT, COL_PLAN = range(8)
+HEADERS = ("Name", "Type", "Params", "Share", "Size", "FLOPs", "Output shape", "Plan")
 NUMERIC_COLUMNS = frozenset((COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS))
 
 _DISPLAY: tuple[Callable[[LayerNode], str], ...] = (
@@ -30,6 +30,7 @@ _DISPLAY: tuple[Callable[[LayerNode], str], ...] = (
     lambda n: format_bytes(n.bytes),
     lambda n: format_flops(n.flops),
     lambda n: n.output_shape,
+    lambda n: "",  # the plan column is filled from the projection, see `LayerTreeModel.data`
 )
 _SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
     lambda n: n.short_name.lower(),
@@ -39,6 +40,7 @@ _SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
     lambda n: n.bytes,
     lambda n: n.flops,
     lambda n: n.output_shape,
+    lambda n: "",
 )
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
@@ -68,6 +70,8 @@ class LayerTreeModel(QAbstractItemModel):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._tree: ModelTree | None = None
+        self._plan: dict[str, Any] = {}  # layer name → LayerProjection (the what-if budget)
+        self._marked = QBrush(QColor("#e8f0fe"))
         self._dim = QBrush(QColor("#9aa0a6"))
         self._bold = QFont()
         self._bold.setBold(True)
@@ -76,7 +80,30 @@ class LayerTreeModel(QAbstractItemModel):
     def set_tree(self, tree: ModelTree | None) -> None:
         self.beginResetModel()
         self._tree = tree
+        self._plan = {}
         self.endResetModel()
+
+    def set_projection(self, layers: dict[str, Any]) -> None:
+        """Show each marked layer's techniques and projected saving; only changed rows repaint."""
+        old, self._plan = self._plan, dict(layers)
+        if self._tree is None:
+            return
+        for name in set(old) | set(self._plan):
+            if name in self._tree and old.get(name) != self._plan.get(name):
+                index = self.index_of(self._tree[name], COL_PLAN)
+                self.dataChanged.emit(index, index)
+
+    def plan_text(self, node: LayerNode) -> str:
+        projection = self._plan.get(node.name)
+        if projection is None:
+            return ""
+        text = " · ".join(projection.techniques)
+        before, after = projection.before, projection.after
+        if after.bytes < before.bytes:
+            text += f"  (−{format_bytes(before.bytes - after.bytes)})"
+        elif after.nonzero < before.nonzero and before.nonzero:
+            text += f"  (−{format_percent(1 - after.nonzero / before.nonzero)} non-zero)"
+        return text
 
     @property
     def tree(self) -> ModelTree | None:
@@ -138,6 +165,17 @@ class LayerTreeModel(QAbstractItemModel):
             return None
         node: LayerNode = index.internalPointer()
         column = index.column()
+        if column == COL_PLAN:
+            if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
+                return self.plan_text(node)
+            if role == Qt.ItemDataRole.BackgroundRole and node.name in self._plan:
+                return self._marked
+            if role == Qt.ItemDataRole.ToolTipRole and node.name in self._plan:
+                p = self._plan[node.name]
+                return (f"{'<br>'.join(p.techniques)}<br>projected: {format_count(p.before.params)} → "
+                        f"{format_count(p.after.params)} params, {format_bytes(p.before.bytes)} → "
+                        f"{format_bytes(p.after.bytes)}, {format_flops(p.before.flops)} → {format_flops(p.after.flops)}"
+                        "<br><i>Double-click to edit</i>")
         if role == Qt.ItemDataRole.DisplayRole:
             return _DISPLAY[column](node)
         if role == SORT_ROLE:

@@ -78,7 +78,7 @@ class LayerTreePanel(QWidget):
         self.view.setUniformRowHeights(True)
         self.view.setAlternatingRowColors(True)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.view.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # mark many layers at once
         self.view.setItemDelegateForColumn(COL_SHARE, ShareBarDelegate(self.view))
         header = self.view.header()
         header.setSortIndicatorClearable(True)  # third click returns to model order
@@ -90,7 +90,15 @@ class LayerTreePanel(QWidget):
         for column, width in COLUMN_WIDTHS.items():
             self.view.setColumnWidth(column, width)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)
+        self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)  # the plan actions attach here
         layout.addWidget(self.view, 1)
+
+    def selected_nodes(self) -> list:
+        """The selected layers (one per row), in tree order."""
+        rows = self.view.selectionModel().selectedRows(0)
+        nodes = [self.proxy.mapToSource(index).internalPointer() for index in rows]
+        order = {id(node): i for i, node in enumerate(self.model.tree.nodes())} if self.model.tree else {}
+        return sorted(nodes, key=lambda node: order.get(id(node), 0))
 
     def set_tree(self, tree: ModelTree | None) -> None:
         self.model.set_tree(tree)
