@@ -80,6 +80,10 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(12, 12, 6, 6)
         column.setSpacing(10)
         column.addWidget(self.summary)
+        from studio.gui.qt_plan_controller import PlanController
+
+        self.plan = PlanController(self)
+        column.addWidget(self.plan.budget)
         column.addWidget(self.layers, 1)
         self.stack = QStackedWidget()
         self.stack.addWidget(self.empty)
@@ -144,6 +148,9 @@ class MainWindow(QMainWindow):
         file_menu.addAction(self.quit_action)
         model_menu = self.menuBar().addMenu("&Model")
         model_menu.addAction(self.spec_action)
+        plan_menu = self.menuBar().addMenu("&Plan")
+        plan_menu.addActions(self.plan.actions())
+        self.plan_menu = plan_menu
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addActions([self.find_action, self.expand_action, self.collapse_action])
         view_menu.addSeparator()
@@ -169,6 +176,10 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.spec_action)
         toolbar.addSeparator()
         toolbar.addActions([self.expand_action, self.collapse_action])
+        toolbar.addSeparator()
+        self.plan.undo_action.setIcon(icon("undo"))
+        self.plan.redo_action.setIcon(icon("redo"))
+        toolbar.addActions([self.plan.undo_action, self.plan.redo_action])
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -263,6 +274,10 @@ class MainWindow(QMainWindow):
         self.layers.set_tree(tree)
         self.stack.setCurrentIndex(1)
         self.details.show()
+        if kind == "open":
+            self.plan.model_changed()
+        else:
+            self.plan.refresh()
         seconds = opened.load_seconds + opened.inspect_seconds
         verb = "Loaded" if kind == "open" else f"Inspected with {tree.input_spec}"
         self.statusBar().showMessage(f"{verb} in {seconds:.2f} s")
@@ -276,6 +291,9 @@ class MainWindow(QMainWindow):
         else:
             self._show_error(message, "Could not open model" if kind == "open" else "Could not inspect model")
         self.loadFailed.emit(message)
+
+    def show_error(self, message: str, title: str = "Error") -> None:
+        self._show_error(message, title)
 
     def _show_error(self, message: str, title: str) -> None:
         if self.last_error_dialog is not None:

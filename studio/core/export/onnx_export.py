@@ -115,6 +115,8 @@ def quantize_int8(src: Path, dst: Path, mode: str, nodes: list[str] | None,
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
     if mode == "dynamic":
+        if nodes is not None:  # the dynamic quantizer first splits Gemm into <name>_MatMul + <name>_Add
+            nodes = nodes + [f"{name}_MatMul" for name in nodes]
         quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
                          nodes_to_quantize=nodes, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
         return

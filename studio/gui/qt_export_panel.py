@@ -1,0 +1,393 @@
+"""Export panel: choose format/precision/file, then read how the file verified and how fast it runs.
+
+The panel only builds an `ExportRequest` and displays events; the window runs
+`studio.core.export.export` in its worker and feeds the events back through `handle_event`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
+                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
+                               QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from studio.core.events import Finished, StageStarted, Warning
+from studio.core.export import FORMATS, PRECISIONS, ExportRequest
+from studio.core.units import format_bytes, format_count, format_percent
+
+INT8_MODES = ("auto", "dynamic", "static")
+FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
+RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
+VERIFY_ROWS = ("Samples", "Max |diff|", "Cosine", "Top-1 agreement", "Accuracy", "File size", "Int8 mode")
+LATENCY_COLUMNS = ("1 thread\nmedian", "1 thread\np95", "2 threads\nmedian", "2 threads\np95")
+LATENCY_ROWS = (("runtime", "{runtime}"), ("pytorch", "PyTorch (compressed)"),
+                ("pytorch_uncompressed", "PyTorch (uncompressed)"))
+DASH = "—"
+
+
+def _ms(value: float | None) -> str:
+    return DASH if value is None else f"{value:.3f} ms"
+
+
+def _fraction(value: float | None) -> str:
+    return DASH if value is None else format_percent(value)
+
+
+def verification_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) rows of the verification table; plain data so tests can read it."""
+    check = report.get("verification") or {}
+    max_abs, cosine = check.get("max_abs"), check.get("cosine")
+    values = (
+        format_count(check["samples"]) if check.get("samples") is not None else DASH,
+        DASH if max_abs is None else f"{max_abs:.3g}",
+        DASH if cosine is None else f"{cosine:.6f}",
+        _fraction(check.get("top1_agreement")),
+        _fraction(check.get("accuracy")),
+        format_bytes(report["file_bytes"]) if report.get("file_bytes") is not None else DASH,
+        report.get("int8_mode") or DASH,
+    )
+    return list(zip(VERIFY_ROWS, values))
+
+
+def _table(object_name: str, rows: int, columns: tuple[str, ...]) -> QTableWidget:
+    table = _FitTable(rows, len(columns))
+    table.setObjectName(object_name)
+    table.setHorizontalHeaderLabels(list(columns))
+    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
+    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    table.setAlternatingRowColors(True)
+    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+    table.horizontalHeader().setHighlightSections(False)
+    table.verticalHeader().setHighlightSections(False)
+    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+    return table
+
+
+class _FitTable(QTableWidget):
+    """Shows every row without scrolling: its size hint is its content, measured after styling."""
+
+    def sizeHint(self) -> QSize:
+        header = self.horizontalHeader()
+        height = 0 if header.isHidden() else header.sizeHint().height()
+        height += sum(self.verticalHeader().sectionSize(r) for r in range(self.rowCount()))
+        return QSize(super().sizeHint().width(), height + 2 * self.frameWidth())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(super().minimumSizeHint().width(), self.sizeHint().height())
+
+
+def _title(text: str) -> QLabel:
+    label = QLabel(f"<b>{text}</b>")
+    label.setObjectName("tableTitle")
+    return label
+
+
+def _cell(text: str, align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignRight) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
+    return item
+
+
+class ExportPanel(QWidget):
+    """Emits `exportRequested(ExportRequest)`; the window runs it and calls `handle_event`."""
+
+    exportRequested = Signal(object)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("exportPanel")
+        self._result_path: Path | None = None
+        self._overwrite: QMessageBox | None = None
+        layout = QVBoxLayout(self)
+        layout.addWidget(self._build_form())
+        row = QHBoxLayout()
+        self.stage_label = QLabel("Choose a format and a file, then export.")
+        self.stage_label.setObjectName("exportStage")
+        self.stage_label.setWordWrap(True)
+        row.addWidget(self.stage_label, 1)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setFixedWidth(120)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        row.addWidget(self.progress)
+        layout.addLayout(row)
+        self.error_label = QLabel()
+        self.error_label.setObjectName("inlineError")
+        self.error_label.setWordWrap(True)
+        self.error_label.hide()
+        layout.addWidget(self.error_label)
+        self.banner = QLabel()
+        self.banner.setObjectName("warningBanner")
+        self.banner.setWordWrap(True)
+        self.banner.hide()
+        layout.addWidget(self.banner)
+        layout.addWidget(self._build_results())
+        layout.addStretch(1)
+        self._on_precision()
+
+    # --- construction ---------------------------------------------------------------
+    def _build_form(self) -> QGroupBox:
+        box = QGroupBox("Export")
+        form = QFormLayout(box)
+        form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.format_combo = QComboBox()
+        self.format_combo.setObjectName("exportFormat")
+        for key in FORMATS:
+            self.format_combo.addItem(FORMAT_LABELS.get(key, key), key)
+        self.precision_combo = QComboBox()
+        self.precision_combo.setObjectName("exportPrecision")
+        for key in PRECISIONS:
+            self.precision_combo.addItem(key, key)
+        self.int8_combo = QComboBox()
+        self.int8_combo.setObjectName("exportInt8Mode")
+        for key in INT8_MODES:
+            self.int8_combo.addItem(key, key)
+        self.int8_combo.setToolTip("auto: static for conv-heavy models (dynamic int8 slows CNNs), dynamic otherwise")
+        for combo in (self.format_combo, self.precision_combo, self.int8_combo):
+            combo.setMinimumWidth(110)
+        format_row = QHBoxLayout()
+        format_row.addWidget(self.format_combo)
+        format_row.addStretch(1)
+        precision_row = QHBoxLayout()
+        precision_row.addWidget(self.precision_combo)
+        precision_row.addSpacing(12)
+        self.int8_label = QLabel("int8 mode")
+        precision_row.addWidget(self.int8_label)
+        precision_row.addWidget(self.int8_combo)
+        precision_row.addStretch(1)
+        self.path_edit = QLineEdit()
+        self.path_edit.setObjectName("exportPath")
+        self.path_edit.setPlaceholderText(f"model{FORMATS[self.format()]}")
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.setObjectName("exportBrowse")
+        path_row = QHBoxLayout()
+        path_row.addWidget(self.path_edit, 1)
+        path_row.addWidget(self.browse_button)
+        self.data_edit = QLineEdit()
+        self.data_edit.setObjectName("exportData")
+        self.data_edit.setPlaceholderText("the sample's own data (or imagefolder:PATH, csv:PATH, tensors:PATH, "
+                                          "random)")
+        self.data_edit.setToolTip("Calibration (static int8) and verification inputs")
+        self.export_button = QPushButton("Export")
+        self.export_button.setObjectName("exportButton")
+        self.export_button.setDefault(True)
+        self.reveal_button = QPushButton("Show file")
+        self.reveal_button.setObjectName("revealButton")
+        self.reveal_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.reveal_button)
+        buttons.addWidget(self.export_button)
+        form.addRow("Format", format_row)
+        form.addRow("Precision", precision_row)
+        form.addRow("File", path_row)
+        form.addRow("Data", self.data_edit)
+        form.addRow(buttons)
+        self.format_combo.currentIndexChanged.connect(self._on_format)
+        self.precision_combo.currentIndexChanged.connect(self._on_precision)
+        self.browse_button.clicked.connect(self._browse)
+        self.export_button.clicked.connect(self.request_export)
+        self.reveal_button.clicked.connect(self.reveal)
+        return box
+
+    def _build_results(self) -> QWidget:
+        box = QGroupBox("Verification and speed")
+        layout = QHBoxLayout(box)
+        self.results_table = _table("exportResults", len(VERIFY_ROWS), ("Value",))
+        self.results_table.setVerticalHeaderLabels(list(VERIFY_ROWS))
+        self.results_table.horizontalHeader().hide()
+        self.latency_table = _table("exportLatency", len(LATENCY_ROWS), LATENCY_COLUMNS)
+        self.latency_table.setVerticalHeaderLabels([label.format(runtime="Runtime") for _, label in LATENCY_ROWS])
+        self.speedup_label = QLabel()
+        self.speedup_label.setObjectName("hint")
+        self.speedup_label.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addWidget(_title("Outputs vs PyTorch"))
+        left.addWidget(self.results_table)
+        left.addStretch(1)
+        right = QVBoxLayout()
+        right.addWidget(_title("Latency at batch 1"))
+        right.addWidget(self.latency_table)
+        right.addWidget(self.speedup_label)
+        right.addStretch(1)
+        layout.addLayout(left, 2)
+        layout.addSpacing(8)
+        layout.addLayout(right, 5)
+        self._clear_results()
+        return box
+
+    # --- fields ---------------------------------------------------------------------
+    def format(self) -> str:
+        return self.format_combo.currentData()
+
+    def precision(self) -> str:
+        return self.precision_combo.currentData()
+
+    def int8_mode(self) -> str:
+        return self.int8_combo.currentData()
+
+    def data_spec(self) -> str | None:
+        """Data for calibration/verification; None means the sample's own (or random inputs)."""
+        return self.data_edit.text().strip() or None
+
+    def set_output(self, path: str | Path) -> None:
+        """Propose a file (e.g. beside the model); its suffix follows the chosen format."""
+        self.path_edit.setText(str(Path(path).with_suffix(FORMATS[self.format()])))
+
+    def set_format(self, key: str) -> None:
+        self.format_combo.setCurrentIndex(self.format_combo.findData(key))
+
+    def set_precision(self, key: str) -> None:
+        self.precision_combo.setCurrentIndex(self.precision_combo.findData(key))
+
+    def _on_format(self, *_: Any) -> None:
+        suffix = FORMATS[self.format()]
+        self.path_edit.setPlaceholderText(f"model{suffix}")
+        text = self.path_edit.text().strip()
+        if text and Path(text).suffix in FORMATS.values():
+            self.path_edit.setText(str(Path(text).with_suffix(suffix)))
+
+    def _on_precision(self, *_: Any) -> None:
+        int8 = self.precision() == "int8"
+        self.int8_combo.setEnabled(int8)
+        self.int8_label.setEnabled(int8)
+
+    def _browse(self) -> None:
+        suffix = FORMATS[self.format()]
+        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text() or f"model{suffix}",
+                                              f"{FORMAT_LABELS[self.format()]} (*{suffix})")
+        if path:
+            self.path_edit.setText(str(Path(path).with_suffix(suffix)))
+
+    # --- request --------------------------------------------------------------------
+    def request(self, force: bool = False) -> ExportRequest:
+        return ExportRequest(self.format(), Path(self.path_edit.text().strip()).expanduser(), self.precision(),
+                             force=force, int8_mode=self.int8_mode())
+
+    def request_export(self) -> None:
+        """Validate, ask before replacing a file, then emit `exportRequested`."""
+        text = self.path_edit.text().strip()
+        suffix = FORMATS[self.format()]
+        if not text:
+            self.show_error("Choose the file to export to.")
+            return
+        if Path(text).suffix != suffix:
+            self.show_error(f"A {self.format()} file should end in {suffix}.")
+            return
+        self.error_label.hide()
+        request = self.request()
+        if request.out.exists():
+            self._ask_overwrite(request)
+        else:
+            self.exportRequested.emit(request)
+
+    def _ask_overwrite(self, request: ExportRequest) -> None:
+        box = QMessageBox(QMessageBox.Icon.Question, "Replace file?",
+                          f"{request.out.name} already exists in {request.out.parent}.\nReplace it?",
+                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel, self)
+        box.setObjectName("overwriteDialog")
+        box.button(QMessageBox.StandardButton.Yes).setText("Replace")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def done(_: int) -> None:
+            if box.clickedButton() is box.button(QMessageBox.StandardButton.Yes):
+                self.exportRequested.emit(replace(request, force=True))
+            self._overwrite = None
+
+        box.finished.connect(done)
+        self._overwrite = box
+        box.open()
+
+    # --- progress -------------------------------------------------------------------
+    def set_busy(self, busy: bool) -> None:
+        """While exporting the inputs are frozen; a new export clears the last results."""
+        for widget in (self.format_combo, self.precision_combo, self.path_edit, self.browse_button,
+                       self.data_edit, self.export_button):
+            widget.setEnabled(not busy)
+        self.int8_combo.setEnabled(not busy and self.precision() == "int8")
+        self.progress.setVisible(busy)
+        if busy:
+            self._clear_results()
+            self.error_label.hide()
+            self.banner.hide()
+            self.reveal_button.setEnabled(False)
+            self.stage_label.setText("Starting export…")
+
+    def handle_event(self, event: object) -> None:
+        if isinstance(event, StageStarted):
+            detail = f" — {event.detail}" if event.detail else ""
+            self.stage_label.setText(f"{event.name.capitalize()}{detail}…")
+        elif isinstance(event, Warning):
+            self._warn(event.message)
+        elif isinstance(event, Finished):
+            self.show_result(event.result.path, event.result.report)
+
+    def show_result(self, path: Path, report: dict[str, Any]) -> None:
+        self._result_path = Path(path)
+        size = f" ({format_bytes(report['file_bytes'])})" if report.get("file_bytes") is not None else ""
+        self.stage_label.setText(f"Exported {self._result_path.name}{size}, verified in "
+                                 f"{RUNTIME_NAMES.get(report.get('format'), 'the runtime')}.")
+        self._fill_verification(report)
+        self._fill_latency(report)
+        if report.get("slower_than_uncompressed"):
+            self._warn("Slower than the uncompressed PyTorch model at batch 1 — compression saved size, "
+                       "not time, on this runtime. Try another precision or format.")
+        self.reveal_button.setEnabled(self._result_path.exists())
+
+    def show_error(self, message: str) -> None:
+        self.error_label.setText(message)
+        self.error_label.show()
+        self.progress.hide()
+
+    def _warn(self, message: str) -> None:
+        previous = self.banner.text() if self.banner.isVisibleTo(self) else ""
+        if message not in previous:
+            self.banner.setText(f"{previous}\n⚠ {message}".strip())
+        self.banner.show()
+
+    # --- tables ---------------------------------------------------------------------
+    def _clear_results(self) -> None:
+        for row in range(len(VERIFY_ROWS)):
+            self.results_table.setItem(row, 0, _cell(DASH))
+        for row in range(len(LATENCY_ROWS)):
+            for column in range(len(LATENCY_COLUMNS)):
+                self.latency_table.setItem(row, column, _cell(DASH))
+        self.speedup_label.clear()
+
+    def _fill_verification(self, report: dict[str, Any]) -> None:
+        for row, (_, text) in enumerate(verification_rows(report)):
+            self.results_table.setItem(row, 0, _cell(text))
+
+    def _fill_latency(self, report: dict[str, Any]) -> None:
+        runtime = RUNTIME_NAMES.get(report.get("format"), "Runtime")
+        latency = report.get("latency") or {}
+        self.latency_table.setVerticalHeaderLabels([label.format(runtime=runtime) for _, label in LATENCY_ROWS])
+        for row, (key, _) in enumerate(LATENCY_ROWS):
+            for column, (threads, stat) in enumerate((("1_thread", "median_ms"), ("1_thread", "p95_ms"),
+                                                     ("2_thread", "median_ms"), ("2_thread", "p95_ms"))):
+                value = (latency.get(threads) or {}).get(key, {}).get(stat)
+                self.latency_table.setItem(row, column, _cell(_ms(value)))
+        speedup = report.get("speedup_vs_pytorch")
+        if speedup:
+            word = "faster" if speedup >= 1 else "slower"
+            ratio = speedup if speedup >= 1 else 1 / speedup
+            self.speedup_label.setText(f"{runtime} is {ratio:.2f}× {word} than PyTorch (2 threads, median).")
+
+    def reveal(self) -> None:
+        """Open the folder holding the exported file in the system file manager."""
+        if self._result_path is not None:
+            QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._result_path.parent)))
+
+    @property
+    def result_path(self) -> Path | None:
+        return self._result_path

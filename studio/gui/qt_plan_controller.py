@@ -1,0 +1,204 @@
+"""Marking layers from the tree: context menu, in-place editing of the plan column, rules by
+pattern, undo/redo, recipes on disk and the live what-if budget. Edits change the plan and
+nothing else (house rule 4); techniques come from the registry, never from a list here."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from PySide6.QtCore import QModelIndex, QObject, QPoint, Signal
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
+
+from studio.core.errors import StudioError
+from studio.core.units import format_bytes, format_count, format_flops
+from studio.gui.qt_layer_tree_model import COL_PLAN
+from studio.gui.qt_plan_document import PlanDocument
+
+if TYPE_CHECKING:
+    from studio.gui.qt_main_window import MainWindow
+
+RECIPE_FILTER = "Recipes (*.yaml *.yml *.json)"
+
+
+def _change(before: float, after: float) -> str:
+    return f" ({(after - before) / before:+.0%})" if before else ""
+
+
+class PlanController(QObject):
+    """Owns the PlanDocument of the model shown in `window`."""
+
+    projectionChanged = Signal(object)  # PlanProjection | None
+
+    def __init__(self, window: MainWindow) -> None:
+        super().__init__(window)
+        self.window = window
+        self.document = PlanDocument(parent=self)
+        self.projection: Any = None
+        self.budget = QLabel()
+        self.budget.setObjectName("planBudget")
+        self.budget.setWordWrap(True)
+        self.budget.setText("No plan yet: select layers and right-click to prune, quantize or factorize them.")
+        self.document.planChanged.connect(self.refresh)
+        view = window.layers.view
+        view.customContextMenuRequested.connect(self.show_context_menu)
+        view.doubleClicked.connect(self._on_double_click)
+        self.undo_action, self.redo_action = self.document.create_actions(self)
+        self.open_recipe_action = self._action("Open recipe…", self.open_recipe, "Ctrl+Shift+O")
+        self.save_recipe_action = self._action("Save recipe…", self.save_recipe, QKeySequence.StandardKey.Save)
+        self.add_rule_action = self._action("Add rule by pattern…", self.add_rule, "Ctrl+Shift+R")
+        self.clear_plan_action = self._action("Clear plan", self.clear_plan)
+
+    def _action(self, text: str, slot: Any, shortcut: Any = None) -> QAction:
+        action = QAction(text, self)
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        action.triggered.connect(lambda _c=False: slot())
+        return action
+
+    def actions(self) -> list[QAction]:
+        return [self.undo_action, self.redo_action, self.add_rule_action, self.clear_plan_action,
+                self.open_recipe_action, self.save_recipe_action]
+
+    # --- model lifecycle -------------------------------------------------------------
+    def model_changed(self) -> None:
+        """A new model starts a new plan (and a new undo history)."""
+        self.document.reset()
+
+    def _opened(self):
+        return self.window.opened
+
+    def refresh(self, *_: Any) -> None:
+        """Recompute the what-if budget from the plan; invalid rules are listed, not fatal."""
+        opened = self._opened()
+        if opened is None or not opened.loaded.eager:
+            self.projection = None
+            self.window.layers.model.set_projection({})
+            self.projectionChanged.emit(None)
+            return
+        from studio.core.plan.projection import project_plan
+
+        projection = project_plan(self.document.plan, opened.loaded.module, opened.tree)
+        self.projection = projection
+        self.window.layers.model.set_projection(projection.layers)
+        self._show_budget(projection)
+        self.projectionChanged.emit(projection)
+
+    def _show_budget(self, p: Any) -> None:
+        if not self.document.plan.rules:
+            self.budget.setText("No plan yet: select layers and right-click to prune, quantize or factorize them.")
+            self.budget.setToolTip("")
+            return
+        b, a = p.before, p.after
+        text = (f"<b>Plan</b> · {len(self.document.plan.rules)} rule(s), {len(p.layers)} layer(s) · projected: "
+                f"params {format_count(b.params)} → <b>{format_count(a.params)}</b>{_change(b.params, a.params)} · "
+                f"size {format_bytes(b.bytes)} → <b>{format_bytes(a.bytes)}</b>{_change(b.bytes, a.bytes)} · "
+                f"FLOPs {format_flops(b.flops)} → <b>{format_flops(a.flops)}</b>{_change(b.flops, a.flops)}")
+        if a.nonzero < b.nonzero:
+            text += f" · non-zero {format_count(a.nonzero)}"
+        if p.problems:
+            text += f" · <span style='color:#c5221f'><b>{len(p.problems)} problem(s)</b></span>"
+        self.budget.setText(text)
+        self.budget.setToolTip("\n".join(p.problems))
+
+    # --- marking -----------------------------------------------------------------------
+    def selected_names(self) -> list[str]:
+        return [node.name for node in self.window.layers.selected_nodes() if node.name]
+
+    def show_context_menu(self, pos: QPoint) -> None:
+        if self._opened() is None:
+            return
+        menu = self.build_menu()
+        menu.popup(self.window.layers.view.viewport().mapToGlobal(pos))
+
+    def build_menu(self) -> QMenu:
+        """The tree's context menu; one entry per registered technique."""
+        from studio.core.techniques import all_techniques
+
+        names = self.selected_names()
+        menu = QMenu(self.window)
+        menu.setObjectName("layerMenu")
+        for key, technique in all_techniques().items():
+            action = menu.addAction(technique.label, lambda k=key: self.mark_selected(k))
+            action.setObjectName(f"mark_{key}")
+            action.setEnabled(bool(names))
+        menu.addSeparator()
+        clear = menu.addAction("Clear", lambda: self.document.clear(self.selected_names()))
+        clear.setObjectName("clearMarks")
+        clear.setEnabled(bool(names))
+        menu.addAction(self.add_rule_action)
+        menu.addSeparator()
+        menu.addActions([self.undo_action, self.redo_action])
+        return menu
+
+    def mark_selected(self, key: str, config: Any = None) -> None:
+        """Open the technique's dialog for the selected layers; OK edits the plan."""
+        from studio.gui.qt_technique_dialogs import TechniqueDialog
+
+        names = self.selected_names()
+        if not names:
+            return
+        dialog = TechniqueDialog(key, names, config, self.window)
+        dialog.accepted.connect(lambda: self.document.mark(names, key, dialog.config()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        self.last_dialog = dialog
+
+    def _on_double_click(self, index: QModelIndex) -> None:
+        """The plan column is edited in place: double-click opens that layer's settings."""
+        if index.column() != COL_PLAN or self._opened() is None:
+            return
+        node = self.window.layers.proxy.mapToSource(index).internalPointer()
+        from studio.core.plan.resolve import resolve_with_problems
+
+        assignments, _ = resolve_with_problems(self.document.plan, self._opened().loaded.module)
+        for key, layers in assignments.items():
+            if node.name in layers:
+                self.window.layers.view.selectionModel().select(
+                    index, self.window.layers.view.selectionModel().SelectionFlag.ClearAndSelect
+                    | self.window.layers.view.selectionModel().SelectionFlag.Rows)
+                self.mark_selected(key, layers[node.name])
+                return
+
+    def add_rule(self) -> None:
+        from studio.gui.qt_technique_dialogs import PatternRuleDialog
+
+        opened = self._opened()
+        names = [n.name for n in opened.tree.nodes() if n.name] if opened else []
+        dialog = PatternRuleDialog(names, parent=self.window)
+        dialog.accepted.connect(lambda: self.document.add_rule(*dialog.result_rule()))
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+        self.last_dialog = dialog
+
+    def clear_plan(self) -> None:
+        from studio.core.plan import CompressionPlan
+
+        self.document.set_plan(CompressionPlan(settings=self.document.plan.settings), "Clear plan")
+
+    # --- recipes -----------------------------------------------------------------------
+    def open_recipe(self, path: str | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self.window, "Open recipe", "", RECIPE_FILTER)
+        if path:
+            try:
+                self.document.load(path)
+            except StudioError as exc:
+                self.window.show_error(str(exc), "Could not open recipe")
+
+    def save_recipe(self, path: str | None = None, settings: dict | None = None) -> None:
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self.window, "Save recipe", str(self.document.path or "recipe.yaml"),
+                                                  RECIPE_FILTER)
+        if not path:
+            return
+        if settings:
+            from dataclasses import replace
+
+            self.document.set_plan(replace(self.document.plan, settings={**self.document.plan.settings, **settings}),
+                                   "Update run settings")
+        try:
+            self.document.save(path)
+            self.window.statusBar().showMessage(f"Saved recipe to {path}")
+        except (StudioError, OSError) as exc:
+            self.window.show_error(str(exc), "Could not save recipe")

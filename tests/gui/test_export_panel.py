@@ -1,0 +1,157 @@
+"""Export panel: the request it builds, overwrite confirmation, and real export events."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import copy  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+from PySide6.QtWidgets import QMessageBox  # noqa: E402
+
+from studio.core.events import Finished, StageStarted, Warning  # noqa: E402
+from studio.core.export import ExportRequest, ExportResult  # noqa: E402
+from studio.core.units import format_bytes  # noqa: E402
+from studio.gui.qt_export_panel import ExportPanel  # noqa: E402
+
+
+@pytest.fixture
+def panel(qtbot):
+    widget = ExportPanel()
+    qtbot.addWidget(widget)
+    widget.resize(900, 600)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+@pytest.fixture(scope="module")
+def digits_events(tmp_path_factory):
+    """One real ONNX export of the digits sample, shared by the tests that read its events."""
+    from studio.core.export import export
+    from studio.core.loaders import LoadRequest, load_model
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    out = tmp_path_factory.mktemp("export") / "d.onnx"
+    return list(export(loaded, ExportRequest("onnx", out), None))
+
+
+def _cells(table):
+    return [table.item(r, c).text() for r in range(table.rowCount()) for c in range(table.columnCount())]
+
+
+def test_button_emits_request(qtbot, panel, tmp_path):
+    assert panel.objectName() == "exportPanel"
+    panel.set_format("tflite")
+    panel.set_precision("int8")
+    panel.int8_combo.setCurrentIndex(panel.int8_combo.findData("static"))
+    panel.path_edit.setText(str(tmp_path / "m.tflite"))
+    panel.data_edit.setText("digits")
+    with qtbot.waitSignal(panel.exportRequested) as signal:
+        qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
+    assert signal.args == [ExportRequest("tflite", tmp_path / "m.tflite", "int8", force=False, int8_mode="static")]
+    assert panel.data_spec() == "digits"
+
+
+def test_int8_mode_only_for_int8(panel):
+    assert not panel.int8_combo.isEnabled()
+    panel.set_precision("int8")
+    assert panel.int8_combo.isEnabled()
+
+
+def test_suffix_follows_format(panel, tmp_path):
+    panel.set_output(tmp_path / "model.pt")
+    assert panel.path_edit.text() == str(tmp_path / "model.onnx")
+    panel.set_format("tflite")
+    assert panel.path_edit.text() == str(tmp_path / "model.tflite")
+
+
+def test_browse_forces_suffix(panel, monkeypatch, tmp_path):
+    from PySide6.QtWidgets import QFileDialog
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *args, **kwargs: (str(tmp_path / "picked"), "")))
+    panel.browse_button.click()
+    assert panel.path_edit.text() == str(tmp_path / "picked.onnx")
+
+
+@pytest.mark.parametrize("text, message", [("", "Choose the file"), ("/tmp/x.tflite", "should end in .onnx")])
+def test_invalid_path_is_reported(qtbot, panel, text, message):
+    panel.path_edit.setText(text)
+    with qtbot.assertNotEmitted(panel.exportRequested):
+        panel.export_button.click()
+    assert panel.error_label.isVisible() and message in panel.error_label.text()
+
+
+def test_existing_file_asks_before_replacing(qtbot, panel, tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    panel.path_edit.setText(str(target))
+    with qtbot.assertNotEmitted(panel.exportRequested):
+        panel.export_button.click()
+    box = panel.findChild(QMessageBox, "overwriteDialog")
+    assert box is not None
+    qtbot.waitUntil(box.isVisible)
+    with qtbot.waitSignal(panel.exportRequested) as signal:
+        qtbot.mouseClick(box.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+    assert signal.args[0] == ExportRequest("onnx", target, force=True)
+
+
+def test_cancel_replacing_emits_nothing(qtbot, panel, tmp_path):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    panel.path_edit.setText(str(target))
+    panel.export_button.click()
+    box = panel.findChild(QMessageBox, "overwriteDialog")
+    qtbot.waitUntil(box.isVisible)
+    with qtbot.assertNotEmitted(panel.exportRequested):
+        box.button(QMessageBox.StandardButton.Cancel).click()
+
+
+def test_real_export_events_fill_tables(qtbot, panel, digits_events, monkeypatch):
+    panel.set_busy(True)
+    assert not panel.export_button.isEnabled() and panel.progress.isVisible()
+    assert any(isinstance(e, StageStarted) for e in digits_events)
+    for event in digits_events:
+        panel.handle_event(event)
+        if isinstance(event, StageStarted):
+            assert event.name.capitalize() in panel.stage_label.text()
+    panel.set_busy(False)
+    report = digits_events[-1].result.report
+    results = _cells(panel.results_table)
+    assert format_bytes(report["file_bytes"]) in results
+    assert str(report["verification"]["samples"]) in results
+    latency = _cells(panel.latency_table)
+    assert f"{report['latency']['1_thread']['runtime']['median_ms']:.3f} ms" in latency
+    assert "—" not in latency
+    assert panel.latency_table.verticalHeaderItem(0).text() == "ONNX Runtime"
+    assert panel.reveal_button.isEnabled()
+    assert panel.banner.isVisible() == report["slower_than_uncompressed"]
+
+    opened = []
+    monkeypatch.setattr("studio.gui.qt_export_panel.QDesktopServices.openUrl", lambda url: opened.append(url))
+    qtbot.mouseClick(panel.reveal_button, Qt.MouseButton.LeftButton)
+    assert [Path(u.toLocalFile()) for u in opened] == [Path(report["file"]).parent]
+
+
+def test_slower_than_uncompressed_shows_banner(panel, digits_events):
+    finished = digits_events[-1]
+    report = copy.deepcopy(finished.result.report)
+    report["slower_than_uncompressed"] = True
+    panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, report)))
+    assert panel.banner.isVisible()
+    assert "Slower than the uncompressed" in panel.banner.text()
+    panel.set_busy(True)
+    assert not panel.banner.isVisible() and not panel.reveal_button.isEnabled()
+    assert set(_cells(panel.results_table)) == {"—"}
+
+
+def test_warning_event_and_error(panel):
+    panel.handle_event(Warning("No ONNX node matched"))
+    assert panel.banner.isVisible() and "No ONNX node matched" in panel.banner.text()
+    panel.show_error("Cannot export: boom")
+    assert panel.error_label.isVisible() and panel.error_label.text() == "Cannot export: boom"
