@@ -25,6 +25,10 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_inspect.py
+	$(BIN)/python benchmarks/bench_compress.py
+	$(BIN)/python benchmarks/bench_run.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_gui_run.py
+	$(BIN)/python benchmarks/bench_export.py
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:digits-cnn --screenshot docs/screenshot-digits.png

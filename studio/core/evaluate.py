@@ -29,17 +29,20 @@ class Metrics:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64) -> list[torch.Tensor]:
-    """Primary outputs per batch, in dataset order (teachers' outputs are cached with this)."""
+def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
+            device: torch.device | None = None) -> list[torch.Tensor]:
+    """Primary outputs per batch on the CPU, in dataset order (teachers' outputs are cached
+    with this); `device` is where the model lives (the inputs go there)."""
     model.eval()
+    move = (lambda t: t.to(device)) if device is not None and device.type != "cpu" else (lambda t: t)
     with torch.no_grad():
-        return [primary_output(model(*args, **kwargs)).float() for args, kwargs, _ in
-                dataset.batches(split, batch_size)]
+        return [primary_output(model(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})).float().cpu()
+                for args, kwargs, _ in dataset.batches(split, batch_size)]
 
 
 def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-             reference: list[torch.Tensor] | None = None) -> Metrics:
-    outputs = predict(model, dataset, split, batch_size)
+             reference: list[torch.Tensor] | None = None, device: torch.device | None = None) -> Metrics:
+    outputs = predict(model, dataset, split, batch_size, device)
     labels = [y for _, _, y in dataset.batches(split, batch_size)]
     n = sum(len(o) for o in outputs)
     result: dict[str, float] = {}

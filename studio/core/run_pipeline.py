@@ -179,9 +179,8 @@ def _finetune(teacher: nn.Module, student: nn.Module, result: CompressionResult,
                                             f"{(time.perf_counter() - start) / step:.3f} s/step")
                 if step % settings.eval_interval == 0 or step == total:
                     cancel.raise_if_cancelled()
-                    student.to("cpu")
-                    metrics = evaluate(student, dataset, reference=reference)
-                    student.to(device).train()
+                    metrics = evaluate(student, dataset, reference=reference, device=device)
+                    student.train()
                     yield from _metric_points(step, metrics)
     finally:
         for capture in (student_hidden, teacher_hidden):

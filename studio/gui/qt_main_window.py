@@ -100,6 +100,9 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().showMessage("Ready")
+        from studio.gui.qt_run_controller import RunController
+
+        self.run = RunController(self)
         self._create_actions()
         self._set_busy(False)
 
@@ -150,11 +153,14 @@ class MainWindow(QMainWindow):
         model_menu.addAction(self.spec_action)
         plan_menu = self.menuBar().addMenu("&Plan")
         plan_menu.addActions(self.plan.actions())
+        plan_menu.addSeparator()
+        plan_menu.addActions([self.run.run_action, self.run.export_action])
         self.plan_menu = plan_menu
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addActions([self.find_action, self.expand_action, self.collapse_action])
         view_menu.addSeparator()
         view_menu.addAction(self.details.toggleViewAction())
+        view_menu.addActions([dock.toggleViewAction() for dock in self.run.docks])
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -180,6 +186,8 @@ class MainWindow(QMainWindow):
         self.plan.undo_action.setIcon(icon("undo"))
         self.plan.redo_action.setIcon(icon("redo"))
         toolbar.addActions([self.plan.undo_action, self.plan.redo_action])
+        toolbar.addSeparator()
+        toolbar.addActions([self.run.run_action, self.run.export_action])
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()
@@ -202,7 +210,8 @@ class MainWindow(QMainWindow):
             widget.setEnabled(not busy)
         self.reload_action.setEnabled(not busy and self._request is not None)
         self.spec_action.setEnabled(not busy and self.opened is not None)
-        for action in (self.expand_action, self.collapse_action, self.find_action):
+        for action in (self.expand_action, self.collapse_action, self.find_action, self.run.run_action,
+                       self.run.export_action):
             action.setEnabled(self.opened is not None)
 
     # --- opening -------------------------------------------------------------------
@@ -274,14 +283,25 @@ class MainWindow(QMainWindow):
         self.layers.set_tree(tree)
         self.stack.setCurrentIndex(1)
         self.details.show()
-        if kind == "open":
+        if kind in ("open", "loaded"):
             self.plan.model_changed()
+            self.run.model_changed()
         else:
             self.plan.refresh()
         seconds = opened.load_seconds + opened.inspect_seconds
         verb = "Loaded" if kind == "open" else f"Inspected with {tree.input_spec}"
         self.statusBar().showMessage(f"{verb} in {seconds:.2f} s")
         self.modelShown.emit()
+
+    def show_loaded(self, loaded: Any) -> None:
+        """Show an in-memory model (a kept compression result); it is inspected on the worker."""
+        def job(token: CancelToken) -> Any:
+            from studio.core.open_pipeline import reinspect
+
+            return reinspect(loaded, loaded.input_spec, token)
+
+        self._job = ("loaded", loaded)
+        self.runner.start(job)
 
     def _on_failed(self, message: str, untrusted: bool) -> None:
         kind, payload = self._job
@@ -356,6 +376,7 @@ class MainWindow(QMainWindow):
                           "<p>Nothing leaves this machine: models load offline.</p>")
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        self.run.shutdown()  # cancels a running compression and joins its thread
         self.runner.shutdown()
         super().closeEvent(event)
 

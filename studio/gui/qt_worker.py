@@ -15,6 +15,7 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.cancel import CancelToken, Cancelled
 from studio.core.errors import StudioError, UntrustedPickleError
+from studio.gui.qt_gui_priority import gui_priority
 
 JobFactory = Callable[[CancelToken], Iterator[object]]
 
@@ -88,6 +89,8 @@ class JobRunner(QObject):
         # Stopped jobs stay referenced until their queued `done` arrives, so no queued
         # signal ever outlives its sender.
         self._retired: dict[PipelineWorker, QThread] = {}
+        priority = gui_priority()
+        self.busyChanged.connect(lambda busy: priority.job_started() if busy else priority.job_ended())
 
     @property
     def busy(self) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -41,6 +42,13 @@ def isolated_settings(tmp_path_factory):
     yield folder
 
 
+@pytest.fixture(autouse=True)
+def collect_on_main_thread():
+    """Free the last test's widgets here, on the GUI thread, before a worker thread could."""
+    yield
+    gc.collect()
+
+
 @pytest.fixture(scope="session")
 def digits_tree():
     from studio.core.inspect import inspect_model
@@ -60,6 +68,7 @@ def window(qtbot):
     win.show()
     qtbot.waitExposed(win)
     yield win
+    win.run.shutdown()
     win.runner.shutdown()
 
 

@@ -86,8 +86,9 @@ def csv_text(path: Path, loaded: LoadedModel) -> Dataset:
         labels = torch.tensor([index[v] for v in raw])
     names = {t.name: t for t in loaded.input_spec.tensors}
     length = names["input_ids"].shape[-1] if "input_ids" in names else 128
-    enc = _tokenizer(loaded)([t for t, _ in rows], padding="max_length", truncation=True, max_length=length,
-                             return_tensors="pt")
+    from studio.core.data.tokenize import tokenize_texts
+
+    enc = tokenize_texts(_tokenizer(loaded), [t for t, _ in rows], length)
     inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and (k in names or not names)}
     train, val = _split(len(rows))
     return Dataset(f"csv:{path}", inputs, labels, True, train, val, classes)

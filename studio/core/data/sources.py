@@ -106,12 +106,12 @@ def _digits() -> Dataset:
 
 def _snippets(loaded: LoadedModel) -> Dataset:
     from studio.core.data.rotten_tomatoes import LABELS, snippets_split
+    from studio.core.data.tokenize import tokenize_texts
     from studio.core.samples.minilm_sentiment import SEQ_LEN, load_tokenizer
 
     split = snippets_split()
     rows = split.train + split.test
-    enc = load_tokenizer()([t for t, _ in rows], padding="max_length", truncation=True, max_length=SEQ_LEN,
-                           return_tensors="pt")
+    enc = tokenize_texts(load_tokenizer(), [t for t, _ in rows], SEQ_LEN)
     labels = torch.tensor([y for _, y in rows])
     n_train = len(split.train)
     return Dataset("rotten-tomatoes", {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]},

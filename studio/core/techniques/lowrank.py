@@ -1,30 +1,37 @@
 """Rank reduction: truncated SVD for Linear and 1x1 Conv2d, Tucker-2 and CP for Conv2d
-(tensorly). Ranks come from the config (absolute, fraction of parameters, or energy) or
-are suggested automatically by energy or VBMF; a layer whose factorization would not save
-parameters is left dense with a warning."""
+(tensorly). Ranks come from the config (absolute, fraction of parameters, or energy) or are
+suggested automatically by energy or VBMF; a layer whose factorization would not save
+parameters is left dense with a warning. The replacement layers live in `lowrank_layers`,
+the rank arithmetic in `lowrank_math`; both are re-exported here."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import torch
 from torch import nn
 
+from studio.core.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          register, replace_submodule_)
 from studio.core.techniques.lowrank_layers import CPConv2d, LowRankConv1x1, LowRankLinear, TuckerConv2d
+from studio.core.techniques.lowrank_math import (METHODS, Ranks, break_even_rank, cp_decompose, evbmf_rank,
+                                                 factored_params, flops_ratio, kept_energy, layer_dims,
+                                                 rank_for_energy, rank_for_fraction, single_ranks,
+                                                 tucker_ranks_for_fraction, unfolding_singular_values)
 
-METHODS = ("svd", "tucker", "cp")
 SOLVERS = ("auto", "exact", "randomized")
 DEFAULT_ENERGY = 0.9
+weight_params = factored_params  # the name earlier callers use
 
 
 @dataclass(frozen=True)
 class LowRankConfig(TechniqueConfig):
-    """One of `rank`, `rank_fraction` (share of the layer's parameters to keep) or `energy`
-    (share of squared singular values to keep); none of them means energy 0.9."""
+    """At most one of `rank`, `rank_fraction` (share of the layer's parameters to keep) or
+    `energy` (share of squared singular values to keep); none means energy 0.9, so the
+    default config is usable as is. `solver` picks the SVD routine (SVD method only)."""
 
     method: str = "svd"
     rank: int | None = None
@@ -41,9 +48,9 @@ class LowRankConfig(TechniqueConfig):
             out.append(f"give one of rank, rank_fraction or energy, not {' and '.join(given)}")
         if self.rank is not None and (isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1):
             out.append(f"rank {self.rank!r} must be a positive integer")
-        if self.rank_fraction is not None and not (isinstance(self.rank_fraction, (int, float)) and 0 < self.rank_fraction < 1):
+        if self.rank_fraction is not None and not (_real(self.rank_fraction) and 0 < self.rank_fraction < 1):
             out.append(f"rank_fraction {self.rank_fraction!r} must be a fraction strictly between 0 and 1")
-        if self.energy is not None and not (isinstance(self.energy, (int, float)) and 0 < self.energy <= 1):
+        if self.energy is not None and not (_real(self.energy) and 0 < self.energy <= 1):
             out.append(f"energy {self.energy!r} must be within (0, 1]")
         if self.solver not in SOLVERS:
             out.append(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}")
@@ -57,121 +64,139 @@ class LowRankConfig(TechniqueConfig):
         return f"{self.method} energy {self.energy or DEFAULT_ENERGY:g}"
 
 
-# --- rank arithmetic ----------------------------------------------------------------------
-
-def _dims(module: nn.Module) -> tuple[int, int, int, int]:
-    """(out, in, kh, kw); a Linear is a 1x1 kernel."""
-    if isinstance(module, nn.Linear):
-        return module.out_features, module.in_features, 1, 1
-    return module.out_channels, module.in_channels, *module.kernel_size
+def _real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def weight_params(module: nn.Module, method: str, ranks: tuple[int, int]) -> int:
-    """Weight parameters of the factorized layer (bias unchanged)."""
-    out, inp, kh, kw = _dims(module)
-    r_out, r_in = ranks
+# --- rank choice --------------------------------------------------------------------------
+
+def _bias(module: nn.Module) -> int:
+    bias = getattr(module, "bias", None)
+    return bias.numel() if isinstance(bias, torch.Tensor) else 0
+
+
+def choose_ranks(module: nn.Module, config: LowRankConfig) -> Ranks:
+    """The ranks `config` asks of this layer: (out, in) for Tucker, (r, r) for SVD and CP.
+    CP by energy takes the larger energy rank of the two channel unfoldings (a CP of rank R
+    has unfoldings of rank ≤ R, so this is a lower bound, not a guarantee)."""
+    method = config.method
+    if config.rank is not None:
+        return single_ranks(module, method, config.rank)
+    weight = module.weight
+    if config.rank_fraction is not None:
+        if method == "tucker":
+            return tucker_ranks_for_fraction(module, config.rank_fraction, unfolding_singular_values(weight, 0),
+                                             unfolding_singular_values(weight, 1), _bias(module))
+        return single_ranks(module, method, rank_for_fraction(module, method, config.rank_fraction, _bias(module)))
+    energy = config.energy or DEFAULT_ENERGY
+    r_out = rank_for_energy(unfolding_singular_values(weight, 0), energy)
     if method == "svd":
-        return r_out * (out + inp * kh * kw)
-    if method == "tucker":
-        return inp * r_in + r_in * r_out * kh * kw + r_out * out
-    return r_out * (inp + kh + kw + out)  # cp
+        return single_ranks(module, method, r_out)
+    r_in = rank_for_energy(unfolding_singular_values(weight, 1), energy)
+    return Ranks(r_out, r_in) if method == "tucker" else Ranks(max(r_out, r_in), max(r_out, r_in))
 
 
-def break_even_rank(module: nn.Module, method: str) -> int:
-    """The largest single rank whose factorization still has fewer weights than the layer."""
-    dense = module.weight.numel()
-    out, inp, _, _ = _dims(module)
-    best, low, high = 0, 1, max(out, inp) * (16 if method == "cp" else 1)
-    while low <= high:
-        mid = (low + high) // 2
-        if weight_params(module, method, _single(module, method, mid)) < dense:
-            best, low = mid, mid + 1
-        else:
-            high = mid - 1
-    return best
+def suggest_ranks(module: nn.Module, method: str = "svd", by: str = "energy",
+                  energy: float = DEFAULT_ENERGY) -> Ranks:
+    """Automatic ranks per channel mode, by singular-value energy or by EVBMF's noise estimate
+    on each unfolding (the MUSCO recipe for Tucker-2)."""
+    if by not in ("energy", "vbmf"):
+        raise StudioError(f"rank suggestion by {by!r} is not one of energy, vbmf")
+    weight = module.weight
+    total = float(weight.detach().double().pow(2).sum())
 
+    def one(mode: int) -> int:
+        s = unfolding_singular_values(weight, mode)
+        rows = weight.shape[mode]
+        if by == "vbmf":
+            return evbmf_rank(s, rows, weight.numel() // rows, total)
+        return rank_for_energy(s, energy)
 
-def _single(module: nn.Module, method: str, rank: int) -> tuple[int, int]:
-    out, inp, _, _ = _dims(module)
-    if method == "tucker":
-        return min(rank, out), min(rank, inp)
+    r_out = one(0)
     if method == "svd":
-        return min(rank, out, inp), 0
-    return rank, 0
-
-
-def rank_for_energy(singular_values: np.ndarray, energy: float) -> int:
-    power = np.cumsum(np.asarray(singular_values, dtype=np.float64) ** 2)
-    return int(np.searchsorted(power / power[-1], energy - 1e-12) + 1)
-
-
-def _unfold_singular_values(module: nn.Module, mode: int) -> np.ndarray:
-    weight = module.weight.detach().float()
-    matrix = weight.flatten(1) if mode == 0 else weight.transpose(0, 1).flatten(1)
-    return torch.linalg.svdvals(matrix).double().numpy()
-
-
-def evbmf_rank(singular_values: np.ndarray, rows: int, cols: int, total_energy: float | None = None) -> int:
-    """Empirical VBMF (Nakajima et al., 2013): the rank at which singular values stand above
-    the estimated noise level, with the noise variance fitted by the analytic solution."""
-    from scipy.optimize import minimize_scalar
-
-    s = np.asarray(singular_values, dtype=np.float64)
-    L, M = min(rows, cols), max(rows, cols)
-    H = len(s)
-    alpha = L / M
-    tau_bar = 2.5129 * np.sqrt(alpha)
-    x_bar = (1 + tau_bar) * (1 + alpha / tau_bar)
-    residual = max(0.0, (total_energy if total_energy is not None else float(np.sum(s ** 2))) - float(np.sum(s ** 2)))
-    eh_ub = int(min(np.ceil(L / (1 + alpha)) - 1, H)) - 1
-    upper = (np.sum(s ** 2) + residual) / (L * M)
-    tail = s[eh_ub + 1:] if eh_ub + 1 < H else s[-1:]
-    lower = max(tail[0] ** 2 / (M * x_bar), np.mean(tail ** 2) / M)
-
-    def objective(sigma2: float) -> float:
-        x = s ** 2 / (M * sigma2)
-        z1, z2 = x[x > x_bar], x[x <= x_bar]
-        tau = 0.5 * (z1 - (1 + alpha) + np.sqrt((z1 - (1 + alpha)) ** 2 - 4 * alpha))
-        return float(np.sum(z2 - np.log(z2)) + np.sum(z1 - tau) + np.sum(np.log((tau + 1) / z1))
-                     + alpha * np.sum(np.log(tau / alpha + 1)) + residual / (M * sigma2) + (L - H) * np.log(sigma2))
-
-    sigma2 = minimize_scalar(objective, bounds=(lower, max(upper, lower * (1 + 1e-9))), method="bounded").x
-    threshold = np.sqrt(M * sigma2 * (1 + tau_bar) * (1 + alpha / tau_bar))
-    return max(1, int(np.sum(s > threshold)))
+        return single_ranks(module, method, r_out)
+    r_in = one(1)
+    return Ranks(r_out, r_in) if method == "tucker" else Ranks(max(r_out, r_in), max(r_out, r_in))
 
 
 def suggest_rank(module: nn.Module, method: str = "svd", by: str = "energy", energy: float = DEFAULT_ENERGY) -> int:
-    """Automatic rank for a layer: by singular-value energy, or by VBMF's noise estimate."""
-    s = _unfold_singular_values(module, 0)
-    rows, cols = module.weight.shape[0], module.weight[0].numel()
-    if by == "vbmf":
-        return evbmf_rank(s, rows, cols, float(module.weight.detach().double().pow(2).sum()))
-    return rank_for_energy(s, energy)
+    """One rank for a config's `rank`: the larger of the per-mode suggestions (Tucker clips it
+    to each mode's channels)."""
+    return max(suggest_ranks(module, method, by, energy))
 
 
-def choose_ranks(module: nn.Module, config: LowRankConfig) -> tuple[int, int]:
-    """(r_out, r_in) for Tucker; (r, 0) for SVD and CP."""
-    method = config.method
-    if config.rank is not None:
-        return _single(module, method, config.rank)
-    if config.rank_fraction is not None:
-        budget = config.rank_fraction * module.weight.numel()
-        rank = 1
-        while weight_params(module, method, _single(module, method, rank + 1)) <= budget and rank < 100_000:
-            rank += 1
-        return _single(module, method, rank)
-    energy = config.energy or DEFAULT_ENERGY
-    r_out = rank_for_energy(_unfold_singular_values(module, 0), energy)
-    if method == "tucker":
-        return min(r_out, module.weight.shape[0]), rank_for_energy(_unfold_singular_values(module, 1), energy)
-    return _single(module, method, r_out)
+# --- the replacement and what it keeps -----------------------------------------------------
+
+def factorized_weight(layer: nn.Module) -> torch.Tensor:
+    """The dense weight a factorized layer computes (out, in[, kh, kw]), to measure the error."""
+    with torch.no_grad():
+        if isinstance(layer, LowRankLinear):
+            return layer.second.weight @ layer.first.weight
+        if isinstance(layer, LowRankConv1x1):
+            return (layer.second.weight.flatten(1) @ layer.first.weight.flatten(1))[:, :, None, None]
+        if isinstance(layer, TuckerConv2d):
+            return torch.einsum("oa,abhw,bi->oihw", layer.last.weight.flatten(1), layer.core.weight,
+                                layer.first.weight.flatten(1))
+        if isinstance(layer, CPConv2d):
+            return torch.einsum("or,ri,rh,rw->oihw", layer.last.weight.flatten(1), layer.first.weight.flatten(1),
+                                layer.vertical.weight.flatten(1), layer.horizontal.weight.flatten(1))
+    raise StudioError(f"{type(layer).__name__} is not a low-rank layer")
+
+
+def _factorize(module: nn.Module, config: LowRankConfig, ranks: Ranks) -> nn.Module:
+    with torch.no_grad():
+        if config.method == "svd" and isinstance(module, nn.Linear):
+            new = LowRankLinear.from_linear(module, ranks.out, config.solver)
+        elif config.method == "svd":
+            new = LowRankConv1x1.from_conv(module, ranks.out, config.solver)
+        elif config.method == "tucker":
+            new = TuckerConv2d.from_conv(module, ranks.out, ranks.inp)
+        else:
+            new = _cp_layer(module, ranks.out)
+    # The layers copy values in the weight's dtype into default-dtype parameters; keep the original's.
+    return new.to(device=module.weight.device, dtype=module.weight.dtype).train(module.training)
+
+
+def _cp_layer(conv: nn.Conv2d, rank: int) -> CPConv2d:
+    """CPConv2d filled by the einsum ALS of `cp_decompose`, 10-30x faster than tensorly's
+    generic `parafac` (which `CPConv2d.from_conv` uses) on 3x3 kernels of a few hundred channels."""
+    f_out, f_in, f_h, f_w = cp_decompose(conv.weight, rank)
+    layer = CPConv2d(conv, rank)
+    with torch.no_grad():
+        layer.first.weight.copy_(f_in.T.reshape(rank, -1, 1, 1))
+        layer.vertical.weight.copy_(f_h.T.reshape(rank, 1, -1, 1))
+        layer.horizontal.weight.copy_(f_w.T.reshape(rank, 1, 1, -1))
+        layer.last.weight.copy_(f_out.reshape(-1, rank, 1, 1))
+        if conv.bias is not None:
+            layer.last.bias.copy_(conv.bias)
+    return layer
+
+
+def _rank_text(method: str, ranks: Ranks) -> str:
+    return f"ranks {ranks.out}x{ranks.inp}" if method == "tucker" else f"rank {ranks.out}"
+
+
+def _saves(module: nn.Module, method: str, ranks: Ranks) -> bool:
+    return factored_params(module, method, ranks) < module.weight.numel()
+
+
+def _method_problem(module: nn.Module, method: str) -> str | None:
+    _, _, kh, kw = layer_dims(module)
+    if method == "svd" and isinstance(module, nn.Conv2d) and (kh, kw) != (1, 1):
+        return f"svd applies to Linear and 1x1 Conv2d; use tucker or cp for {kh}x{kw} kernels"
+    if method in ("tucker", "cp") and isinstance(module, nn.Linear):
+        return f"{method} factorizes convolution kernels; use svd for Linear layers"
+    if method in ("svd", "cp") and isinstance(module, nn.Conv2d):
+        padding = module.padding
+        if method == "cp" and isinstance(padding, str):
+            return f"cp needs numeric padding and this conv has padding={padding!r}; use tucker"
+        padded = padding == "same" if isinstance(padding, str) else any(padding)
+        if padded and module.padding_mode != "zeros":
+            return f"{method} keeps only zero padding and this conv pads with {module.padding_mode!r}; use tucker"
+    return None
 
 
 # --- the technique ------------------------------------------------------------------------
-
-def _saves(module: nn.Module, config: LowRankConfig, ranks: tuple[int, int]) -> bool:
-    return weight_params(module, config.method, ranks) < module.weight.numel()
-
 
 @register
 class LowRank(Technique):
@@ -182,54 +207,95 @@ class LowRank(Technique):
     supported_types = "Linear, Conv2d (groups=1)"
 
     def supports(self, module: nn.Module) -> bool:
+        # Exact types: subclasses such as MultiheadAttention's out_proj are read by their owner's
+        # weight, so replacing them with a factorized module would break the owner.
         return type(module) is nn.Linear or (type(module) is nn.Conv2d and module.groups == 1)
 
     def check(self, name: str, module: nn.Module, config: LowRankConfig) -> list[str]:
-        out, inp, kh, kw = _dims(module)
-        kind = f"{out}x{inp}" + (f" {kh}x{kw} Conv2d" if isinstance(module, nn.Conv2d) else " Linear")
-        if config.method == "svd" and isinstance(module, nn.Conv2d) and (kh, kw) != (1, 1):
-            return [f"svd applies to Linear and 1x1 Conv2d; use tucker or cp for this {kh}x{kw} kernel"]
-        if config.method in ("tucker", "cp") and isinstance(module, nn.Linear):
-            return [f"{config.method} factorizes convolution kernels; use svd for Linear layers"]
-        if config.rank is not None and config.method in METHODS:
-            limit = break_even_rank(module, config.method)
-            if config.rank > limit:
-                return [f"rank {config.rank} saves no parameters for this {kind} (the largest useful rank is {limit})"]
+        if config.method not in METHODS:
+            return []  # config.problems() reports it
+        problem = _method_problem(module, config.method)
+        if problem:
+            return [problem]
+        out, inp, kh, kw = layer_dims(module)
+        kind = f"{out}x{inp} Linear" if isinstance(module, nn.Linear) else f"{out}x{inp}x{kh}x{kw} Conv2d"
+        rank = config.rank
+        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
+            return []
+        if config.method == "svd" and rank > min(out, inp * kh * kw):
+            return [f"rank {rank} exceeds the largest possible rank {min(out, inp * kh * kw)} of this {kind}; "
+                    f"ranks up to {break_even_rank(module, 'svd')} save parameters"]
+        limit = break_even_rank(module, config.method)
+        if limit == 0:
+            return [f"no {config.method} rank saves parameters for this {kind}; exclude it (lowrank: null)"]
+        if rank > limit:
+            return [f"rank {rank} saves no parameters for this {kind} (largest useful rank is {limit})"]
         return []
 
+    def check_model(self, model: nn.Module, targets: dict[str, TechniqueConfig],
+                    example_inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> list[str]:
+        """Shared modules and tied weights: factorizing one user leaves the other dense, so the
+        model grows and the copies drift apart."""
+        names: dict[int, list[str]] = defaultdict(list)
+        owners: dict[int, list[str]] = defaultdict(list)
+        for module_name, module in model.named_modules(remove_duplicate=False):
+            names[id(module)].append(module_name)
+            for param in module.parameters(recurse=False):
+                owners[id(param)].append(module_name)
+        problems = []
+        for name in targets:
+            module = model.get_submodule(name)
+            others = [n for n in names[id(module)] if n != name]
+            tied = [n for n in owners[id(module.weight)] if n not in names[id(module)]]
+            if others:
+                problems.append(f"layer {name}: lowrank: the same module is also used as {others[0]}; factorizing "
+                                "replaces it under one name only; exclude it (lowrank: null)")
+            elif tied:
+                problems.append(f"layer {name}: lowrank: its weight is tied to {tied[0]}; factorizing unties it and "
+                                "adds parameters; exclude it (lowrank: null)")
+        return problems
+
     def project(self, module: nn.Module, config: LowRankConfig, estimate: Estimate) -> Estimate:
-        ranks = choose_ranks(module, config)
-        if not _saves(module, config, ranks):
+        if config.problems() or _method_problem(module, config.method):
             return estimate
-        dense = module.weight.numel()
-        after = weight_params(module, config.method, ranks)
-        removed = dense - after
-        ratio = after / dense  # FLOPs scale with the weights for Linear/SVD; an approximation for conv factors
-        return Estimate(estimate.params - removed, estimate.bytes - removed * module.weight.element_size(),
-                        int(estimate.flops * ratio), estimate.nonzero - removed)
+        ranks = choose_ranks(module, config)
+        if not _saves(module, config.method, ranks):
+            return estimate
+        weight = module.weight
+        after = factored_params(module, config.method, ranks)
+        removed = weight.numel() - after
+        stride = tuple(module.stride) if isinstance(module, nn.Conv2d) else (1, 1)
+        ratio = flops_ratio(module, config.method, ranks, stride)  # exact for svd, approximate for tucker/cp
+        nonzero_weight = int(torch.count_nonzero(weight.detach()))
+        return Estimate(estimate.params - removed, estimate.bytes - removed * weight.element_size(),
+                        int(round(estimate.flops * ratio)), estimate.nonzero - nonzero_weight + after)
 
     def apply_(self, model: nn.Module, targets: dict[str, LowRankConfig],
                context: ApplyContext) -> Iterator[LayerChange]:
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
+            problem = config.problems() or ([p] if (p := _method_problem(module, config.method)) else [])
+            if problem:
+                raise StudioError(f"layer {name}: lowrank: {'; '.join(problem)}")
             before = sum(p.numel() for p in module.parameters())
             ranks = choose_ranks(module, config)
-            label = f"rank {ranks[0]}" + (f"x{ranks[1]}" if config.method == "tucker" else "")
-            if not _saves(module, config, ranks):
-                message = f"{name}: {config.method} {label} would not save parameters; left dense"
-                context.warnings.append(message)
-                yield LayerChange(name, self.name, message.split(": ", 1)[1], before, before, skipped=True)
+            if not _saves(module, config.method, ranks):
+                detail = f"{_rank_text(config.method, ranks)} would not save parameters; left dense"
+                context.warnings.append(f"{name}: {detail}")
+                yield LayerChange(name, self.name, detail, before, before, skipped=True)
                 continue
-            with torch.no_grad():
-                if config.method == "svd" and isinstance(module, nn.Linear):
-                    new = LowRankLinear.from_linear(module, ranks[0], config.solver)
-                elif config.method == "svd":
-                    new = LowRankConv1x1.from_conv(module, ranks[0], config.solver)
-                elif config.method == "tucker":
-                    new = TuckerConv2d.from_conv(module, *ranks)
-                else:
-                    new = CPConv2d.from_conv(module, ranks[0])
+            new = _factorize(module, config, ranks)
+            original = module.weight.detach().double()
+            error = float((factorized_weight(new).double().reshape(original.shape) - original).pow(2).sum())
+            kept = 1.0 - error / max(float(original.pow(2).sum()), 1e-30)
             replace_submodule_(model, name, new)
             after = sum(p.numel() for p in new.parameters())
-            yield LayerChange(name, self.name, f"{config.method} {label}", before, after)
+            yield LayerChange(name, self.name, f"{config.method} {_rank_text(config.method, ranks)} "
+                              f"(energy {kept:.2f})", before, after)
+
+
+__all__ = ["CPConv2d", "DEFAULT_ENERGY", "LowRank", "LowRankConfig", "LowRankConv1x1", "LowRankLinear", "Ranks",
+           "SOLVERS", "TuckerConv2d", "break_even_rank", "choose_ranks", "evbmf_rank", "factored_params",
+           "factorized_weight", "kept_energy", "rank_for_energy", "rank_for_fraction", "suggest_rank",
+           "suggest_ranks"]

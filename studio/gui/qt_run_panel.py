@@ -1,0 +1,325 @@
+"""Run panel: the settings of a compression run and live charts of its events.
+
+The panel never runs anything: the window's worker produces core events and the window
+calls `handle_event` on the GUI thread. Points and log lines are buffered and drawn by a
+~15 Hz timer, so a run with tens of thousands of steps costs a handful of repaints a second.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
+from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWidget
+
+from studio.core.events import Finished, LayerDone, Metric, Progress, RunCancelled, StageStarted, Warning
+from studio.core.units import format_bytes, format_count, format_percent
+from studio.gui.qt_run_settings import RunSettingsBox, named
+from studio.gui.qt_summary_strip import ElidedLabel
+
+STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
+FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
+ACCENT, ORANGE, GREEN, GREY, RED, AMBER = "#2f6fde", "#e8710a", "#188038", "#80868b", "#c5221f", "#9a6700"
+# metric name -> (plot, legend label, colour, y factor, symbol); accuracy-like values are shown in percent
+CURVES: dict[str, tuple[str, str, str, float, str | None]] = {
+    "train/loss": ("loss", "train", ACCENT, 1.0, None),
+    "val/loss": ("loss", "val", ORANGE, 1.0, "o"),
+    "val/accuracy": ("accuracy", "accuracy", ACCENT, 100.0, "o"),
+    "val/agreement": ("accuracy", "agreement", GREEN, 100.0, "o"),
+    "size/bytes": ("size", "compressed", ACCENT, 1e-6, "o"),
+}
+
+def _plot(name: str, title: str, left: str) -> pg.PlotWidget:
+    widget = pg.PlotWidget(background="w")
+    widget.setObjectName(name)
+    widget.setMinimumSize(160, 170)
+    item = widget.getPlotItem()
+    item.setTitle(title, color="#3c4043", size="10pt", bold=True)
+    item.setLabel("left", left, color="#5f6368")
+    item.setLabel("bottom", "step", color="#5f6368")
+    item.showGrid(x=True, y=True, alpha=0.12)
+    item.setDownsampling(auto=True, mode="peak")
+    item.setClipToView(True)
+    for side in ("left", "bottom"):
+        item.getAxis(side).setPen("#bdc1c6")
+        item.getAxis(side).setTextPen("#5f6368")
+    legend = pg.LegendItem(colCount=2, labelTextColor="#3c4043", labelTextSize="8pt", frame=False, horSpacing=2)
+    item.layout.addItem(legend, 4, 1)  # below the x axis: a legend there never hides a curve
+    item.layout.setAlignment(legend, Qt.AlignmentFlag.AlignHCenter)
+    widget.legend = legend
+    return widget
+
+
+def _eta(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+class RunPanel(QWidget):
+    """Settings, Start/Cancel, progress with ETA, loss/accuracy/size charts and a log."""
+
+    startRequested = Signal()
+    cancelRequested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("runPanel")
+        self.setStyleSheet(
+            "QProgressBar#runProgress { max-height: 20px; min-height: 18px; text-align: center; color: #202124; }"
+            "QPushButton#runButton { background: #2f6fde; color: white; border: 1px solid #2f6fde;"
+            " border-radius: 6px; padding: 6px 14px; font-weight: 600; }"
+            "QPushButton#runButton:hover { background: #255fc4; }"
+            "QPushButton#runButton:disabled { background: #a8c0ec; border-color: #a8c0ec; }"
+            "QLabel#runStage { color: #3c4043; font-weight: 600; }")
+        self.max_flush_ms = 0.0  # the longest flush so far, for the responsiveness benchmark
+        self._series: dict[str, tuple[list[float], list[float]]] = {}  # name -> (steps, values)
+        self._dirty: set[str] = set()
+        self._log_lines: list[tuple[str, str]] = []
+        self._progress: tuple[str, int, int] | None = None
+        self._stage, self._stage_t0, self._run_t0, self._running = "", 0.0, 0.0, False
+        self._original_bytes: int | None = None
+        self._size_factor, self._size_unit = 1e-6, "MB"
+        self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
+        self._timer.timeout.connect(self.flush)
+
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 8, 8, 8)
+        layout.setSpacing(10)
+        self.settings_box = RunSettingsBox()
+        self.settings_box.startRequested.connect(self.startRequested)
+        self.settings_box.cancelRequested.connect(self.cancelRequested)
+        box = self.settings_box  # the controls, reachable from the panel for tests and automation
+        self.data_combo, self.epochs, self.distill = box.data_combo, box.epochs, box.distill
+        self.lr, self.temperature, self.alpha = box.lr, box.temperature, box.alpha
+        self.run_button, self.cancel_button = box.run_button, box.cancel_button
+        self.settings_dict, self.load_settings = box.settings_dict, box.load_settings
+        layout.addWidget(box)
+        right = QVBoxLayout()
+        right.setSpacing(6)
+        row = QHBoxLayout()
+        self.stage_label = named(ElidedLabel("Ready: choose the data and press Start run.",
+                                              Qt.TextElideMode.ElideRight), "runStage")
+        row.addWidget(self.stage_label, 1)
+        self.progress = named(QProgressBar(), "runProgress")
+        self.progress.setFormat("idle")
+        self.progress.setMinimumWidth(200)
+        row.addWidget(self.progress, 1)
+        right.addLayout(row)
+        self.loss_plot = _plot("lossPlot", "Loss", "loss")
+        self.accuracy_plot = _plot("accuracyPlot", "Accuracy / fidelity", "%")
+        self.size_plot = _plot("sizePlot", "Model size", "size (MB)")
+        self._plots = {"loss": self.loss_plot, "accuracy": self.accuracy_plot, "size": self.size_plot}
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        for name, (plot, label, colour, _factor, symbol) in CURVES.items():
+            pen = pg.mkPen(colour, width=1.6 if symbol is None else 2)
+            curve = pg.PlotDataItem(pen=pen, name=label, symbol=symbol, symbolSize=6, symbolPen=pen,
+                                    symbolBrush=colour)
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
+            self._plots[plot].addItem(curve)
+            self._curves[name] = curve
+        self.original_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5,
+                                             style=Qt.PenStyle.DashLine),
+                                             label="original", labelOpts={"position": 0.12, "color": GREY,
+                                                                          "anchors": [(0, 1), (0, 1)]})
+        self.size_plot.addItem(self.original_line)
+        self.original_line.hide()
+        charts = QWidget()
+        charts_layout = QHBoxLayout(charts)
+        charts_layout.setContentsMargins(0, 0, 0, 0)
+        charts_layout.setSpacing(6)
+        for plot in self._plots.values():
+            charts_layout.addWidget(plot, 1)
+        self.log = named(QPlainTextEdit(), "runLog")
+        self.log.setReadOnly(True)
+        self.log.setMaximumBlockCount(10000)
+        self.log.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
+        self.log.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.log.setPlaceholderText("Stages, layer changes and warnings of the run appear here.")
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(charts)
+        splitter.addWidget(self.log)
+        splitter.setStretchFactor(0, 1)
+        splitter.setSizes([500, 160])
+        splitter.setChildrenCollapsible(False)
+        right.addWidget(splitter, 1)
+        layout.addLayout(right, 1)
+
+    # --- state -----------------------------------------------------------------------------
+    def set_running(self, running: bool) -> None:
+        self._running = running
+        self.settings_box.set_running(running)
+
+    def reset(self) -> None:
+        """Empty charts and log for a new run; the curve objects stay."""
+        self._timer.stop()
+        for buffer in (self._series, self._dirty, self._log_lines):
+            buffer.clear()
+        for curve in self._curves.values():
+            curve.setData([], [])
+        for plot in self._plots.values():
+            plot.legend.clear()
+            plot.getPlotItem().enableAutoRange()
+        self.original_line.hide()
+        self.log.clear()
+        self._original_bytes, self._progress, self._stage, self._run_t0 = None, None, "", 0.0
+        self.progress.setRange(0, 100)
+        self.progress.setValue(0)
+        self.progress.setFormat("starting…")
+        self.stage_label.setText("Starting…")
+
+    # --- events ----------------------------------------------------------------------------
+    def handle_event(self, event: object) -> None:
+        """Any core event; cheap here, drawn by the next timer flush (Finished/RunCancelled at once)."""
+        now = time.perf_counter()
+        if not self._run_t0:
+            self._run_t0 = now
+        if isinstance(event, Metric):
+            self._add_point(event.name, event.step, event.value)
+        elif isinstance(event, Progress):
+            self._progress = (self._stage, event.step, event.total)
+        elif isinstance(event, StageStarted):
+            self._stage, self._stage_t0, self._progress = event.name, now, None
+            number = f"{STAGES.index(event.name) + 1}/{len(STAGES)} " if event.name in STAGES else ""
+            self.stage_label.setText(f"Stage {number}· {event.name}")
+            self.stage_label.setToolTip(event.detail)
+            self._log(f"{event.name}: {event.detail}" if event.detail else event.name, "#174ea6")
+        elif isinstance(event, LayerDone):
+            self._log_change(event.change)
+        elif isinstance(event, Warning):
+            self._log(f"warning: {event.message}", AMBER)
+        elif isinstance(event, Finished):
+            self._finished(getattr(event.result, "report", None) or {})
+            return
+        elif isinstance(event, RunCancelled):
+            self._log(f"cancelled during {event.stage}: {event.detail}", RED)
+            self.flush()
+            self.progress.setFormat(f"cancelled · {self._stage or event.stage}")
+            self.stage_label.setText("Cancelled; the original model is unchanged")
+            self.set_running(False)
+            return
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def _add_point(self, name: str, step: float, value: float) -> None:
+        if name == "size/original_bytes":
+            self._original_bytes = value
+            self._size_unit, self._size_factor = next(
+                (u, 1 / f) for u, f in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1.0)) if value >= f or f == 1)
+        xs, ys = self._series.setdefault(name, ([], []))
+        xs.append(step)
+        ys.append(value)
+        self._dirty.add(name)
+
+    def _log_change(self, change: Any) -> None:
+        name, technique = getattr(change, "name", "?"), getattr(change, "technique", "")
+        if getattr(change, "skipped", False):
+            self._log(f"  skipped {name} ({technique}): {change.detail}", GREY)
+            return
+        before, after = change.params_before, change.params_after
+        sizes = f" ({format_count(before)} → {format_count(after)} params)" if before != after else ""
+        self._log(f"  {technique:<8} {name}: {change.detail}{sizes}", "")
+
+    def _log(self, text: str, colour: str) -> None:
+        stamp = time.perf_counter() - self._run_t0 if self._run_t0 else 0.0
+        self._log_lines.append((f"{int(stamp // 60):02d}:{stamp % 60:04.1f}  {text}", colour))
+
+    def _finished(self, report: dict[str, Any]) -> None:
+        after = report.get("after") or {}
+        last = max((xs[-1] for xs, _ in self._series.values() if xs), default=0)
+        size = self._series.get("size/bytes")
+        if after.get("bytes") is not None and size and last > size[0][-1]:
+            self._add_point("size/bytes", last, after["bytes"])  # the line spans the whole run
+        elapsed = time.perf_counter() - self._run_t0 if self._run_t0 else 0.0
+        before, parts = report.get("before") or {}, [f"finished in {elapsed:.1f} s"]
+        for key, label, fmt in (("compressed_bytes", "zipped size", format_bytes), ("accuracy", "accuracy",
+                                                                                  format_percent)):
+            if before.get(key) is not None and after.get(key) is not None:
+                parts.append(f"{label} {fmt(before[key])} → {fmt(after[key])}")
+        self._log(" · ".join(parts), GREEN)
+        self._progress = None
+        self.flush()
+        self.progress.setRange(0, 100)
+        self.progress.setValue(100)
+        self.progress.setFormat(f"done · {_eta(elapsed)}")
+        self.stage_label.setText("Finished: compare the models in the Compare tab")
+        self.set_running(False)
+
+    # --- drawing ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Push buffered points, progress and log lines to the widgets (GUI thread, ≤ 15 Hz)."""
+        start = time.perf_counter()
+        self._timer.stop()
+        for name in self._dirty:
+            if name in self._curves:
+                (xs, ys), curve = self._series[name], self._curves[name]
+                factor = self._size_factor if name.startswith("size/") else CURVES[name][3]
+                curve.setData(np.asarray(xs, float), np.asarray(ys, float) * factor)
+                legend = self._plots[CURVES[name][0]].legend
+                if legend.getLabel(curve) is None:  # entries in a fixed order, only for curves with data
+                    legend.clear()
+                    for other, spec in CURVES.items():
+                        if spec[0] == CURVES[name][0] and self._series.get(other):
+                            legend.addItem(self._curves[other], spec[1])
+        if self._dirty & {"size/bytes", "size/original_bytes"}:
+            self._update_size_axis()
+        self._dirty.clear()
+        if self._progress is not None:
+            stage, step, total = self._progress
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(min(step, total))
+            elapsed = time.perf_counter() - self._stage_t0
+            eta = f" · ETA {_eta(elapsed / step * (total - step))}" if 0 < step < total else ""
+            self.progress.setFormat(f"{stage} · {step}/{total}{eta}")
+        elif self._running and self._stage and self.progress.format() != self._stage:
+            self.progress.setRange(0, 0)  # busy: this stage reports no steps
+            self.progress.setFormat(self._stage)
+        self._write_log()
+        self.max_flush_ms = max(self.max_flush_ms, 1000 * (time.perf_counter() - start))
+
+    def _update_size_axis(self) -> None:
+        item = self.size_plot.getPlotItem()
+        item.setLabel("left", f"size ({self._size_unit})")
+        top = max([self._original_bytes or 0.0, *self._series.get("size/bytes", ([], []))[1]])
+        if self._original_bytes is not None:
+            self.original_line.setValue(self._original_bytes * self._size_factor)
+            self.original_line.label.setFormat(f"original {format_bytes(self._original_bytes)}")
+            self.original_line.show()
+        if top > 0:
+            item.setYRange(0, top * self._size_factor * 1.2, padding=0)  # from zero: heights compare honestly
+
+    def _write_log(self) -> None:
+        if not self._log_lines:
+            return
+        bar = self.log.verticalScrollBar()
+        at_end = bar.value() >= bar.maximum() - 2
+        cursor = QTextCursor(self.log.document())
+        cursor.movePosition(QTextCursor.MoveOperation.End)
+        cursor.beginEditBlock()
+        for text, colour in self._log_lines:
+            if not self.log.document().isEmpty():
+                cursor.insertBlock()
+            fmt = QTextCharFormat()
+            fmt.setForeground(QColor(colour or "#202124"))
+            cursor.insertText(text, fmt)
+        cursor.endEditBlock()
+        self._log_lines.clear()
+        if at_end:
+            bar.setValue(bar.maximum())
+
+    def curve_points(self, name: str) -> tuple[list[float], list[float]]:
+        """The x and y values a chart currently holds for a metric (accuracy in %, size in the axis unit)."""
+        curve = self._curves.get(name)
+        if curve is None:
+            xs, ys = self._series.get(name, ([], []))
+            return list(xs), list(ys)
+        x, y = curve.xData, curve.yData
+        return ([], []) if x is None else (list(x), list(y))
+
+
+__all__ = ["RunPanel"]

@@ -1,0 +1,118 @@
+"""CompareView with the report of a real digits run; the row builders as plain data."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import pytest  # noqa: E402
+from PySide6.QtCore import Qt  # noqa: E402
+
+from studio.core.units import format_bytes, format_count, format_flops, format_percent  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def report() -> dict:
+    from studio.core.data.sources import open_dataset
+    from studio.core.finetune import FinetuneSettings
+    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.plan import CompressionPlan
+    from studio.core.run_pipeline import run
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    data = open_dataset("digits", loaded)
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.9}}]})
+    events = list(run(loaded, plan, data, FinetuneSettings(epochs=1, eval_interval=10)))
+    return events[-1].result.report
+
+
+@pytest.fixture
+def view(qtbot):
+    from studio.gui.qt_compare_view import CompareView
+
+    widget = CompareView()
+    qtbot.addWidget(widget)
+    widget.resize(1000, 700)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def _table(view) -> dict[str, list[str]]:
+    model = view.table.model()
+    return {model.index(r, 0).data(): [model.index(r, c).data() for c in range(1, 4)]
+            for r in range(model.rowCount())}
+
+
+def test_table_shows_formatted_figures(view, report, qtmodeltester):
+    view.set_report(report)
+    qtmodeltester.check(view.model)
+    assert view.table.objectName() == "compareTable"
+    rows = _table(view)
+    before, after = report["before"], report["after"]
+    assert rows["Params"][:2] == [format_count(before["params"]), format_count(after["params"])]
+    assert rows["Non-zero params"][1] == format_count(after["nonzero_params"])
+    assert rows["Size"][0] == format_bytes(before["bytes"])
+    assert rows["Compressed size (zlib)"][1] == format_bytes(after["compressed_bytes"])
+    assert rows["FLOPs"][0] == format_flops(before["flops"])
+    assert rows["Accuracy"][:2] == [format_percent(before["accuracy"]), format_percent(after["accuracy"])]
+    assert {"Loss", "Latency (ms)", "Top-1 agreement", "Cosine", "Max |diff|", "KL"} <= set(rows)
+    assert rows["Top-1 agreement"][1] == format_percent(report["fidelity"]["top1_agreement"])
+    # 90% pruning: fewer non-zero params (green, negative), lower accuracy (red, negative)
+    assert rows["Non-zero params"][2].startswith("−") and rows["Accuracy"][2].startswith("−")
+    model = view.table.model()
+    colours = {model.index(r, 0).data(): model.index(r, 3).data(Qt.ItemDataRole.ForegroundRole).name()
+               for r in range(model.rowCount())}
+    assert colours["Non-zero params"] == "#188038" and colours["Accuracy"] == "#c5221f"
+    assert view.headline.text()
+    view.grab().save("/tmp/compare_view.png")
+
+
+def test_bars_one_per_layer_per_series(view, report):
+    view.set_report(report)
+    layers = report["layers"]
+    assert view.bars.objectName() == "layerBars"
+    for bars, key in ((view.bars_before, "params_before"), (view.bars_after, "params_after")):
+        assert len(bars.opts["y"]) == len(layers)
+        assert list(bars.opts["width"]) == [layer[key] for layer in layers]
+    axis = view.bars.getPlotItem().getAxis("left")
+    assert axis.names == [layer["name"] for layer in layers]
+
+
+def test_buttons_emit_and_none_disables(qtbot, view, report):
+    view.set_report(report)
+    for name, signal in (("keepButton", view.keepRequested), ("saveButton", view.saveRequested),
+                         ("discardButton", view.discardRequested)):
+        from PySide6.QtWidgets import QPushButton
+
+        button = view.findChild(QPushButton, name)
+        assert button.isEnabled()
+        with qtbot.waitSignal(signal, timeout=1000):
+            qtbot.mouseClick(button, Qt.MouseButton.LeftButton)
+    view.set_report(None)
+    assert not any(b.isEnabled() for b in (view.keep_button, view.save_button, view.discard_button))
+    assert view.model.rowCount() == 0 and len(view.bars_before.opts["y"]) == 0
+
+
+def test_warnings_listed(view, report):
+    view.set_report({**report, "warnings": ["classifier.4: too small to factorize"]})
+    assert view.warnings.count() == 1 and not view.warnings.isHidden()
+    view.set_report(report)
+    assert view.warnings.isHidden()
+
+
+def test_change_text_and_headline():
+    from studio.gui.qt_compare_view import abbreviate, change_text, compare_rows, headline
+
+    assert change_text(100, 38) == "−62.0%"
+    assert change_text(100, 100) == "±0%"
+    assert change_text(1, 3) == "3.0×"
+    assert change_text(0.991, 0.987, "pp") == "−0.4 pp"
+    report = {"before": {"bytes": 3.8e6, "flops": 1.9e9, "accuracy": 0.991},
+              "after": {"bytes": 1e6, "flops": 1e9, "accuracy": 0.987}}
+    assert headline(report) == "3.8× smaller · accuracy 99.1% → 98.7% · 1.9× fewer FLOPs"
+    verdicts = {row.metric: row.verdict for row in compare_rows(report)}
+    assert verdicts == {"Size": 1, "FLOPs": 1, "Accuracy": -1}
+    assert abbreviate("encoder.layer.11.attention.self.query") == "e.l.11.attention.self.query"
+    assert len(abbreviate("x" * 80)) <= 28

@@ -1,0 +1,109 @@
+"""Runs from the window: Start → live charts → Finished → compare view; Cancel; close mid-run;
+keep and save the result. The original model must come out bit-identical every time."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from studio.core.plan import CompressionPlan
+from studio.core.resources import resource
+
+RECIPE = resource("recipes", "digits-prune-quantize.yaml")
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def assert_unchanged(module, before):
+    after = module.state_dict()
+    assert after.keys() == before.keys()
+    assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def prepare(window, epochs, data="digits"):
+    window.plan.document.set_plan(CompressionPlan.load(RECIPE))
+    panel = window.run.run_panel
+    panel.data_combo.setEditText(data)
+    panel.epochs.setValue(epochs)
+    panel.distill.setChecked(True)
+    return panel
+
+
+def test_start_charts_finish_and_compare(qtbot, digits_window):
+    window = digits_window
+    original = window.opened.loaded.module
+    weights = snapshot(original)
+    panel = prepare(window, epochs=1)
+    assert window.run.run_action.isEnabled()
+    panel.run_button.click()
+    assert not panel.run_button.isEnabled() and panel.cancel_button.isEnabled()
+    assert window.findChild(type(panel.run_button), "runButton") is panel.run_button
+    compare = window.run.compare
+    qtbot.waitUntil(lambda: compare.model.rowCount() > 0, timeout=240000)
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
+
+    report = window.run.result.report
+    steps, losses = panel.curve_points("train/loss")
+    assert len(steps) >= 10 and all(loss > 0 for loss in losses)  # one point per fine-tuning step
+    accuracy = panel.curve_points("val/accuracy")[1]
+    assert accuracy and accuracy[-1] == pytest.approx(100 * report["after"]["accuracy"], abs=1e-6)
+    assert panel.curve_points("size/bytes")[1]
+    assert panel.progress.value() == panel.progress.maximum() and "done" in panel.progress.format()
+    assert "finished" in panel.log.toPlainText()
+    assert compare.keep_button.isEnabled() and compare.headline.text() != "No compressed model yet"
+    assert report["after"]["params"] < report["before"]["params"]
+    assert window.run.docks[1].isVisible()
+    assert_unchanged(original, weights)
+
+
+def test_cancel_mid_run_keeps_original(qtbot, digits_window):
+    window = digits_window
+    original = window.opened.loaded.module
+    weights = snapshot(original)
+    panel = prepare(window, epochs=50)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: len(panel.curve_points("train/loss")[0]) >= 3, timeout=240000)
+    panel.cancel_button.click()
+    assert panel.cancel_button.text() == "Cancelling…"
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
+    assert not window.run.runner.busy
+    assert "cancelled" in panel.log.toPlainText()
+    assert window.run.result is None and window.run.compare.model.rowCount() == 0
+    assert_unchanged(original, weights)
+    assert window.opened.loaded.module is original
+
+
+def test_close_during_run_cancels_and_joins(qtbot, digits_window):
+    window = digits_window
+    panel = prepare(window, epochs=50)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: len(panel.curve_points("train/loss")[0]) >= 1, timeout=240000)
+    runner = window.run.runner
+    assert runner.busy
+    window.close()
+    assert not runner.busy
+
+
+def test_keep_and_save_the_result(qtbot, digits_window, tmp_path):
+    window = digits_window
+    panel = prepare(window, epochs=0)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: window.run.result is not None, timeout=240000)
+    qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=10000)
+    params_after = window.run.result.report["after"]["params"]
+
+    window.run.save_result(str(tmp_path / "small"))
+    qtbot.waitUntil(lambda: (tmp_path / "small" / "report.json").exists(), timeout=60000)
+    qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=10000)
+    assert json.loads((tmp_path / "small" / "report.json").read_text())["after"]["params"] == params_after
+
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.run.compare.keep_button.click()
+    assert window.opened.tree.total_params == params_after
+    assert "(compressed)" in window.windowTitle()
+    assert window.plan.document.plan == CompressionPlan()  # the kept model starts a fresh plan
+    assert window.run.compare.model.rowCount() == 0
