@@ -33,6 +33,7 @@ bench: $(STAMP)
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:digits-cnn --screenshot docs/screenshot-digits.png
 	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:minilm-sentiment --screenshot docs/screenshot-minilm.png
+	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_screenshots.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info

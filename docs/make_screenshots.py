@@ -70,6 +70,9 @@ def main() -> None:
     window.run.show_export()
     export.request_export()
     wait(app, lambda: not window.run.runner.busy and window.run._job == "export")
+    from PySide6.QtCore import Qt
+
+    window.resizeDocks([window.run.docks[2]], [int(window.height() * 0.64)], Qt.Orientation.Vertical)
     settle(app)
     window.grab().save(str(out / "screenshot-export.png"))
     window.close()

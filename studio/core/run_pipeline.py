@@ -77,6 +77,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
             reference = predict(loaded.module, dataset)
             cancel.raise_if_cancelled()
             before = evaluate(loaded.module, dataset, reference=reference)
+            if before.accuracy is not None:
+                yield Metric(0, "original/accuracy", float(before.accuracy))
             after = evaluate(student, dataset, reference=reference)
             for point in _metric_points(0, after):
                 history.append(point.__dict__)

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
 from studio.core.units import format_bytes, format_count, format_flops, format_percent
-from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars, abbreviate
+from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars, abbreviate, per_layer
 
 DASH, MINUS = "—", "−"
 BETTER, WORSE, NEUTRAL = QColor("#188038"), QColor("#c5221f"), QColor("#5f6368")
@@ -302,7 +302,7 @@ class CompareView(QWidget):
         epochs = ((report.get("settings") or {}).get("finetune") or {}).get("epochs")
         if epochs:
             parts.append(f"fine-tuned {epochs} epoch{'s' if epochs != 1 else ''}")
-        layers = report.get("layers") or []
+        layers = per_layer(list(report.get("layers") or []))
         if layers:
             changed = sum(1 for layer in layers if not layer.get("skipped"))
             parts.append(f"{changed} of {len(layers)} layer(s) changed")

@@ -4,6 +4,7 @@ layer names stay readable for dozens of layers (zoom by scrolling, hover for det
 from __future__ import annotations
 
 import math
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,25 @@ class CountAxis(pg.AxisItem):
         return [format_count(v * scale) if v >= 0 else "" for v in values]
 
 
+def per_layer(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One entry per layer from the report's per-technique changes (a layer pruned, then
+    quantized appears twice there): parameters before the first change, after the last one."""
+    merged: dict[str, dict[str, Any]] = {}
+    for change in changes:
+        name = str(change.get("name", "?"))
+        entry = merged.get(name)
+        if entry is None:
+            merged[name] = {**change, "techniques": [] if change.get("skipped") else [change.get("technique", "")],
+                            "details": [f"{change.get('technique', '')}: {change.get('detail', '')}"]}
+            continue
+        entry["params_after"] = change.get("params_after")
+        entry["skipped"] = bool(entry.get("skipped")) and bool(change.get("skipped"))
+        if not change.get("skipped"):
+            entry["techniques"].append(change.get("technique", ""))
+        entry["details"].append(f"{change.get('technique', '')}: {change.get('detail', '')}")
+    return list(merged.values())
+
+
 class LayerBars(pg.PlotWidget):
     """Original (grey) and compressed (blue) parameter counts per changed layer."""
 
@@ -92,8 +112,8 @@ class LayerBars(pg.PlotWidget):
         item.addItem(self.bars_after)
         self.scene().sigMouseMoved.connect(self._hover)
 
-    def set_layers(self, layers: list[dict[str, Any]]) -> None:
-        self.layers = layers
+    def set_layers(self, changes: list[dict[str, Any]]) -> None:
+        self.layers = layers = per_layer(changes)
         y = np.arange(len(layers), dtype=float)
         before = np.array([float(layer.get("params_before") or 0) for layer in layers])
         after = np.array([float(layer.get("params_after") or 0) for layer in layers])
@@ -121,7 +141,7 @@ class LayerBars(pg.PlotWidget):
             self.setToolTip("")
             return
         layer = self.layers[index]
-        state = "skipped" if layer.get("skipped") else layer.get("technique", "")
+        lines = "<br>".join(escape(d) for d in layer["details"]) + (" (skipped)" if layer.get("skipped") else "")
         self.setToolTip(
-            f"<b>{layer.get('name', '?')}</b><br>{state}: {layer.get('detail', '')}<br>"
+            f"<b>{escape(str(layer.get('name', '?')))}</b><br>{lines}<br>"
             f"params {format_count(layer.get('params_before') or 0)} → {format_count(layer.get('params_after') or 0)}")

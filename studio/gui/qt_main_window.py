@@ -278,7 +278,8 @@ class MainWindow(QMainWindow):
             add_recent_source(payload.source, payload.weights)
         loaded, tree = opened.loaded, opened.tree
         self.setWindowTitle(f"{APPLICATION} — {loaded.name}")
-        self.summary.show_model(loaded.name, loaded.kind, tree)
+        stored = ((loaded.extras.get("run_report") or {}).get("after") or {}).get("bytes")
+        self.summary.show_model(loaded.name, loaded.kind, tree, stored)
         self.details.set_notes(tuple(tree.notes))
         self.layers.set_tree(tree)
         self.stack.setCurrentIndex(1)

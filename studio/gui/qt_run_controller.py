@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget, QFileDialog
+from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea
 
 from studio.core.events import Finished, RunCancelled
 from studio.gui.qt_resources import icon
@@ -37,7 +37,7 @@ class RunController(QObject):
         self._job = ""
         self._cancelled = False
         self.docks = [self._dock("Run", "runDock", self.run_panel), self._dock("Compare", "compareDock", self.compare),
-                      self._dock("Export", "exportDock", self.export_panel)]
+                      self._dock("Export", "exportDock", self._scrolling(self.export_panel))]
         window.tabifyDockWidget(self.docks[0], self.docks[1])
         window.tabifyDockWidget(self.docks[1], self.docks[2])
         for dock in self.docks:
@@ -62,6 +62,15 @@ class RunController(QObject):
         self.window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
         return dock
 
+    @staticmethod
+    def _scrolling(widget: Any) -> QScrollArea:
+        """The export form and its tables are tall; scrolled, they don't squeeze the tree."""
+        area = QScrollArea()
+        area.setWidget(widget)
+        area.setWidgetResizable(True)
+        area.setFrameShape(QScrollArea.Shape.NoFrame)
+        return area
+
     def _action(self, text: str, slot: Any, shortcut: str, icon_name: str) -> QAction:
         action = QAction(icon(icon_name), text, self)
         action.setShortcut(QKeySequence(shortcut))
@@ -78,6 +87,9 @@ class RunController(QObject):
             self.run_panel.load_settings(settings)
         if not any(dock.isVisible() for dock in self.docks):
             self.show_run()  # ready below the tree; its first layout and paint happen now, not when a run starts
+            # the tree keeps most of the height; the charts stay readable
+            self.window.resizeDocks([self.docks[0]], [max(300, int(self.window.height() * 0.46))],
+                                    Qt.Orientation.Vertical)
 
     def shutdown(self) -> None:
         self.runner.shutdown()
@@ -126,7 +138,7 @@ class RunController(QObject):
             return
         original = self.window.opened.loaded
         self.baseline = self.baseline if self.baseline is not None else original.module
-        kept = replace(original, module=self.result.model, name=f"{original.name} (compressed)", kind="compressed",
+        kept = replace(original, module=self.result.model, name=f"{original.name.removeprefix('sample:')} (compressed)", kind="compressed",
                        extras={**original.extras, "run_report": self.result.report})
         self.window.show_loaded(kept)
 

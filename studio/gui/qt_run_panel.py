@@ -129,6 +129,12 @@ class RunPanel(QWidget):
                                                                           "anchors": [(0, 1), (0, 1)]})
         self.size_plot.addItem(self.original_line)
         self.original_line.hide()
+        self.original_accuracy = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5,
+                                                 style=Qt.PenStyle.DashLine),
+                                                 label="original", labelOpts={"position": 0.12, "color": GREY,
+                                                                              "anchors": [(0, 1), (0, 1)]})
+        self.accuracy_plot.addItem(self.original_accuracy)
+        self.original_accuracy.hide()
         charts = QWidget()
         charts_layout = QHBoxLayout(charts)
         charts_layout.setContentsMargins(0, 0, 0, 0)
@@ -144,8 +150,10 @@ class RunPanel(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(charts)
         splitter.addWidget(self.log)
-        splitter.setStretchFactor(0, 1)
-        splitter.setSizes([500, 160])
+        splitter.setStretchFactor(0, 4)
+        splitter.setStretchFactor(1, 1)
+        self.log.setMinimumHeight(54)  # three lines; drag the handle for more
+        splitter.setSizes([560, 110])
         splitter.setChildrenCollapsible(False)
         right.addWidget(splitter, 1)
         layout.addLayout(right, 1)
@@ -166,6 +174,7 @@ class RunPanel(QWidget):
             plot.legend.clear()
             plot.getPlotItem().enableAutoRange()
         self.original_line.hide()
+        self.original_accuracy.hide()
         self.log.clear()
         self._original_bytes, self._progress, self._stage, self._run_t0 = None, None, "", 0.0
         self.progress.setRange(0, 100)
@@ -207,6 +216,11 @@ class RunPanel(QWidget):
             self._timer.start()
 
     def _add_point(self, name: str, step: float, value: float) -> None:
+        if name == "original/accuracy":  # a reference line, not a curve: the accuracy to hold
+            self.original_accuracy.label.setFormat(f"original {format_percent(value)}")
+            self.original_accuracy.setValue(100 * value)  # after the format: the label redraws on a new value
+            self.original_accuracy.show()
+            return
         if name == "size/original_bytes":
             self._original_bytes = value
             self._size_unit, self._size_factor = next(
@@ -268,6 +282,10 @@ class RunPanel(QWidget):
                             legend.addItem(self._curves[other], spec[1])
         if self._dirty & {"size/bytes", "size/original_bytes"}:
             self._update_size_axis()
+        if self._dirty & {"val/accuracy", "val/agreement"} and self.original_accuracy.isVisible():
+            values = [100 * v for n in ("val/accuracy", "val/agreement") for v in self._series.get(n, ([], []))[1]]
+            low, high = min([*values, self.original_accuracy.value()]), max([*values, self.original_accuracy.value()])
+            self.accuracy_plot.getPlotItem().setYRange(low, high, padding=0.08)  # the original's line stays in view
         self._dirty.clear()
         if self._progress is not None:
             stage, step, total = self._progress

@@ -78,7 +78,9 @@ class SummaryStrip(QWidget):
         for caption, card in self._cards.items():
             layout.addWidget(card, 3 if caption == "Model" else 2 if caption == "Input" else 0)
 
-    def show_model(self, name: str, kind: str, tree: ModelTree) -> None:
+    def show_model(self, name: str, kind: str, tree: ModelTree, stored_bytes: int | None = None) -> None:
+        """`stored_bytes`: a compressed model's size at its real bit widths, when it differs from
+        what its simulated (float) tensors occupy in memory."""
         values = {
             "Model": name.removeprefix("sample:") if kind == "sample" else name,
             "Source": kind,
@@ -90,6 +92,10 @@ class SummaryStrip(QWidget):
         }
         tips = {"Parameters": f"{tree.total_params:,} parameters", "Size": f"{tree.total_bytes:,} bytes",
                 "FLOPs": f"{tree.total_flops:,} FLOPs per forward pass", "Layers": f"{len(tree):,} modules"}
+        if stored_bytes is not None and stored_bytes != tree.total_bytes:
+            values["Size"] = format_bytes(stored_bytes)
+            tips["Size"] = (f"{stored_bytes:,} bytes at the real bit widths (int8/int4 codes + scales); the simulated "
+                            f"model holds {format_bytes(tree.total_bytes)} as float tensors in memory")
         for caption, text in values.items():
             self._cards[caption].set_value(text, tips.get(caption, name if caption == "Model" else ""))
 

@@ -80,6 +80,21 @@ def test_bars_one_per_layer_per_series(view, report):
     assert axis.names == [layer["name"] for layer in layers]
 
 
+def test_a_layer_changed_twice_is_one_bar():
+    from studio.gui.qt_layer_bars import per_layer
+
+    changes = [{"name": "fc", "technique": "prune", "detail": "structured 50%", "params_before": 100, "params_after": 50},
+               {"name": "conv", "technique": "quantize", "detail": "int8", "params_before": 30, "params_after": 30},
+               {"name": "fc", "technique": "quantize", "detail": "int8", "params_before": 50, "params_after": 50},
+               {"name": "head", "technique": "lowrank", "detail": "no saving", "params_before": 9, "params_after": 9,
+                "skipped": True}]
+    merged = per_layer(changes)
+    assert [m["name"] for m in merged] == ["fc", "conv", "head"]
+    assert (merged[0]["params_before"], merged[0]["params_after"]) == (100, 50)
+    assert merged[0]["techniques"] == ["prune", "quantize"] and len(merged[0]["details"]) == 2
+    assert merged[2]["skipped"] and merged[2]["techniques"] == []
+
+
 def test_buttons_emit_and_none_disables(qtbot, view, report):
     view.set_report(report)
     for name, signal in (("keepButton", view.keepRequested), ("saveButton", view.saveRequested),

@@ -10,6 +10,7 @@ import torch
 
 from studio.core.plan import CompressionPlan
 from studio.core.resources import resource
+from studio.core.units import format_bytes
 
 RECIPE = resource("recipes", "digits-prune-quantize.yaml")
 
@@ -95,6 +96,7 @@ def test_keep_and_save_the_result(qtbot, digits_window, tmp_path):
     qtbot.waitUntil(lambda: window.run.result is not None, timeout=240000)
     qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=10000)
     params_after = window.run.result.report["after"]["params"]
+    bytes_after = window.run.result.report["after"]["bytes"]
 
     window.run.save_result(str(tmp_path / "small"))
     qtbot.waitUntil(lambda: (tmp_path / "small" / "report.json").exists(), timeout=60000)
@@ -104,6 +106,8 @@ def test_keep_and_save_the_result(qtbot, digits_window, tmp_path):
     with qtbot.waitSignal(window.modelShown, timeout=60000):
         window.run.compare.keep_button.click()
     assert window.opened.tree.total_params == params_after
+    # int8 layers are float tensors in memory; the summary shows the size at the real bit widths
+    assert window.summary.value("Size") == format_bytes(bytes_after)
     assert "(compressed)" in window.windowTitle()
     assert window.plan.document.plan == CompressionPlan()  # the kept model starts a fresh plan
     assert window.run.compare.model.rowCount() == 0
