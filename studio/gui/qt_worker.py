@@ -8,6 +8,7 @@ thread touches widgets. `JobRunner` keeps one job at a time and joins on shutdow
 from __future__ import annotations
 
 import sys
+import time
 import traceback
 from typing import Callable, Iterator
 
@@ -15,15 +16,25 @@ from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.cancel import CancelToken, Cancelled
 from studio.core.errors import StudioError, UntrustedPickleError
+from studio.core.events import LayerDone, Metric, Progress
 from studio.gui.qt_gui_priority import gui_priority
 
 JobFactory = Callable[[CancelToken], Iterator[object]]
 
 
-class PipelineWorker(QObject):
-    """Drives one generator, stopping between yields once cancelled."""
+BATCH_S = 0.04  # frequent events (steps, progress) cross to the GUI thread in batches of at most this age
+FREQUENT = (Metric, Progress, LayerDone)
 
-    event = Signal(object)
+
+class PipelineWorker(QObject):
+    """Drives one generator, stopping between yields once cancelled.
+
+    Events cross threads as lists: a fine-tuning loop yields hundreds of metric and progress
+    events a second, and each queued signal wakes the GUI thread, which then waits for the
+    GIL the worker holds; batched, the GUI thread wakes ~25 times a second. Any other event
+    (a stage, a warning, the result) goes at once, with whatever is pending before it."""
+
+    events = Signal(list)
     failed = Signal(str, bool)  # message, is_untrusted_pickle
     done = Signal()
 
@@ -44,12 +55,20 @@ class PipelineWorker(QObject):
         """Runs in the worker thread; never raises (errors become `failed`)."""
         try:
             events = self._factory(self._token)
+            pending: list[object] = []
+            sent = time.monotonic()
             try:
                 for event in events:
                     if self._token.cancelled:
+                        pending.clear()
                         break
-                    self.event.emit(event)
+                    pending.append(event)
+                    if not isinstance(event, FREQUENT) or time.monotonic() - sent >= BATCH_S:
+                        self.events.emit(pending)
+                        pending, sent = [], time.monotonic()
             finally:
+                if pending and not self._token.cancelled:
+                    self.events.emit(pending)
                 close = getattr(events, "close", None)
                 if close is not None:
                     close()
@@ -104,7 +123,7 @@ class JobRunner(QObject):
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # thread-safe; main may be waiting
-        worker.event.connect(self._on_event)
+        worker.events.connect(self._on_events)
         worker.failed.connect(self._on_failed)
         worker.done.connect(self._on_done)
         self._worker, self._thread = worker, thread
@@ -134,9 +153,14 @@ class JobRunner(QObject):
     def _current(self) -> bool:
         return self._worker is not None and self.sender() is self._worker
 
-    @Slot(object)
-    def _on_event(self, event: object) -> None:
-        if self._current():
+    @Slot(list)
+    def _on_events(self, events: list) -> None:
+        if not self._current():
+            return
+        worker = self._worker
+        for event in events:
+            if self._worker is not worker:  # a slot started another job or shut down: drop the rest
+                return
             self.event.emit(event)
 
     @Slot(str, bool)

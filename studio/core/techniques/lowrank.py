@@ -31,7 +31,7 @@ weight_params = factored_params  # the name earlier callers use
 class LowRankConfig(TechniqueConfig):
     """At most one of `rank`, `rank_fraction` (share of the layer's parameters to keep) or
     `energy` (share of squared singular values to keep); none means energy 0.9, so the
-    default config is usable as is. `solver` picks the SVD routine (SVD method only)."""
+    default config is usable as is. `solver` picks the SVD routine (SVD and Tucker)."""
 
     method: str = "svd"
     rank: int | None = None
@@ -150,7 +150,7 @@ def _factorize(module: nn.Module, config: LowRankConfig, ranks: Ranks) -> nn.Mod
         elif config.method == "svd":
             new = LowRankConv1x1.from_conv(module, ranks.out, config.solver)
         elif config.method == "tucker":
-            new = TuckerConv2d.from_conv(module, ranks.out, ranks.inp)
+            new = TuckerConv2d.from_conv(module, ranks.out, ranks.inp, config.solver)
         else:
             new = _cp_layer(module, ranks.out)
     # The layers copy values in the weight's dtype into default-dtype parameters; keep the original's.
