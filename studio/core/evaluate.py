@@ -6,7 +6,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -29,20 +29,33 @@ class Metrics:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
-def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-            device: torch.device | None = None) -> list[torch.Tensor]:
-    """Primary outputs per batch on the CPU, in dataset order (teachers' outputs are cached
-    with this); `device` is where the model lives (the inputs go there)."""
+def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
+                 device: torch.device | None = None) -> Iterator[torch.Tensor]:
+    """Primary outputs batch by batch, on the CPU, in dataset order; `device` is where the model
+    lives (the inputs go there). Pipelines drive this to report progress and honour cancel."""
     model.eval()
     move = (lambda t: t.to(device)) if device is not None and device.type != "cpu" else (lambda t: t)
-    with torch.no_grad():
-        return [primary_output(model(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})).float().cpu()
-                for args, kwargs, _ in dataset.batches(split, batch_size)]
+    for args, kwargs, _ in dataset.batches(split, batch_size):
+        with torch.no_grad():
+            out = model(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})
+        yield primary_output(out).float().cpu()
+
+
+def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
+            device: torch.device | None = None) -> list[torch.Tensor]:
+    """All of `iter_predict` (teachers' outputs are cached with this)."""
+    return list(iter_predict(model, dataset, split, batch_size, device))
 
 
 def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
              reference: list[torch.Tensor] | None = None, device: torch.device | None = None) -> Metrics:
-    outputs = predict(model, dataset, split, batch_size, device)
+    return metrics_from(predict(model, dataset, split, batch_size, device), dataset, split, batch_size, reference)
+
+
+def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
+                 reference: list[torch.Tensor] | None = None) -> Metrics:
+    """Loss/accuracy against the labels and fidelity against `reference` outputs, from outputs
+    already computed (batched as `dataset.batches(split, batch_size)`)."""
     labels = [y for _, _, y in dataset.batches(split, batch_size)]
     n = sum(len(o) for o in outputs)
     result: dict[str, float] = {}

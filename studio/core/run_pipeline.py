@@ -16,7 +16,7 @@ from studio.core.cancel import CancelToken, Cancelled
 from studio.core.compress_pipeline import CompressionResult, compress
 from studio.core.data.sources import Dataset
 from studio.core.errors import StudioError
-from studio.core.evaluate import Metrics, batch_one, evaluate, latency_ms, predict
+from studio.core.evaluate import Metrics, batch_one, iter_predict, latency_ms, metrics_from
 from studio.core.events import Finished, Metric, Progress, RunCancelled, StageStarted
 from studio.core.finetune import FinetuneSettings, HiddenCapture, distillation_loss, hidden_mse
 from studio.core.loaded_model import LoadedModel
@@ -24,6 +24,7 @@ from studio.core.measure import fidelity, figures, primary_output
 from studio.core.plan import CompressionPlan
 
 FIDELITY_BATCHES = 8
+EVAL_BATCH = 64  # the batch size of evaluate/metrics_from
 
 
 @dataclass(frozen=True)
@@ -74,12 +75,12 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         if dataset is not None:
             stage = "evaluate"
             yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
-            reference = predict(loaded.module, dataset)
-            cancel.raise_if_cancelled()
-            before = evaluate(loaded.module, dataset, reference=reference)
+            reference = yield from _outputs(loaded.module, dataset, cancel, "original")
+            before = metrics_from(reference, dataset, reference=reference)
             if before.accuracy is not None:
                 yield Metric(0, "original/accuracy", float(before.accuracy))
-            after = evaluate(student, dataset, reference=reference)
+            after = metrics_from((yield from _outputs(student, dataset, cancel, "compressed")), dataset,
+                                 reference=reference)
             for point in _metric_points(0, after):
                 history.append(point.__dict__)
                 yield point
@@ -91,7 +92,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                         history.append(event.__dict__)
                         steps_done = event.step
                     yield event
-                after = evaluate(student, dataset, reference=reference)
+                after = metrics_from((yield from _outputs(student, dataset, cancel, "fine-tuned")), dataset,
+                                     reference=reference)
                 report["after"] = figures(student, loaded.input_spec).to_dict()
                 report["fidelity"] = fidelity(loaded.module, student, batches or []).to_dict()
             report["before"] = {**report["before"], **_scores(before)}
@@ -110,6 +112,18 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
     except Cancelled:
         yield RunCancelled(stage, f"cancelled during {stage}" + (f" after {steps_done} fine-tuning steps" if steps_done else "")
                            + "; the original model is unchanged")
+
+
+def _outputs(model: nn.Module, dataset: Dataset, cancel: CancelToken, label: str,
+             device: torch.device | None = None) -> Iterator[object]:
+    """The model's validation outputs, with progress per batch and a cancel check between
+    batches (evaluating a transformer on CPU takes minutes); returns the outputs."""
+    total, outputs = dataset.steps("val", EVAL_BATCH), []
+    for step, output in enumerate(iter_predict(model, dataset, "val", EVAL_BATCH, device), 1):
+        outputs.append(output)
+        cancel.raise_if_cancelled()
+        yield Progress(step, total, f"evaluating the {label} model")
+    return outputs
 
 
 def _scores(metrics: Metrics) -> dict[str, float]:
@@ -181,7 +195,8 @@ def _finetune(teacher: nn.Module, student: nn.Module, result: CompressionResult,
                                             f"{(time.perf_counter() - start) / step:.3f} s/step")
                 if step % settings.eval_interval == 0 or step == total:
                     cancel.raise_if_cancelled()
-                    metrics = evaluate(student, dataset, reference=reference, device=device)
+                    outputs = yield from _outputs(student, dataset, cancel, "validation", device)
+                    metrics = metrics_from(outputs, dataset, reference=reference)
                     student.train()
                     yield from _metric_points(step, metrics)
     finally:

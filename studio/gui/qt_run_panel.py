@@ -81,6 +81,7 @@ class RunPanel(QWidget):
         self._dirty: set[str] = set()
         self._log_lines: list[tuple[str, str]] = []
         self._progress: tuple[str, int, int] | None = None
+        self._progress_eta = True
         self._stage, self._stage_t0, self._run_t0, self._running = "", 0.0, 0.0, False
         self._original_bytes: int | None = None
         self._size_factor, self._size_unit = 1e-6, "MB"
@@ -191,7 +192,9 @@ class RunPanel(QWidget):
         if isinstance(event, Metric):
             self._add_point(event.name, event.step, event.value)
         elif isinstance(event, Progress):
-            self._progress = (self._stage, event.step, event.total)
+            evaluating = event.message.startswith("evaluating")  # a pass over the data inside a stage: no ETA
+            self._progress = (event.message if evaluating else self._stage, event.step, event.total)
+            self._progress_eta = not evaluating
         elif isinstance(event, StageStarted):
             self._stage, self._stage_t0, self._progress = event.name, now, None
             number = f"{STAGES.index(event.name) + 1}/{len(STAGES)} " if event.name in STAGES else ""
@@ -292,7 +295,7 @@ class RunPanel(QWidget):
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(min(step, total))
             elapsed = time.perf_counter() - self._stage_t0
-            eta = f" · ETA {_eta(elapsed / step * (total - step))}" if 0 < step < total else ""
+            eta = f" · ETA {_eta(elapsed / step * (total - step))}" if 0 < step < total and self._progress_eta else ""
             self.progress.setFormat(f"{stage} · {step}/{total}{eta}")
         elif self._running and self._stage and self.progress.format() != self._stage:
             self.progress.setRange(0, 0)  # busy: this stage reports no steps

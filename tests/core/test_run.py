@@ -88,6 +88,21 @@ def test_cancel_in_every_stage(digits, stage):
         assert "after 5 fine-tuning steps" in events[-1].detail
 
 
+def test_cancel_mid_evaluation_stops_within_a_batch(digits):
+    """Evaluating a transformer on CPU takes minutes: cancel must not wait for the whole pass."""
+    loaded, data = digits
+    token = CancelToken()
+    events = []
+    for event in run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=0), cancel=token):
+        events.append(event)
+        if isinstance(event, Progress) and event.message.startswith("evaluating") and event.step == 1:
+            token.cancel()
+    evaluating = [e for e in events if isinstance(e, Progress) and e.message.startswith("evaluating")]
+    assert data.steps("val", 64) > 2 and len(evaluating) == 1
+    assert evaluating[0].message == "evaluating the original model" and evaluating[0].total == data.steps("val", 64)
+    assert isinstance(events[-1], RunCancelled) and events[-1].stage == "evaluate"
+
+
 def test_unlabeled_data_reports_fidelity_only(digits):
     loaded, _ = digits
     data = open_dataset("random", loaded)
