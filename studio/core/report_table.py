@@ -48,6 +48,13 @@ def compression_summary(report: dict) -> str:
     for key, fmt in rows:
         ratio = after[key] / before[key] if before[key] else float("nan")
         lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}{ratio:>8.2f}x")
+    for key, fmt in (("accuracy", format_percent), ("loss", "{:.4f}".format), ("latency_ms", "{:.3f} ms".format)):
+        if before.get(key) is not None and after.get(key) is not None:  # a run with data (studio compress --data)
+            lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}")
+    if (after.get("latency_ms") or 0) > (before.get("latency_ms") or 0) > 0 and \
+            any(row.get("technique") == "quantize" for row in report.get("layers", [])):
+        lines.append("note: quantization is simulated in PyTorch (slower than float); `studio export` measures "
+                     "the real runtime's latency")
     fid = report["fidelity"]
     top1 = "n/a" if fid["top1_agreement"] is None else format_percent(fid["top1_agreement"])
     lines.append(f"\nfidelity vs original: max |diff| {fid['max_abs']:.4g}, cosine {fid['cosine']:.5f}, "

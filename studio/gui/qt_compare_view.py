@@ -302,6 +302,10 @@ class CompareView(QWidget):
         epochs = ((report.get("settings") or {}).get("finetune") or {}).get("epochs")
         if epochs:
             parts.append(f"fine-tuned {epochs} epoch{'s' if epochs != 1 else ''}")
+        before, after = report.get("before") or {}, report.get("after") or {}
+        if (after.get("latency_ms") or 0) > (before.get("latency_ms") or 0) > 0 and \
+                any(c.get("technique") == "quantize" for c in report.get("layers") or []):
+            parts.append("latency is PyTorch's with simulated quantization: export to measure the runtime")
         layers = per_layer(list(report.get("layers") or []))
         if layers:
             changed = sum(1 for layer in layers if not layer.get("skipped"))
