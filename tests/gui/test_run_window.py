@@ -111,3 +111,15 @@ def test_keep_and_save_the_result(qtbot, digits_window, tmp_path):
     assert "(compressed)" in window.windowTitle()
     assert window.plan.document.plan == CompressionPlan()  # the kept model starts a fresh plan
     assert window.run.compare.model.rowCount() == 0
+
+
+def test_bad_data_gets_a_dialog_and_the_panel_recovers(qtbot, digits_window, tmp_path):
+    window = digits_window
+    panel = prepare(window, epochs=1, data=f"imagefolder:{tmp_path / 'missing'}")
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: window.last_error_dialog is not None and window.last_error_dialog.isVisible(),
+                    timeout=60000)
+    dialog = window.last_error_dialog
+    assert dialog.windowTitle() == "Run failed" and "missing" in dialog.text()
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
+    assert window.run.result is None and window.isVisible()
