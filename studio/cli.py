@@ -186,6 +186,9 @@ def _gui(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from studio.core.logs import quiet_third_party_logs
+
+    quiet_third_party_logs()
     try:
         if args.command == "inspect":
             return _inspect(args)

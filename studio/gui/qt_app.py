@@ -115,6 +115,9 @@ def _save_screenshot(app: QApplication, window: Any, path: str) -> int:
 def run_gui(source: str | LoadRequest | None = None, *, weights: str | None = None, trust: bool = False,
             input_spec: str | InputSpec | None = None, screenshot: str | None = None) -> int:
     """Show the window (opening `source` if given); with `screenshot`, save a PNG and exit."""
+    from studio.core.logs import quiet_third_party_logs
+
+    quiet_third_party_logs()
     app = _application()
     from studio.gui.qt_main_window import MainWindow
 
