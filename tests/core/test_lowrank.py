@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -14,30 +13,11 @@ from studio.core.cancel import CancelToken, Cancelled
 from studio.core.errors import StudioError
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import resolve
-from studio.core.techniques.base import ApplyContext, Estimate
-from studio.core.techniques.lowrank import (CPConv2d, LowRank, LowRankConfig, LowRankConv1x1, LowRankLinear, Ranks,
-                                            TuckerConv2d, break_even_rank, choose_ranks, evbmf_rank,
-                                            factored_params, factorized_weight, kept_energy, rank_for_energy,
-                                            rank_for_fraction, suggest_rank, suggest_ranks)
+from studio.core.techniques.base import Estimate
+from studio.core.techniques.lowrank import (CPConv2d, LowRankConfig, LowRankConv1x1, LowRankLinear, TuckerConv2d,
+                                            choose_ranks, factored_params, factorized_weight, kept_energy)
 from studio.core.techniques.lowrank_math import cp_decompose, flops_ratio, unfolding_singular_values
-
-LOWRANK = LowRank()
-
-
-def params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
-
-
-def seeded(module: nn.Module, seed: int = 0) -> nn.Module:
-    torch.manual_seed(seed)
-    for p in module.parameters():
-        nn.init.normal_(p, std=0.1)
-    return module
-
-
-def apply(model: nn.Module, targets: dict, cancel: CancelToken | None = None) -> tuple[list, ApplyContext]:
-    context = ApplyContext(example_inputs=((), {}), cancel=cancel)
-    return list(LOWRANK.apply_(model, targets, context)), context
+from tests.core.lowrank_helpers import LOWRANK, apply, noisy_low_rank, params, seeded
 
 
 # --- config ---------------------------------------------------------------------------------
@@ -149,108 +129,6 @@ def test_cp_decompose_is_exact_when_the_rank_allows():
     assert float((recovered - kernel).norm() / kernel.norm()) < 1e-4
 
 
-# --- rank arithmetic ------------------------------------------------------------------------
-
-@pytest.mark.parametrize("shape,method", [
-    ((384, 1536), "svd"), ((1536, 384), "svd"), ((64, 64), "svd"), ((5, 7, 1, 1), "svd"), ((64, 32, 1, 1), "svd"),
-    ((16, 8, 3, 3), "tucker"), ((64, 32, 3, 3), "tucker"), ((7, 300, 3, 3), "tucker"), ((5, 7, 1, 1), "tucker"),
-    ((16, 8, 3, 3), "cp"), ((64, 32, 3, 3), "cp"), ((4, 4, 5, 5), "cp"),
-])
-def test_break_even_rank_is_exact(shape, method):
-    """The largest rank with fewer weights than the dense layer, found from the formulas."""
-    limit = break_even_rank(shape, method)
-    dense = int(np.prod(shape))
-
-    def single(rank: int) -> tuple[int, int]:
-        return (min(rank, shape[0]), min(rank, shape[1])) if method == "tucker" else (rank, rank)
-
-    assert limit >= 1
-    assert factored_params(shape, method, single(limit)) < dense <= factored_params(shape, method, single(limit + 1))
-
-
-def test_break_even_known_value():
-    assert break_even_rank(nn.Linear(1536, 384), "svd") == 307  # 384·1536 / (384 + 1536) = 307.2
-
-
-@pytest.mark.parametrize("layer,method", [(nn.Linear(64, 32), "svd"), (nn.Linear(300, 500, bias=False), "svd"),
-                                          (nn.Conv2d(32, 16, 1), "svd"), (nn.Conv2d(16, 32, 3), "cp"),
-                                          (nn.Conv2d(16, 32, 3), "tucker")])
-@pytest.mark.parametrize("fraction", [0.2, 0.5])
-def test_rank_fraction_fills_the_budget(layer, method, fraction):
-    seeded(layer)
-    ranks = choose_ranks(layer, LowRankConfig(method=method, rank_fraction=fraction))
-    bias = params(layer) - layer.weight.numel()
-    budget = fraction * params(layer)
-    assert factored_params(layer, method, ranks) + bias <= budget
-    out, inp = layer.weight.shape[:2]
-    if method == "tucker":  # neither mode can grow (a mode at its channel count cannot)
-        grown = [g for g in (Ranks(ranks.out + 1, ranks.inp), Ranks(ranks.out, ranks.inp + 1))
-                 if g.out <= out and g.inp <= inp]
-    else:
-        grown = [Ranks(ranks.out + 1, ranks.out + 1)]
-    assert all(factored_params(layer, method, g) + bias > budget for g in grown)
-    if method != "tucker":
-        assert ranks.out == rank_for_fraction(layer, method, fraction, bias)
-
-
-@pytest.mark.parametrize("energy", [0.5, 0.9, 0.99])
-def test_energy_rank_is_the_smallest_that_keeps_it(energy):
-    linear = seeded(nn.Linear(80, 60))
-    s = unfolding_singular_values(linear.weight)
-    rank = choose_ranks(linear, LowRankConfig(energy=energy)).out
-    assert kept_energy(s, rank) >= energy > kept_energy(s, rank - 1)
-    assert rank_for_energy(np.array([4.0, 2.0, 1.0, 1.0]), 0.8) == 2
-    assert rank_for_energy(np.array([4.0, 2.0, 1.0, 1.0]), 1.0) == 4
-
-
-def test_tucker_energy_ranks_follow_each_unfolding():
-    torch.manual_seed(0)
-    a, b, core = torch.randn(24, 5), torch.randn(16, 3), torch.randn(5, 3, 3, 3)
-    conv = nn.Conv2d(16, 24, 3)
-    conv.weight.data = torch.einsum("oa,abhw,ib->oihw", a, core, b)  # Tucker ranks (5, 3)
-    assert choose_ranks(conv, LowRankConfig(method="tucker", energy=0.999999)) == (5, 3)
-    assert suggest_ranks(conv, "tucker", by="energy", energy=0.999999) == (5, 3)
-
-
-def _noisy_low_rank(rows: int, cols: int, rank: int, noise: float, scale: float = 1.0) -> nn.Linear:
-    generator = torch.Generator().manual_seed(3)
-    linear = nn.Linear(cols, rows)
-    u, v = torch.randn(rows, rank, generator=generator), torch.randn(rank, cols, generator=generator)
-    linear.weight.data = scale * (u @ v + noise * torch.randn(rows, cols, generator=generator))
-    return linear
-
-
-def _graded_spectrum(scale: float) -> np.ndarray:
-    """Signal strengths from well above to below the noise edge (~32): the hard case for VBMF."""
-    rng = np.random.default_rng(0)
-    u = np.linalg.qr(rng.standard_normal((150, 30)))[0]
-    v = np.linalg.qr(rng.standard_normal((400, 30)))[0]
-    matrix = (u * np.geomspace(60, 5, 30)) @ v.T + rng.standard_normal((150, 400))
-    return np.linalg.svd(matrix * scale, compute_uv=False)
-
-
-@pytest.mark.parametrize("rows,cols,rank,noise", [(200, 300, 10, 0.5), (128, 512, 24, 1.0), (300, 100, 7, 0.8)])
-def test_vbmf_recovers_the_rank_under_noise(rows, cols, rank, noise):
-    assert suggest_rank(_noisy_low_rank(rows, cols, rank, noise), by="vbmf") == rank
-    assert suggest_rank(_noisy_low_rank(rows, cols, rank, noise, scale=0.01), by="vbmf") == rank
-
-
-def test_vbmf_does_not_depend_on_the_weight_scale():
-    """Trained weights are small (σ² ~ 1e-6): a search with absolute tolerances (as in the
-    common EVBMF script) gives 16 here at scale 1e-3 but 9 at scale 1; the normalised search
-    gives the same rank at every scale, and it is the one the script finds at scale 1."""
-    ranks = {evbmf_rank(_graded_spectrum(scale), 150, 400) for scale in (1.0, 1e-3, 1e-6)}
-    assert ranks == {9}
-    s = unfolding_singular_values(_noisy_low_rank(200, 300, 10, 0.5).weight)
-    assert evbmf_rank(s, 200, 300) == evbmf_rank(s * 1e-3, 300, 200) == 10
-    assert evbmf_rank(s[:50], 200, 300, total_energy=float((s ** 2).sum())) == 10  # truncated spectrum
-
-
-def test_suggest_rank_rejects_unknown_rule():
-    with pytest.raises(StudioError, match="energy, vbmf"):
-        suggest_rank(nn.Linear(4, 4), by="aic")
-
-
 # --- checks -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("module,config,fragment", [
@@ -316,7 +194,7 @@ def test_resolve_surfaces_checks_as_plan_errors():
 # --- solvers ----------------------------------------------------------------------------------
 
 def test_randomized_and_exact_svd_agree_on_a_low_rank_matrix():
-    linear = _noisy_low_rank(400, 600, 12, 1e-3)
+    linear = noisy_low_rank(400, 600, 12, 1e-3)
     x = torch.randn(16, 600)
     exact = LowRankLinear.from_linear(linear, 12, "exact")
     randomized = LowRankLinear.from_linear(linear, 12, "randomized")
