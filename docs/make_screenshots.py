@@ -40,6 +40,10 @@ def main() -> None:
     from studio.gui.qt_app import _application
     from studio.gui.qt_main_window import MainWindow
 
+    from PySide6.QtCore import QSettings
+
+    QSettings.setDefaultFormat(QSettings.Format.IniFormat)  # throw-away settings: recent files, plan autosaves
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tempfile.mkdtemp())
     app = _application()
     window = MainWindow()
     window.resize(1500, 980)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from PySide6.QtCore import QModelIndex, QObject, QPoint, Signal
+from PySide6.QtCore import QModelIndex, QObject, QPoint, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
 
 from studio.core.errors import StudioError
 from studio.core.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_PLAN
+from studio.gui.qt_plan_autosave import RESTORED, PlanAutosave
 from studio.gui.qt_plan_document import PlanDocument
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class PlanController(QObject):
         super().__init__(window)
         self.window = window
         self.document = PlanDocument(parent=self)
+        self.autosave = PlanAutosave(self.document, self)
         self.projection: Any = None
         self.budget = QLabel()
         self.budget.setObjectName("planBudget")
@@ -62,8 +64,16 @@ class PlanController(QObject):
 
     # --- model lifecycle -------------------------------------------------------------
     def model_changed(self) -> None:
-        """A new model starts a new plan (and a new undo history)."""
+        """A new model starts a new plan (and a new undo history), or the plan left unsaved
+        for it last time."""
+        self.autosave.key = None  # the reset below must not discard the previous model's autosave
         self.document.reset()
+        opened, request = self.window.opened, getattr(self.window, "_request", None)
+        key = None
+        if opened is not None and request is not None and opened.loaded.kind != "compressed":
+            key = f"{request.source}|{request.weights or ''}"
+        if self.autosave.attach(key):
+            QTimer.singleShot(0, lambda: self.window.statusBar().showMessage(RESTORED, 15000))
 
     def _opened(self):
         return self.window.opened
