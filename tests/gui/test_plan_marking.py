@@ -85,11 +85,14 @@ def test_recipe_round_trip_and_problems_in_budget(qtbot, digits_window, tmp_path
     assert window.last_error_dialog is not None and window.last_error_dialog.isVisible()
 
 
-def test_new_model_starts_a_new_plan(qtbot, digits_window):
+def test_new_model_starts_a_new_plan(qtbot, digits_window, tmp_path):
+    """(Reopening the same model restores its unsaved plan instead: test_plan_autosave.py.)"""
     from studio.core.loaders import LoadRequest
 
     window = digits_window
     mark_via_menu(qtbot, window, "quantize", ["classifier.1"])
+    model_file = tmp_path / "net.py"
+    model_file.write_text("from torch import nn\n\ndef Net():\n    return nn.Sequential(nn.Linear(4, 4))\n")
     with qtbot.waitSignal(window.modelShown, timeout=60000):
-        window.open_source(LoadRequest("sample:digits-cnn"))
+        window.open_source(LoadRequest(f"{model_file}:Net"))
     assert window.plan.document.plan == CompressionPlan() and not window.plan.document.undo_stack.canUndo()
