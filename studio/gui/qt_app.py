@@ -118,6 +118,12 @@ def run_gui(source: str | LoadRequest | None = None, *, weights: str | None = No
     from studio.core.logs import quiet_third_party_logs
 
     quiet_third_party_logs()
+    from studio.gui.qt_platform_check import display_problem
+
+    problem = display_problem()
+    if problem:
+        print(f"studio: error: {problem}", file=sys.stderr)
+        return 2
     app = _application()
     from studio.gui.qt_main_window import MainWindow
 
