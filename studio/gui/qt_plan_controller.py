@@ -88,7 +88,12 @@ class PlanController(QObject):
             return
         from studio.core.plan.projection import project_plan
 
-        projection = project_plan(self.document.plan, opened.loaded.module, opened.tree)
+        # Coupled layers come from tracing the model with hooks; never while a job runs on the
+        # same module in the worker (the window refreshes again when the job ends).
+        run = getattr(self.window, "run", None)
+        idle = run is None or not run.runner.busy
+        projection = project_plan(self.document.plan, opened.loaded.module, opened.tree,
+                                  opened.loaded.example_inputs() if idle else None)
         self.projection = projection
         self.window.layers.model.set_projection(projection.layers)
         self._show_budget(projection)
@@ -100,7 +105,9 @@ class PlanController(QObject):
             self.budget.setToolTip("")
             return
         b, a = p.before, p.after
-        text = (f"<b>Plan</b> · {len(self.document.plan.rules)} rule(s), {len(p.layers)} layer(s) · projected: "
+        coupled = sum(1 for layer in p.layers.values() if layer.coupled)
+        layers = f"{len(p.layers) - coupled} layer(s)" + (f" (+{coupled} coupled)" if coupled else "")
+        text = (f"<b>Plan</b> · {len(self.document.plan.rules)} rule(s), {layers} · projected: "
                 f"params {format_count(b.params)} → <b>{format_count(a.params)}</b>{_change(b.params, a.params)} · "
                 f"size {format_bytes(b.bytes)} → <b>{format_bytes(a.bytes)}</b>{_change(b.bytes, a.bytes)} · "
                 f"FLOPs {format_flops(b.flops)} → <b>{format_flops(a.flops)}</b>{_change(b.flops, a.flops)}")

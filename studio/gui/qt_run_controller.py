@@ -211,6 +211,7 @@ class RunController(QObject):
     def _on_busy(self, busy: bool) -> None:
         if not busy:
             self._finish()
+            self.window.plan.refresh()  # the projection skips coupled layers while a job runs
 
     def _finish(self) -> None:
         if self._job == "run":

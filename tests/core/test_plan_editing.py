@@ -45,3 +45,45 @@ def test_projection_tracks_marks_without_running():
     structured = project_plan(mark_layers(CompressionPlan(), ["0"], "prune", PruneConfig(mode="structured", amount=0.5)), m, tree)
     assert structured.layers["0"].saved_params == (16 * 32 + 32) // 2
     assert structured.after.flops < structured.before.flops
+
+
+def _measured(module, spec, plan):
+    from studio.core.compress_pipeline import compress
+    from studio.core.events import Finished
+    from studio.core.loaded_model import LoadedModel
+
+    loaded = LoadedModel(module=module, name="m", source="m", kind="test", input_spec=spec)
+    return [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.report["after"]
+
+
+def test_structured_projection_counts_coupled_layers_like_the_run():
+    """BatchNorms, the next layer's inputs and residual partners shrink too; with example
+    inputs the projection reads them from the dependency graph and matches the real result."""
+    import torch
+
+    from tests.zoo import TinyMobileNet
+
+    m = model()
+    spec = InputSpec.parse("1x16 float32")
+    tree = inspect_model(m, spec)
+    plan = mark_layers(CompressionPlan(), ["0"], "prune", PruneConfig(mode="structured", amount=0.5))
+    projected = project_plan(plan, m, tree, spec.make_inputs())
+    assert projected.layers["2"].coupled and projected.layers["2"].saved_params == 32 * 16  # next Linear's inputs
+    assert projected.after.params == _measured(m, spec, plan)["params"]
+
+    torch.manual_seed(0)
+    net = TinyMobileNet().eval()
+    spec = InputSpec.parse("1x3x32x32 float32")
+    tree = inspect_model(net, spec)
+    # the stem feeds a residual add: its BatchNorm, the depthwise conv, the pointwise conv on the
+    # other branch (outputs and inputs), its BatchNorm and the head's inputs all shrink with it
+    plan = mark_layers(CompressionPlan(), ["stem.0"], "prune", PruneConfig(mode="structured", amount=0.25))
+    weights = {k: v.clone() for k, v in net.state_dict().items()}
+    projected = project_plan(plan, net, tree, spec.make_inputs())
+    assert all(torch.equal(v, weights[k]) for k, v in net.state_dict().items())  # the projection only reads
+    assert not any(mod._forward_hooks for mod in net.modules()) and not net.training
+    measured = _measured(net, spec, plan)
+    assert {n for n, layer in projected.layers.items() if layer.coupled} == {
+        "stem.1", "dw.0", "dw.1", "pw.0", "pw.1", "head"}
+    assert projected.after.params == measured["params"]
+    assert abs(projected.after.flops - measured["flops"]) <= 0.01 * measured["flops"]

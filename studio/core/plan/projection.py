@@ -4,7 +4,7 @@ the inspected tree without running anything (the window updates it on every edit
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.core.model_tree import LayerNode, ModelTree
 from studio.core.plan import CompressionPlan
@@ -22,6 +22,7 @@ class LayerProjection:
     techniques: tuple[str, ...]   # e.g. ("lowrank: svd r=32", "quantize: int8 w/a-dyn")
     before: Estimate
     after: Estimate
+    coupled: bool = False         # not marked: shrinks because a marked layer is pruned structurally
 
     @property
     def saved_bytes(self) -> int:
@@ -44,7 +45,10 @@ def _estimate(node: LayerNode) -> Estimate:
     return Estimate(node.total_params, node.bytes, node.flops, node.total_params - node.zero_params)
 
 
-def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree) -> PlanProjection:
+def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
+                 example_inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> PlanProjection:
+    """With `example_inputs`, structured pruning also counts the layers it shrinks as a
+    consequence (BatchNorm, the next layer's inputs), as the run will measure them."""
     techniques = all_techniques()
     assignments, problems = resolve_with_problems(plan, model)
     per_layer: dict[str, list[tuple[str, object]]] = {}
@@ -61,6 +65,25 @@ def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree) -> Pl
         for key, config in items:
             after = techniques[key].project(module, config, after)
         layers[name] = LayerProjection(name, tuple(f"{k}: {c.summary()}" for k, c in items), before, after)
+    if example_inputs is not None and assignments.get("prune"):
+        from studio.core.techniques.pruning import coupled_kept_fractions
+
+        for name, kept in coupled_kept_fractions(model, example_inputs, assignments["prune"]).items():
+            if name not in tree:
+                continue
+            if name in layers:  # marked too (e.g. quantized): its projected result shrinks as well
+                p = layers[name]
+                shrunk = Estimate(int(p.after.params * kept), int(p.after.bytes * kept), int(p.after.flops * kept),
+                                  int(p.after.nonzero * kept))
+                layers[name] = LayerProjection(name, p.techniques, p.before, shrunk, p.coupled)
+                continue
+            before = _estimate(tree[name])
+            own = sum(p.numel() for p in model.get_submodule(name).parameters(recurse=False))
+            removed = int(round(own * (1 - kept)))
+            size = before.bytes / before.params if before.params else 4
+            after = Estimate(before.params - removed, before.bytes - int(removed * size), int(before.flops * kept),
+                             before.nonzero - removed)
+            layers[name] = LayerProjection(name, ("coupled",), before, after, True)
     total_before = _estimate(tree.root)
     delta = [(p.after.params - p.before.params, p.after.bytes - p.before.bytes, p.after.flops - p.before.flops,
               p.after.nonzero - p.before.nonzero) for p in layers.values()]

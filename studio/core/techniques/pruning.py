@@ -5,7 +5,7 @@ BatchNorm, following layers, residual adds and depthwise convs consistent."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
@@ -146,10 +146,67 @@ def _prune_2_4(module: nn.Module) -> str:
     return "2:4 semi-structured: 50% of weights zero"
 
 
-def _dependency_graph(model: nn.Module, context: ApplyContext):
+def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                           targets: dict[str, PruneConfig]) -> dict[str, float]:
+    """{layer: fraction of its parameters kept} for the layers that structured pruning of
+    `targets` shrinks as a consequence (the BatchNorm after a conv, the next layer's inputs,
+    residual partners), read from Torch-Pruning's dependency graph without pruning anything.
+    A target's own output channels are left out (its own estimate covers them); its inputs,
+    shrunk by another target, are not."""
     import torch_pruning as tp
 
-    args, kwargs = context.example_inputs
+    structured = {n: c for n, c in targets.items() if c.mode == "structured"}
+    if not structured:
+        return {}
+    try:
+        graph = _projection_graph(model, example_inputs)
+    except StudioError:
+        return {}  # untraceable: the plan check reports it; the projection stays per layer
+    names = {module: name for name, module in model.named_modules()}
+    kept: dict[str, float] = {}
+    for name, config in structured.items():
+        module = model.get_submodule(name)
+        if graph.module2node.get(module) is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
+            continue
+        total = _out_units(module)
+        count = min(int(total * config.amount), total - 1)
+        if count <= 0:
+            continue
+        prune_fn = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+        for item in graph.get_pruning_group(module, prune_fn, idxs=list(range(count))):
+            layer = item.dep.target.module
+            layer_name = names.get(layer) if isinstance(layer, nn.Module) else None
+            handler = getattr(item.dep.handler, "__name__", "")
+            dim = 0 if "out_channels" in handler else 1 if "in_channels" in handler else None
+            params = list(layer.parameters(recurse=False)) if layer_name is not None else []
+            if dim is None or not params or (layer_name in structured and dim == 0):
+                continue  # a target's own outputs are its own estimate
+            k = len(item.idxs)
+            removed = sum(p.numel() * k // p.shape[dim] for p in params if p.dim() > dim and p.shape[dim] >= k)
+            kept[layer_name] = kept.get(layer_name, 1.0) * (1 - removed / sum(p.numel() for p in params))
+    return kept
+
+
+_graph_cache: dict[int, Any] = {}
+
+
+def _projection_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
+    """The window projects on every plan edit; the graph (0.1 s for MiniLM) is built once per
+    model. One entry: a new model replaces it. The graph only reads the model."""
+    if id(model) not in _graph_cache:
+        _graph_cache.clear()
+        _graph_cache[id(model)] = _build_graph(model, example_inputs)
+    return _graph_cache[id(model)]
+
+
+def _dependency_graph(model: nn.Module, context: ApplyContext):
+    return _build_graph(model, context.example_inputs)
+
+
+def _build_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
+    import torch_pruning as tp
+
+    args, kwargs = example_inputs
     example = kwargs if kwargs else (args[0] if len(args) == 1 else list(args))
     try:
         return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
