@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch
 from torch import nn
@@ -24,7 +24,6 @@ from studio.core.techniques.lowrank_math import (METHODS, Ranks, break_even_rank
 
 SOLVERS = ("auto", "exact", "randomized")
 DEFAULT_ENERGY = 0.9
-weight_params = factored_params  # the name earlier callers use
 
 
 @dataclass(frozen=True)
@@ -89,10 +88,16 @@ def choose_ranks(module: nn.Module, config: LowRankConfig) -> Ranks:
                                              unfolding_singular_values(weight, 1), _bias(module))
         return single_ranks(module, method, rank_for_fraction(module, method, config.rank_fraction, _bias(module)))
     energy = config.energy or DEFAULT_ENERGY
-    r_out = rank_for_energy(unfolding_singular_values(weight, 0), energy)
+    return _per_mode(module, method, lambda mode: rank_for_energy(unfolding_singular_values(weight, mode), energy))
+
+
+def _per_mode(module: nn.Module, method: str, rank_of: Callable[[int], int]) -> Ranks:
+    """Ranks from a per-unfolding rule (mode 0: outputs, 1: inputs): SVD uses the output
+    mode, Tucker both, CP the larger of the two."""
+    r_out = rank_of(0)
     if method == "svd":
         return single_ranks(module, method, r_out)
-    r_in = rank_for_energy(unfolding_singular_values(weight, 1), energy)
+    r_in = rank_of(1)
     return Ranks(r_out, r_in) if method == "tucker" else Ranks(max(r_out, r_in), max(r_out, r_in))
 
 
@@ -112,11 +117,7 @@ def suggest_ranks(module: nn.Module, method: str = "svd", by: str = "energy",
             return evbmf_rank(s, rows, weight.numel() // rows, total)
         return rank_for_energy(s, energy)
 
-    r_out = one(0)
-    if method == "svd":
-        return single_ranks(module, method, r_out)
-    r_in = one(1)
-    return Ranks(r_out, r_in) if method == "tucker" else Ranks(max(r_out, r_in), max(r_out, r_in))
+    return _per_mode(module, method, one)
 
 
 def suggest_rank(module: nn.Module, method: str = "svd", by: str = "energy", energy: float = DEFAULT_ENERGY) -> int:
