@@ -81,7 +81,7 @@ class Prune(Technique):
         if not structured:
             return []
         try:
-            graph = _dependency_graph(model, ApplyContext(example_inputs=example_inputs))
+            graph = _dependency_graph(model, example_inputs)
         except StudioError as exc:
             return [str(exc)]
         problems = []
@@ -111,7 +111,7 @@ class Prune(Technique):
     def apply_(self, model: nn.Module, targets: dict[str, PruneConfig],
                context: ApplyContext) -> Iterator[LayerChange]:
         structured = {n: c for n, c in targets.items() if c.mode == "structured"}
-        graph = _dependency_graph(model, context) if structured else None
+        graph = _dependency_graph(model, context.example_inputs) if structured else None
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
@@ -153,8 +153,6 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
     residual partners), read from Torch-Pruning's dependency graph without pruning anything.
     A target's own output channels are left out (its own estimate covers them); its inputs,
     shrunk by another target, are not."""
-    import torch_pruning as tp
-
     structured = {n: c for n, c in targets.items() if c.mode == "structured"}
     if not structured:
         return {}
@@ -168,11 +166,9 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
         module = model.get_submodule(name)
         if graph.module2node.get(module) is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
             continue
-        total = _out_units(module)
-        count = min(int(total * config.amount), total - 1)
+        prune_fn, _, count = _out_channel_pruning(module, config)
         if count <= 0:
             continue
-        prune_fn = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
         for item in graph.get_pruning_group(module, prune_fn, idxs=list(range(count))):
             layer = item.dep.target.module
             layer_name = names.get(layer) if isinstance(layer, nn.Module) else None
@@ -187,23 +183,27 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
     return kept
 
 
-_graph_cache: dict[int, Any] = {}
+_graph_cache: list[tuple[nn.Module, Any]] = []  # [(model, graph or the StudioError of tracing it)]
 
 
 def _projection_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
     """The window projects on every plan edit; the graph (0.1 s for MiniLM) is built once per
-    model. One entry: a new model replaces it. The graph only reads the model."""
-    if id(model) not in _graph_cache:
-        _graph_cache.clear()
-        _graph_cache[id(model)] = _build_graph(model, example_inputs)
-    return _graph_cache[id(model)]
+    model, and a model that cannot be traced is not traced again. One entry, holding the model
+    itself (an id alone could be reused by a later model); a new model replaces it. The graph
+    only reads the model."""
+    if not _graph_cache or _graph_cache[0][0] is not model:
+        try:
+            entry: Any = _dependency_graph(model, example_inputs)
+        except StudioError as exc:
+            entry = exc
+        _graph_cache[:] = [(model, entry)]
+    entry = _graph_cache[0][1]
+    if isinstance(entry, StudioError):
+        raise entry
+    return entry
 
 
-def _dependency_graph(model: nn.Module, context: ApplyContext):
-    return _build_graph(model, context.example_inputs)
-
-
-def _build_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
+def _dependency_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
     import torch_pruning as tp
 
     args, kwargs = example_inputs
@@ -215,6 +215,15 @@ def _build_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[s
                           f"({type(exc).__name__}: {exc}); use unstructured or 2:4 pruning instead.") from exc
 
 
+def _out_channel_pruning(module: nn.Module, config: PruneConfig) -> tuple[Any, int, int]:
+    """(Torch-Pruning's out-channel function, outputs, how many go): at least one output stays."""
+    import torch_pruning as tp
+
+    total = _out_units(module)
+    prune_fn = tp.prune_conv_out_channels if isinstance(module, nn.Conv2d) else tp.prune_linear_out_channels
+    return prune_fn, total, min(int(total * config.amount), total - 1)
+
+
 def _prune_structured(graph, module: nn.Module, config: PruneConfig) -> str:
     import torch_pruning as tp
 
@@ -224,10 +233,7 @@ def _prune_structured(graph, module: nn.Module, config: PruneConfig) -> str:
     if not node.outputs:
         raise StudioError("structured pruning would remove outputs of the model's final layer "
                           "(its classes or features); exclude that layer.")
-    conv = isinstance(module, nn.Conv2d)
-    prune_fn = tp.prune_conv_out_channels if conv else tp.prune_linear_out_channels
-    total = _out_units(module)
-    count = min(int(total * config.amount), total - 1)
+    prune_fn, total, count = _out_channel_pruning(module, config)
     group = graph.get_pruning_group(module, prune_fn, idxs=list(range(total)))
     scores = tp.importance.GroupMagnitudeImportance(p=1 if config.importance == "l1" else 2)(group)
     idxs = scores.argsort()[:count].tolist()
@@ -237,5 +243,5 @@ def _prune_structured(graph, module: nn.Module, config: PruneConfig) -> str:
     coupled = {item.dep.target.module for item in group} - {module}
     coupled = {m for m in coupled if isinstance(m, nn.Module) and any(True for _ in m.parameters(recurse=False))}
     group.prune()
-    unit = "channels" if conv else "neurons"
+    unit = "channels" if isinstance(module, nn.Conv2d) else "neurons"
     return f"structured: removed {count} of {total} {unit} ({config.importance}); {len(coupled)} coupled layer(s) adjusted"
