@@ -39,6 +39,14 @@ def layer_table(loaded: LoadedModel, tree: ModelTree, max_depth: int | None = No
     return "\n".join(lines)
 
 
+def latency_is_simulated(report: dict) -> bool:
+    """The compressed model got slower in PyTorch because its quantization is simulated
+    (quantize-dequantize around float math): the runtime's latency comes from an export."""
+    before, after = report.get("before") or {}, report.get("after") or {}
+    return (after.get("latency_ms") or 0) > (before.get("latency_ms") or 0) > 0 and \
+        any(row.get("technique") == "quantize" for row in report.get("layers") or [])
+
+
 def compression_summary(report: dict) -> str:
     """Before/after table of a compression report (the CLI's default output)."""
     before, after = report["before"], report["after"]
@@ -51,8 +59,7 @@ def compression_summary(report: dict) -> str:
     for key, fmt in (("accuracy", format_percent), ("loss", "{:.4f}".format), ("latency_ms", "{:.3f} ms".format)):
         if before.get(key) is not None and after.get(key) is not None:  # a run with data (studio compress --data)
             lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}")
-    if (after.get("latency_ms") or 0) > (before.get("latency_ms") or 0) > 0 and \
-            any(row.get("technique") == "quantize" for row in report.get("layers", [])):
+    if latency_is_simulated(report):
         lines.append("note: quantization is simulated in PyTorch (slower than float); `studio export` measures "
                      "the real runtime's latency")
     fid = report["fidelity"]

@@ -15,6 +15,7 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
+from studio.core.report_table import latency_is_simulated
 from studio.core.units import format_bytes, format_count, format_flops, format_percent
 from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars, abbreviate, per_layer
 
@@ -302,9 +303,7 @@ class CompareView(QWidget):
         epochs = ((report.get("settings") or {}).get("finetune") or {}).get("epochs")
         if epochs:
             parts.append(f"fine-tuned {epochs} epoch{'s' if epochs != 1 else ''}")
-        before, after = report.get("before") or {}, report.get("after") or {}
-        if (after.get("latency_ms") or 0) > (before.get("latency_ms") or 0) > 0 and \
-                any(c.get("technique") == "quantize" for c in report.get("layers") or []):
+        if latency_is_simulated(report):
             parts.append("latency is PyTorch's with simulated quantization: export to measure the runtime")
         layers = per_layer(list(report.get("layers") or []))
         if layers:
