@@ -186,11 +186,7 @@ class CompareView(QWidget):
             "QLabel#compareSubline { color: #5f6368; }"
             "QLabel#warningsTitle { color: #9a6700; font-weight: 600; }"
             "QListWidget#compareWarnings { background: #fef7e0; border: 1px solid #f9d77e; border-radius: 6px;"
-            " color: #7a4f01; }"
-            "QPushButton#keepButton { background: #2f6fde; color: white; border: 1px solid #2f6fde;"
-            " border-radius: 6px; padding: 6px 14px; font-weight: 600; }"
-            "QPushButton#keepButton:hover { background: #255fc4; }"
-            "QPushButton#keepButton:disabled { background: #a8c0ec; border-color: #a8c0ec; }")
+            " color: #7a4f01; }")
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 10, 10, 10)
         layout.setSpacing(8)
@@ -267,6 +263,7 @@ class CompareView(QWidget):
         self.save_button.setToolTip("Save the compressed model, its recipe and this report to a folder.")
         self.keep_button = QPushButton("Keep as current model")
         self.keep_button.setObjectName("keepButton")
+        self.keep_button.setProperty("primary", True)  # styled by resources/style.qss
         self.keep_button.setToolTip("Continue working on the compressed model (export it, compress it further).")
         for button, signal in ((self.discard_button, self.discardRequested), (self.save_button, self.saveRequested),
                                (self.keep_button, self.keepRequested)):

@@ -52,7 +52,6 @@ class RunController(QObject):
         self.export_panel.exportRequested.connect(self.start_export)
         self.runner.event.connect(self._on_event)
         self.runner.failed.connect(self._on_failed)
-        self.runner.done.connect(self._on_done)
         self.runner.busyChanged.connect(self._on_busy)
 
     def _dock(self, title: str, name: str, widget: Any) -> QDockWidget:
@@ -205,15 +204,11 @@ class RunController(QObject):
             self.export_panel.show_error(message)
         self.window.show_error(message, title)
 
-    def _on_done(self) -> None:
-        self._finish()
-
     def _on_busy(self, busy: bool) -> None:
-        if not busy:
-            self._finish()
-            self.window.plan.refresh()  # the projection skips coupled layers while a job runs
-
-    def _finish(self) -> None:
+        """Every end of a job (done, failed, cancelled, shut down) passes here once."""
+        if busy:
+            return
+        self.window.plan.refresh()  # the projection skips coupled layers while a job runs
         if self._job == "run":
             if self._cancelled:
                 self.run_panel.handle_event(RunCancelled("run", "cancelled; the original model is unchanged"))

@@ -54,6 +54,15 @@ def _plot(name: str, title: str, left: str) -> pg.PlotWidget:
     return widget
 
 
+def _reference_line(plot: pg.PlotWidget) -> pg.InfiniteLine:
+    """A dashed, labelled horizontal line for the original model's value; hidden until known."""
+    line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5, style=Qt.PenStyle.DashLine),
+                           label="original", labelOpts={"position": 0.12, "color": GREY, "anchors": [(0, 1), (0, 1)]})
+    plot.addItem(line)
+    line.hide()
+    return line
+
+
 def _eta(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -71,10 +80,6 @@ class RunPanel(QWidget):
         self.setObjectName("runPanel")
         self.setStyleSheet(
             "QProgressBar#runProgress { max-height: 20px; min-height: 18px; text-align: center; color: #202124; }"
-            "QPushButton#runButton { background: #2f6fde; color: white; border: 1px solid #2f6fde;"
-            " border-radius: 6px; padding: 6px 14px; font-weight: 600; }"
-            "QPushButton#runButton:hover { background: #255fc4; }"
-            "QPushButton#runButton:disabled { background: #a8c0ec; border-color: #a8c0ec; }"
             "QLabel#runStage { color: #3c4043; font-weight: 600; }")
         self.max_flush_ms = 0.0  # the longest flush so far, for the responsiveness benchmark
         self._series: dict[str, tuple[list[float], list[float]]] = {}  # name -> (steps, values)
@@ -124,18 +129,8 @@ class RunPanel(QWidget):
             curve.setClipToView(True)
             self._plots[plot].addItem(curve)
             self._curves[name] = curve
-        self.original_line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5,
-                                             style=Qt.PenStyle.DashLine),
-                                             label="original", labelOpts={"position": 0.12, "color": GREY,
-                                                                          "anchors": [(0, 1), (0, 1)]})
-        self.size_plot.addItem(self.original_line)
-        self.original_line.hide()
-        self.original_accuracy = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5,
-                                                 style=Qt.PenStyle.DashLine),
-                                                 label="original", labelOpts={"position": 0.12, "color": GREY,
-                                                                              "anchors": [(0, 1), (0, 1)]})
-        self.accuracy_plot.addItem(self.original_accuracy)
-        self.original_accuracy.hide()
+        self.original_line = _reference_line(self.size_plot)
+        self.original_accuracy = _reference_line(self.accuracy_plot)
         charts = QWidget()
         charts_layout = QHBoxLayout(charts)
         charts_layout.setContentsMargins(0, 0, 0, 0)

@@ -74,6 +74,7 @@ class RunSettingsBox(QGroupBox):
                               ("Temperature", self.temperature), ("Alpha", self.alpha)):
             form.addRow(label, widget) if label else form.addRow(widget)
         self.run_button = named(QPushButton(icon("run"), "Start run"), "runButton")
+        self.run_button.setProperty("primary", True)  # styled by resources/style.qss
         self.run_button.clicked.connect(lambda: self.startRequested.emit())
         self.cancel_button = named(QPushButton("Cancel"), "cancelButton")
         self.cancel_button.clicked.connect(self._cancel_clicked)
