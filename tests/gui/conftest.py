@@ -59,14 +59,39 @@ def digits_tree():
 
 
 @pytest.fixture
-def window(qtbot):
+def show(qtbot):
+    """show(widget, width, height): a widget registered with qtbot, sized, shown and exposed."""
+    def shown(widget, width: int = 1000, height: int = 700):
+        qtbot.addWidget(widget)
+        widget.resize(width, height)
+        widget.show()
+        qtbot.waitExposed(widget)
+        return widget
+
+    return shown
+
+
+@pytest.fixture(scope="session")
+def digits_run_events() -> list[object]:
+    """Every event of one real digits run (90 % unstructured, one epoch of KD), shared by the
+    panels' tests."""
+    from studio.core.data.sources import open_dataset
+    from studio.core.finetune import FinetuneSettings
+    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.plan import CompressionPlan
+    from studio.core.run_pipeline import run
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    data = open_dataset("digits", loaded)
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.9}}]})
+    return list(run(loaded, plan, data, FinetuneSettings(epochs=1, eval_interval=10)))
+
+
+@pytest.fixture
+def window(show):
     from studio.gui.qt_main_window import MainWindow
 
-    win = MainWindow()
-    qtbot.addWidget(win)
-    win.resize(1200, 800)
-    win.show()
-    qtbot.waitExposed(win)
+    win = show(MainWindow(), 1200, 800)
     yield win
     win.run.shutdown()
     win.runner.shutdown()

@@ -13,30 +13,15 @@ from studio.core.units import format_bytes, format_count, format_flops, format_p
 
 
 @pytest.fixture(scope="module")
-def report() -> dict:
-    from studio.core.data.sources import open_dataset
-    from studio.core.finetune import FinetuneSettings
-    from studio.core.loaders import LoadRequest, load_model
-    from studio.core.plan import CompressionPlan
-    from studio.core.run_pipeline import run
-
-    loaded = load_model(LoadRequest("sample:digits-cnn"))
-    data = open_dataset("digits", loaded)
-    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.9}}]})
-    events = list(run(loaded, plan, data, FinetuneSettings(epochs=1, eval_interval=10)))
-    return events[-1].result.report
+def report(digits_run_events) -> dict:
+    return digits_run_events[-1].result.report
 
 
 @pytest.fixture
-def view(qtbot):
+def view(show):
     from studio.gui.qt_compare_view import CompareView
 
-    widget = CompareView()
-    qtbot.addWidget(widget)
-    widget.resize(1000, 700)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+    return show(CompareView())
 
 
 def _table(view) -> dict[str, list[str]]:

@@ -20,13 +20,8 @@ from studio.gui.qt_export_panel import ExportPanel  # noqa: E402
 
 
 @pytest.fixture
-def panel(qtbot):
-    widget = ExportPanel()
-    qtbot.addWidget(widget)
-    widget.resize(900, 600)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+def panel(show):
+    return show(ExportPanel(), 900, 600)
 
 
 @pytest.fixture(scope="module")

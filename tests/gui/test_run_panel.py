@@ -13,53 +13,34 @@ from PySide6.QtCore import Qt  # noqa: E402
 from studio.core.events import Finished, Metric, Progress, RunCancelled, StageStarted  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def digits_events() -> list[object]:
-    from studio.core.data.sources import open_dataset
-    from studio.core.finetune import FinetuneSettings
-    from studio.core.loaders import LoadRequest, load_model
-    from studio.core.plan import CompressionPlan
-    from studio.core.run_pipeline import run
-
-    loaded = load_model(LoadRequest("sample:digits-cnn"))
-    data = open_dataset("digits", loaded)
-    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.9}}]})
-    return list(run(loaded, plan, data, FinetuneSettings(epochs=1, eval_interval=10)))
-
-
 @pytest.fixture
-def panel(qtbot):
+def panel(show):
     from studio.gui.qt_run_panel import RunPanel
 
-    widget = RunPanel()
-    qtbot.addWidget(widget)
-    widget.resize(1000, 700)
-    widget.show()
-    qtbot.waitExposed(widget)
-    return widget
+    return show(RunPanel())
 
 
 def _count(events: list[object], name: str) -> int:
     return sum(1 for e in events if isinstance(e, Metric) and e.name == name)
 
 
-def test_real_run_fills_curves_progress_and_log(qtbot, panel, digits_events):
-    assert isinstance(digits_events[-1], Finished)
+def test_real_run_fills_curves_progress_and_log(qtbot, panel, digits_run_events):
+    assert isinstance(digits_run_events[-1], Finished)
     panel.reset()
     panel.set_running(True)
-    for event in digits_events[:-1]:
+    for event in digits_run_events[:-1]:
         panel.handle_event(event)
     qtbot.wait(150)  # the ~15 Hz timer has flushed the buffered points
-    assert len(panel.curve_points("train/loss")[0]) == _count(digits_events, "train/loss") > 0
-    assert len(panel.curve_points("val/loss")[0]) == _count(digits_events, "val/loss")
-    assert len(panel.curve_points("val/accuracy")[0]) == _count(digits_events, "val/accuracy") > 0
-    assert len(panel.curve_points("val/agreement")[0]) == _count(digits_events, "val/agreement")
+    assert len(panel.curve_points("train/loss")[0]) == _count(digits_run_events, "train/loss") > 0
+    assert len(panel.curve_points("val/loss")[0]) == _count(digits_run_events, "val/loss")
+    assert len(panel.curve_points("val/accuracy")[0]) == _count(digits_run_events, "val/accuracy") > 0
+    assert len(panel.curve_points("val/agreement")[0]) == _count(digits_run_events, "val/agreement")
     assert panel.curve_points("size/bytes")[0]
-    steps = [e for e in digits_events if isinstance(e, Metric) and e.name == "train/loss"]
+    steps = [e for e in digits_run_events if isinstance(e, Metric) and e.name == "train/loss"]
     assert panel.curve_points("train/loss")[1][-1] == pytest.approx(steps[-1].value)
-    accuracy = [e.value for e in digits_events if isinstance(e, Metric) and e.name == "val/accuracy"]
+    accuracy = [e.value for e in digits_run_events if isinstance(e, Metric) and e.name == "val/accuracy"]
     assert panel.curve_points("val/accuracy")[1] == pytest.approx([100 * a for a in accuracy])  # shown in %
-    panel.handle_event(digits_events[-1])
+    panel.handle_event(digits_run_events[-1])
     assert panel.progress.value() == panel.progress.maximum() == 100
     log = panel.log.toPlainText()
     for stage in ("validate", "apply", "measure", "evaluate", "finetune", "latency", "finished"):
