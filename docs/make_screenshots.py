@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,8 +19,6 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 
 def wait(app, predicate, timeout_s: float = 600) -> None:
-    import time
-
     end = time.monotonic() + timeout_s
     while not predicate():
         if time.monotonic() > end:
@@ -29,8 +28,8 @@ def wait(app, predicate, timeout_s: float = 600) -> None:
 
 
 def settle(app, seconds: float = 0.4) -> None:
-    wait_until = __import__("time").monotonic() + seconds
-    wait(app, lambda: __import__("time").monotonic() > wait_until)
+    until = time.monotonic() + seconds
+    wait(app, lambda: time.monotonic() > until)
 
 
 def main() -> None:
