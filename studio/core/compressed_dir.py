@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, UntrustedCodeError
 from studio.core.input_spec import InputSpec
 from studio.core.loaded_model import LoadedModel
 
@@ -64,20 +64,29 @@ def save_compressed(result, out_dir: str | os.PathLike[str], force: bool = False
     return out
 
 
-def load_compressed_dir(path: Path, trust: bool = False) -> LoadedModel:
+def load_compressed_dir(path: Path, trust: bool = False, trust_remote_code: bool = False) -> LoadedModel:
+    """Trust comes from the user's request only: the manifest is data from wherever the folder came
+    from, so its `trust_remote_code` is never obeyed and a Python original needs `trust`."""
     from safetensors.torch import load_model
 
     from studio.core.apply import apply_assignments_, editable_copy
     from studio.core.compress_pipeline import validate
-    from studio.core.loaders import LoadRequest, load_model as load_source
+    from studio.core.loaders import LoadRequest, is_factory_source, load_model as load_source
     from studio.core.plan import CompressionPlan
     from studio.core.techniques.base import ApplyContext
 
     manifest = _read_manifest(path)
     origin: dict[str, Any] = manifest["original"]
-    spec = InputSpec.parse(manifest["input_spec"], keyword=manifest.get("input_keyword"))
+    if is_factory_source(origin["source"]) and not trust:
+        raise UntrustedCodeError(
+            f"{path} was compressed from Python code ({_cut(origin['source'])}); reopening it imports and runs "
+            "that file. Open it only if you trust that file: --trust (window: confirm the prompt).")
+    try:
+        spec = InputSpec.parse(manifest["input_spec"], keyword=manifest.get("input_keyword"))
+    except StudioError as exc:
+        raise StudioError(f"{path / MANIFEST}: bad input spec ({exc}).") from exc
     original = load_source(LoadRequest(origin["source"], weights=origin.get("weights"), trust=trust,
-                                       trust_remote_code=bool(origin.get("trust_remote_code")), input_spec=spec))
+                                       trust_remote_code=trust_remote_code, input_spec=spec))
     plan = CompressionPlan.load(path / manifest["files"]["recipe"])
     assignments = validate(original, plan)
     model = editable_copy(original.module, assignments)
@@ -102,6 +111,20 @@ def _read_manifest(path: Path) -> dict[str, Any]:
         manifest = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise StudioError(f"{path / MANIFEST}: unreadable ({exc}).") from exc
-    if manifest.get("format") != FORMAT or manifest.get("version") != FORMAT_VERSION:
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT \
+            or manifest.get("version") != FORMAT_VERSION or isinstance(manifest.get("version"), bool):
         raise StudioError(f"{path}: not a compressed-model folder this studio can read.")
+    origin, files = manifest.get("original"), manifest.get("files")
+    if not (isinstance(origin, dict) and isinstance(origin.get("source"), str) and origin["source"].strip()
+            and isinstance(origin.get("weights"), (str, type(None))) and isinstance(manifest.get("input_spec"), str)
+            and isinstance(files, dict) and all(isinstance(files.get(k), str) for k in ("weights", "recipe", "report"))):
+        raise StudioError(f"{path / MANIFEST}: incomplete manifest (original source, input spec or file names missing).")
+    for key in ("weights", "recipe", "report"):
+        name = files[key]
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise StudioError(f"{path / MANIFEST}: file names must stay inside the folder, got {_cut(name)!r}.")
     return manifest
+
+
+def _cut(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -29,8 +29,7 @@ if TYPE_CHECKING:
     from studio.core.loaders import LoadRequest
     from studio.core.open_pipeline import OpenedModel
 
-TRUST_QUESTION = ("This file is a pickled model; unpickling can run arbitrary code. "
-                  "Load it only if you trust its source. Load anyway?")
+TRUST_TITLES = {"trust": "Untrusted code", "trust_remote_code": "Remote code"}
 
 
 def _sample_names() -> list[str]:
@@ -304,11 +303,11 @@ class MainWindow(QMainWindow):
         self._job = ("loaded", loaded)
         self.runner.start(job)
 
-    def _on_failed(self, message: str, untrusted: bool) -> None:
+    def _on_failed(self, message: str, untrusted: str) -> None:
         kind, payload = self._job
         self.statusBar().showMessage("Could not open the model" if kind == "open" else "Inspection failed")
         if untrusted and kind == "open":
-            self._ask_trust(payload)
+            self._ask_trust(payload, message, untrusted)
         else:
             self._show_error(message, "Could not open model" if kind == "open" else "Could not inspect model")
         self.loadFailed.emit(message)
@@ -324,8 +323,10 @@ class MainWindow(QMainWindow):
         self.last_error_dialog = box
         box.open()
 
-    def _ask_trust(self, request: LoadRequest) -> None:
-        box = QMessageBox(QMessageBox.Icon.Question, "Pickled model", TRUST_QUESTION,
+    def _ask_trust(self, request: LoadRequest, message: str, option: str) -> None:
+        """Trust is asked each time, never remembered: the question is the loader's own reason."""
+        question = f"{message}\n\nLoad it only if you trust its source. Load anyway?"
+        box = QMessageBox(QMessageBox.Icon.Question, TRUST_TITLES.get(option, "Untrusted code"), question,
                           QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
         box.setObjectName("trustDialog")
         box.setDefaultButton(QMessageBox.StandardButton.No)
@@ -334,7 +335,7 @@ class MainWindow(QMainWindow):
 
         def answered(_result: int) -> None:
             if box.clickedButton() is yes:
-                self.open_source(replace(request, trust=True))
+                self.open_source(replace(request, **{option: True}))
 
         box.finished.connect(answered)
         self.last_trust_dialog = box

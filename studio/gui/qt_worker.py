@@ -15,7 +15,7 @@ from typing import Callable, Iterator
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from studio.core.cancel import CancelToken, Cancelled
-from studio.core.errors import StudioError, UntrustedPickleError
+from studio.core.errors import StudioError, UntrustedCodeError
 from studio.core.events import LayerDone, Metric, Progress
 from studio.gui.qt_gui_priority import gui_priority
 
@@ -35,7 +35,7 @@ class PipelineWorker(QObject):
     (a stage, a warning, the result) goes at once, with whatever is pending before it."""
 
     events = Signal(list)
-    failed = Signal(str, bool)  # message, is_untrusted_pickle
+    failed = Signal(str, str)  # message, the LoadRequest trust option that would allow it ('' if none)
     done = Signal()
 
     def __init__(self, factory: JobFactory) -> None:
@@ -74,16 +74,16 @@ class PipelineWorker(QObject):
                     close()
         except Cancelled:
             pass
-        except UntrustedPickleError as exc:
+        except UntrustedCodeError as exc:
             if not self._token.cancelled:
-                self.failed.emit(str(exc), True)
+                self.failed.emit(str(exc), exc.option)
         except StudioError as exc:
             if not self._token.cancelled:
-                self.failed.emit(str(exc), False)
+                self.failed.emit(str(exc), "")
         except Exception as exc:  # a bug, not a user error: keep the app alive, log the traceback
             traceback.print_exc(file=sys.stderr)
             if not self._token.cancelled:
-                self.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}", False)
+                self.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}", "")
         finally:
             self.done.emit()
 
@@ -97,7 +97,7 @@ class JobRunner(QObject):
     """
 
     event = Signal(object)
-    failed = Signal(str, bool)
+    failed = Signal(str, str)  # message, trust option needed ("" if none)
     done = Signal()
     busyChanged = Signal(bool)
 
@@ -164,7 +164,7 @@ class JobRunner(QObject):
             self.event.emit(event)
 
     @Slot(str, bool)
-    def _on_failed(self, message: str, untrusted: bool) -> None:
+    def _on_failed(self, message: str, untrusted: str) -> None:
         if self._current():
             self.failed.emit(message, untrusted)
 

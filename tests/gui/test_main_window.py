@@ -200,3 +200,18 @@ def test_close_during_load_joins_thread(qtbot, window, slow_factory):
     assert time.perf_counter() - start < 10
     assert not window.runner.busy
     assert thread.isFinished()
+
+
+def test_remote_code_in_a_manifest_is_asked_not_obeyed(qtbot, window, tmp_path):
+    from tests.core.test_trust import _manifest_folder, _remote_code_folder
+
+    marker = tmp_path / "ran.txt"
+    remote = _remote_code_folder(tmp_path, marker)
+    folder = _manifest_folder(tmp_path, {"source": str(remote), "trust_remote_code": True, "name": "x"})
+    with qtbot.waitSignal(window.loadFailed, timeout=30000):
+        window.open_source(LoadRequest(str(folder)))
+    box = window.last_trust_dialog
+    assert box is not None and box.isVisible() and box.windowTitle() == "Remote code"
+    assert "auto_map" in box.text()
+    box.button(QMessageBox.StandardButton.No).click()
+    assert not marker.exists() and window.last_error_dialog is None

@@ -45,8 +45,8 @@ def test_errors_are_mapped(qtbot):
     for exc in (StudioError("Bad file."), UntrustedPickleError("Pickle."), ZeroDivisionError("boom")):
         with qtbot.waitSignal(runner.done, timeout=5000):
             runner.start(raising(exc))
-    assert got["failed"][0] == ("Bad file.", False)
-    assert got["failed"][1] == ("Pickle.", True)
+    assert got["failed"][0] == ("Bad file.", "")
+    assert got["failed"][1] == ("Pickle.", "trust")
     assert got["failed"][2][0].startswith("Unexpected error: ZeroDivisionError")
 
 

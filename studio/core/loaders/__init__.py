@@ -52,6 +52,11 @@ def load_model(request: LoadRequest) -> LoadedModel:
     return loaded
 
 
+def is_factory_source(source: str) -> bool:
+    """`file.py:name` sources import (and so run) that file."""
+    return bool(_FACTORY.match(source.strip()))
+
+
 def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
     if source.startswith("sample:"):
         from studio.core.loaders.samples import load_sample
@@ -72,7 +77,7 @@ def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
         from studio.core.loaders.huggingface import load_hf_directory
 
         if is_compressed_dir(path):
-            return load_compressed_dir(path, trust=request.trust)
+            return load_compressed_dir(path, trust=request.trust, trust_remote_code=request.trust_remote_code)
 
         return load_hf_directory(path, trust_remote_code=request.trust_remote_code)
     if path.suffix == ".py":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from studio.core.errors import StudioError
+from studio.core.errors import StudioError, UntrustedCodeError
 from studio.core.input_spec import InputSpec
 from studio.core.loaded_model import LoadedModel
 
@@ -43,8 +43,9 @@ def load_hf_directory(path: Path, trust_remote_code: bool = False) -> LoadedMode
     except (ValueError, UnicodeDecodeError) as exc:
         raise StudioError(f"{config_file}: not valid JSON ({exc}).") from exc
     if raw.get("auto_map") and not trust_remote_code:
-        raise StudioError(f"{path} needs custom code shipped in the folder (auto_map). The studio never runs it "
-                          "unless you ask: --trust-remote-code (window: Open ▸ Trust remote code).")
+        raise UntrustedCodeError(f"{path} needs custom code shipped in the folder (auto_map). The studio never runs "
+                                 "it unless you ask: --trust-remote-code (window: confirm the prompt).",
+                                 option="trust_remote_code")
     import transformers
 
     quiet_transformers()
