@@ -4,6 +4,7 @@ FLOPs, shapes and export; pure text parsing here, tensors built lazily with torc
 from __future__ import annotations
 
 import re
+import math
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -11,6 +12,10 @@ from studio.core.errors import InputSpecError
 
 DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8", "uint8", "bool")
 _SHAPE = re.compile(r"^\d+(?:[x,]\d+)*$")
+MAX_DIMS = 8
+MAX_ELEMENTS = 2**27  # per input: 512 MiB of float32; larger example inputs exhaust memory in inspection
+_INT_RANGE = {"int64": (-2**63, 2**63 - 1), "int32": (-2**31, 2**31 - 1), "int16": (-2**15, 2**15 - 1),
+              "int8": (-128, 127), "uint8": (0, 255), "bool": (0, 1)}
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,30 @@ class TensorSpec:
     @property
     def is_integer(self) -> bool:
         return self.dtype.startswith(("int", "uint")) or self.dtype == "bool"
+
+    def __post_init__(self) -> None:
+        """Every spec is sane however it was built: a bad one fails here, with a sentence, and
+        never later as an allocation error or an overflow inside torch."""
+        where = f"input {self.name!r}"
+        if not 1 <= len(self.shape) <= MAX_DIMS:
+            raise InputSpecError(f"{where}: {len(self.shape)} dimensions; use 1 to {MAX_DIMS}.")
+        if any(isinstance(d, bool) or not isinstance(d, int) or d <= 0 for d in self.shape):
+            raise InputSpecError(f"{where}: every dimension must be a positive integer, got {self.shape}.")
+        elements = math.prod(self.shape)
+        if elements > MAX_ELEMENTS:
+            raise InputSpecError(f"{where}: {'x'.join(map(str, self.shape))} is {elements:.3g} values; an example "
+                                 f"input is limited to {MAX_ELEMENTS:,} (use a smaller batch or size).")
+        if self.is_integer:
+            low = 0 if self.low is None else self.low
+            high = 2 if self.high is None else self.high
+            if low >= high:
+                raise InputSpecError(f"{where}: the value range [{low},{high}) is empty; write [low,high) "
+                                     "with low < high, e.g. [0,30522).")
+            lo, hi = _INT_RANGE.get(self.dtype, _INT_RANGE["int64"])
+            top = min(hi + 1, 2**63 - 1)  # the exclusive bound itself must fit torch's int64
+            if low < lo or high > top:
+                raise InputSpecError(f"{where}: the value range [{low},{high}) does not fit {self.dtype} "
+                                     f"(at most [{lo},{top})).")
 
 
 @dataclass(frozen=True)
@@ -103,10 +132,15 @@ def _check_dtype(dtype: str) -> None:
 
 def _parse_entry(part: str, index: int) -> tuple[TensorSpec, bool]:
     low = high = None
+    if len(part) > 500:
+        raise InputSpecError(f"The input spec entry {part[:60]!r}... is {len(part):,} characters long; "
+                             "write e.g. '1x3x224x224 float32'.")
     bounds = re.search(r"\[(\-?\d*)\s*,\s*(\-?\d*)\)\s*$", part)
     if bounds:
-        low = int(bounds.group(1)) if bounds.group(1) else None
-        high = int(bounds.group(2)) if bounds.group(2) else None
+        if max(len(bounds.group(1)), len(bounds.group(2))) > 20:
+            raise InputSpecError(f"The value range in {part!r} overflows 64-bit integers.")
+        low = int(bounds.group(1)) if bounds.group(1).lstrip("-") else None
+        high = int(bounds.group(2)) if bounds.group(2).lstrip("-") else None
         part = part[: bounds.start()].strip()
     tokens = part.replace(":", " ").split()
     name = None
@@ -116,7 +150,10 @@ def _parse_entry(part: str, index: int) -> tuple[TensorSpec, bool]:
             raise InputSpecError(f"Input name {name!r} is not an identifier (entry {part!r}).")
     if not tokens or not _SHAPE.match(tokens[0]):
         raise InputSpecError(f"Cannot read a shape in {part!r}; write e.g. '1x3x224x224 float32'.")
-    shape = tuple(int(d) for d in re.split(r"[x,]", tokens.pop(0)))
+    dims = re.split(r"[x,]", tokens.pop(0))
+    if any(len(d) > 12 for d in dims):
+        raise InputSpecError(f"A dimension in {part!r} is far too large.")
+    shape = tuple(int(d) for d in dims)
     if any(d <= 0 for d in shape):
         raise InputSpecError(f"Every dimension must be positive, got {shape} in {part!r}.")
     dtype = tokens.pop(0) if tokens else "float32"

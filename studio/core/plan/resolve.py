@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from studio.core.plan import SPECIFICITY, CompressionPlan, PlanError
+from studio.core.plan import SPECIFICITY, CompressionPlan, PatternError, PlanError
 from studio.core.techniques import all_techniques
 from studio.core.techniques.base import TechniqueConfig
 
@@ -27,9 +27,15 @@ def resolve_with_problems(plan: CompressionPlan, model: nn.Module) -> tuple[Assi
     techniques = all_techniques()
     modules = dict(model.named_modules())
     problems: list[str] = []
+    broken: set[int] = set()  # rules whose regex failed; they select nothing
     for index, rule in enumerate(plan.rules):
-        where = f"rule {index + 1} ({rule.layers})"
-        matched = [n for n in modules if n and rule.matches(n)]
+        where = f"rule {index + 1} ({rule.layers if len(rule.layers) <= 40 else rule.layers[:40] + '...'})"
+        try:
+            matched = [n for n in modules if n and rule.matches(n)]
+        except PatternError as exc:
+            problems.append(f"{where}: {exc}.")
+            broken.add(index)
+            continue
         if not matched:
             problems.append(f"{where}: matches no layer of this model.")
             continue
@@ -51,7 +57,7 @@ def resolve_with_problems(plan: CompressionPlan, model: nn.Module) -> tuple[Assi
         for key, technique in techniques.items():
             if not technique.supports(module):
                 continue
-            winner = _winning_config(plan, name, key, problems)
+            winner = _winning_config(plan, name, key, problems, broken)
             if winner is not None:
                 assignments[key][name] = winner
     for key, layers in assignments.items():
@@ -64,10 +70,11 @@ def resolve_with_problems(plan: CompressionPlan, model: nn.Module) -> tuple[Assi
     return {key: layers for key, layers in assignments.items() if layers}, _unique(problems)
 
 
-def _winning_config(plan: CompressionPlan, name: str, key: str, problems: list[str]) -> TechniqueConfig | None:
+def _winning_config(plan: CompressionPlan, name: str, key: str, problems: list[str],
+                    broken: set[int] = frozenset()) -> TechniqueConfig | None:
     best_level, best = 0, []
     for index, rule in enumerate(plan.rules):
-        if key not in rule.techniques or not rule.matches(name):
+        if index in broken or key not in rule.techniques or not rule.matches(name):
             continue
         level = SPECIFICITY[rule.kind]
         if level > best_level:
