@@ -198,6 +198,14 @@ class CompareView(QWidget):
         self.subline.setWordWrap(True)
         layout.addWidget(self.headline)
         layout.addWidget(self.subline)
+        self.prediction = QLabel()  # sensitivity's predicted vs measured drop and size (issue 10)
+        self.prediction.setObjectName("comparePrediction")
+        self.prediction.setWordWrap(True)
+        self.prediction.setStyleSheet("background: #e8f0fe; border-radius: 6px; padding: 5px 8px; color: #174ea6;")
+        self.prediction.hide()
+        self._predicted: Any = None
+        self._report: dict[str, Any] = {}
+        layout.addWidget(self.prediction)
 
         self.model = CompareTableModel(self)
         self.table = QTableView()
@@ -275,6 +283,8 @@ class CompareView(QWidget):
     def set_report(self, report: dict[str, Any] | None) -> None:
         """Show a run's report; None clears the view and disables the buttons."""
         report = report or {}
+        self._report = report
+        self._show_prediction()
         self.model.set_rows(compare_rows(report) if report else [])
         self.headline.setText(headline(report) if report else "No compressed model yet")
         self.subline.setText(self._subline(report) if report else
@@ -288,6 +298,18 @@ class CompareView(QWidget):
         self._set_layers(list(report.get("layers") or []))
         for button in (self.keep_button, self.save_button, self.discard_button):
             button.setEnabled(bool(report))
+
+    def set_prediction(self, prediction: Any) -> None:
+        """What the sensitivity table predicts for the plan (None: nothing), shown next to the measurement."""
+        self._predicted = prediction
+        self._show_prediction()
+
+    def _show_prediction(self) -> None:
+        from studio.gui.qt_sensitivity_plan import predicted_vs_measured
+
+        text = predicted_vs_measured(self._predicted, self._report)
+        self.prediction.setText(text)
+        self.prediction.setVisible(bool(text))
 
     @staticmethod
     def _subline(report: dict[str, Any]) -> str:

@@ -18,8 +18,8 @@ from studio.core.units import format_bytes, format_count, format_flops, format_p
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # raw numbers/strings, so sorting is numeric
 NODE_ROLE = Qt.ItemDataRole.UserRole + 2  # the LayerNode behind a row
 
-COL_NAME, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT, COL_PLAN = range(8)
-HEADERS = ("Name", "Type", "Params", "Share", "Size", "FLOPs", "Output shape", "Plan")
+COL_NAME, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT, COL_SENSITIVITY, COL_PLAN = range(9)
+HEADERS = ("Name", "Type", "Params", "Share", "Size", "FLOPs", "Output shape", "Sensitivity", "Plan")
 NUMERIC_COLUMNS = frozenset((COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS))
 
 _DISPLAY: tuple[Callable[[LayerNode], str], ...] = (
@@ -30,6 +30,7 @@ _DISPLAY: tuple[Callable[[LayerNode], str], ...] = (
     lambda n: format_bytes(n.bytes),
     lambda n: format_flops(n.flops),
     lambda n: n.output_shape,
+    lambda n: "",  # the sensitivity column is filled from a sweep, see `LayerTreeModel.data`
     lambda n: "",  # the plan column is filled from the projection, see `LayerTreeModel.data`
 )
 _SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
@@ -40,6 +41,7 @@ _SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
     lambda n: n.bytes,
     lambda n: n.flops,
     lambda n: n.output_shape,
+    lambda n: "",
     lambda n: "",
 )
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
@@ -71,6 +73,7 @@ class LayerTreeModel(QAbstractItemModel):
         super().__init__(parent)
         self._tree: ModelTree | None = None
         self._plan: dict[str, Any] = {}  # layer name → LayerProjection (the what-if budget)
+        self._sensitivity: dict[str, Any] = {}  # layer name → mark (.text .value .colour .tooltip) from a sweep
         self._marked = QBrush(QColor("#e8f0fe"))
         self._dim = QBrush(QColor("#9aa0a6"))
         self._bold = QFont()
@@ -81,7 +84,18 @@ class LayerTreeModel(QAbstractItemModel):
         self.beginResetModel()
         self._tree = tree
         self._plan = {}
+        self._sensitivity = {}
         self.endResetModel()
+
+    def set_sensitivity(self, marks: dict[str, Any]) -> None:
+        """The Sensitivity column: one mark per swept layer (drop at a reference setting)."""
+        old, self._sensitivity = self._sensitivity, dict(marks)
+        if self._tree is None:
+            return
+        for name in set(old) | set(self._sensitivity):
+            if name in self._tree and old.get(name) != self._sensitivity.get(name):
+                index = self.index_of(self._tree[name], COL_SENSITIVITY)
+                self.dataChanged.emit(index, index)
 
     def set_projection(self, layers: dict[str, Any]) -> None:
         """Show each marked layer's techniques and projected saving; only changed rows repaint."""
@@ -165,6 +179,14 @@ class LayerTreeModel(QAbstractItemModel):
             return None
         node: LayerNode = index.internalPointer()
         column = index.column()
+        if column == COL_SENSITIVITY and role != NODE_ROLE:
+            mark = self._sensitivity.get(node.name)
+            if role == Qt.ItemDataRole.TextAlignmentRole:
+                return _RIGHT
+            if mark is None:
+                return float("inf") if role == SORT_ROLE else None
+            return {Qt.ItemDataRole.DisplayRole: mark.text, SORT_ROLE: mark.value, Qt.ItemDataRole.ToolTipRole:
+                    mark.tooltip, Qt.ItemDataRole.BackgroundRole: mark.colour}.get(role)
         if column == COL_PLAN:
             if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
                 return self.plan_text(node)

@@ -102,6 +102,9 @@ class MainWindow(QMainWindow):
         from studio.gui.qt_run_controller import RunController
 
         self.run = RunController(self)
+        from studio.gui.qt_sensitivity_controller import SensitivityController
+
+        self.sensitivity = SensitivityController.from_window(self)
         self._create_actions()
         self._set_busy(False)
 
@@ -153,13 +156,14 @@ class MainWindow(QMainWindow):
         plan_menu = self.menuBar().addMenu("&Plan")
         plan_menu.addActions(self.plan.actions())
         plan_menu.addSeparator()
-        plan_menu.addActions([self.run.run_action, self.run.export_action])
+        plan_menu.addActions([self.run.run_action, self.run.export_action, self.sensitivity.action])
         self.plan_menu = plan_menu
         view_menu = self.menuBar().addMenu("&View")
         view_menu.addActions([self.find_action, self.expand_action, self.collapse_action])
         view_menu.addSeparator()
         view_menu.addAction(self.details.toggleViewAction())
         view_menu.addActions([dock.toggleViewAction() for dock in self.run.docks])
+        view_menu.addAction(self.sensitivity.dock.toggleViewAction())
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -186,7 +190,7 @@ class MainWindow(QMainWindow):
         self.plan.redo_action.setIcon(icon("redo"))
         toolbar.addActions([self.plan.undo_action, self.plan.redo_action])
         toolbar.addSeparator()
-        toolbar.addActions([self.run.run_action, self.run.export_action])
+        toolbar.addActions([self.run.run_action, self.run.export_action, self.sensitivity.action])
 
     def _fill_recent_menu(self) -> None:
         self.recent_menu.clear()

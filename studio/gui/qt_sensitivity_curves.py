@@ -1,0 +1,115 @@
+"""Per-layer curves: drop against size saved, one line per (layer, technique).
+
+A layer whose curve stays flat while the saving grows is a good candidate; a steep one
+is fragile. Curve items are reused between updates (`setData`), and the view redraws only
+when the selection changes or the heatmap flushes (~15 Hz at most).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import pyqtgraph as pg
+from PySide6.QtWidgets import QWidget
+
+from studio.core.sensitivity import SensitivityCell
+from studio.gui.qt_layer_bars import abbreviate
+from studio.gui.qt_sensitivity_model import SensitivityTableModel, is_percent
+
+PALETTE = ("#2f6fde", "#e8710a", "#188038", "#c5221f", "#9334e6", "#12a4af", "#b06000", "#5f6368")
+SYMBOLS = {"prune": "o", "lowrank": "t", "quantize": "s"}
+MAX_LAYERS = 8  # more lines than this is a tangle; the heatmap is the overview
+BYTES_PER_WEIGHT = 4  # a float32 weight made zero: what a sparse or zipped file saves for it
+
+
+def size_saved(cell: SensitivityCell) -> float:
+    """Bytes saved; unstructured pruning keeps dense storage, so its zeros count as float32 weights
+    (what a sparse format or zip saves), which puts every technique on one axis."""
+    return float(cell.saved_bytes or BYTES_PER_WEIGHT * getattr(cell, "saved_nonzero", 0))
+
+
+def params_saved(cell: SensitivityCell) -> float:
+    return float(max(cell.saved_params, getattr(cell, "saved_nonzero", 0)))
+
+
+# combo label, axis label, units, x of a cell
+AXES: tuple[tuple[str, str, str, Callable[[SensitivityCell], float]], ...] = (
+    ("size saved", "size saved (zeros as float32)", "B", size_saved),
+    ("params saved", "params saved (non-zero)", "", params_saved),
+    ("FLOPs saved", "FLOPs saved", "FLOP", lambda cell: float(cell.saved_flops)),
+)
+
+
+class SensitivityCurves(pg.PlotWidget):
+    def __init__(self, model: SensitivityTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent, background="w")
+        self.setObjectName("sensitivityCurves")
+        self.setMinimumSize(220, 160)
+        self.model = model
+        self.layers: list[str] = []
+        self.axis = 0  # index into AXES
+        self._items: list[pg.PlotDataItem] = []
+        item = self.getPlotItem()
+        item.setTitle("Drop vs saving (selected layers)", color="#3c4043", size="10pt", bold=True)
+        item.showGrid(x=True, y=True, alpha=0.12)
+        for side in ("left", "bottom"):
+            item.getAxis(side).setPen("#bdc1c6")
+            item.getAxis(side).setTextPen("#5f6368")
+        self.legend = item.addLegend(offset=(8, 8), labelTextColor="#3c4043", labelTextSize="8pt",
+                                     brush=pg.mkBrush(255, 255, 255, 210))
+        self.hint = pg.TextItem("Select layers in the heatmap to compare their curves", color="#80868b",
+                                anchor=(0.5, 0.5))
+        item.addItem(self.hint, ignoreBounds=True)
+        self.hint.setPos(0.5, 0.5)
+        model.cellsChanged.connect(self.refresh)
+        model.modelReset.connect(self.refresh)
+
+    def set_axis(self, index: int) -> None:
+        self.axis = index
+        self.refresh()
+
+    def set_layers(self, layers: Sequence[str]) -> None:
+        self.layers = list(layers)[:MAX_LAYERS]
+        self.refresh()
+
+    def series(self) -> list[tuple[str, str, list[float], list[float]]]:
+        """(layer, technique, saving, drop) per curve, points sorted by saving."""
+        scale = 100.0 if is_percent(self.model.metric) else 1.0
+        x_of = AXES[self.axis][3]
+        out = []
+        for layer in self.layers:
+            by_technique: dict[str, list[tuple[float, float]]] = {}
+            settings = {s.label: s.technique for s in self.model.settings}
+            for cell in self.model.row_cells(layer):
+                if cell.ok:
+                    by_technique.setdefault(settings[cell.setting], []).append(
+                        (x_of(cell), scale * cell.drop))
+            for technique, points in by_technique.items():
+                points.sort()
+                out.append((layer, technique, [p[0] for p in points], [p[1] for p in points]))
+        return out
+
+    def refresh(self) -> None:
+        series = self.series()
+        unit = " (pp)" if is_percent(self.model.metric) else ""
+        self.getPlotItem().setLabel("left", f"{self.model.metric} drop{unit}", color="#5f6368")
+        _, label, units, _ = AXES[self.axis]
+        self.getPlotItem().setLabel("bottom", label, units=units or None, color="#5f6368")
+        while len(self._items) < len(series):
+            curve = pg.PlotDataItem(symbolSize=6)
+            self.getPlotItem().addItem(curve)
+            self._items.append(curve)
+        self.legend.clear()
+        colours = {layer: PALETTE[i % len(PALETTE)] for i, layer in enumerate(self.layers)}
+        for curve, (layer, technique, xs, ys) in zip(self._items, series):
+            colour = colours[layer]
+            curve.setData(xs, ys, pen=pg.mkPen(colour, width=2), symbol=SYMBOLS.get(technique, "o"),
+                          symbolBrush=colour, symbolPen=None)
+            curve.show()
+            self.legend.addItem(curve, f"{abbreviate(layer, 22)} · {technique}")
+        for curve in self._items[len(series):]:
+            curve.setData([], [])
+            curve.hide()
+        self.hint.setVisible(not series)
+        if series:
+            self.getPlotItem().enableAutoRange()

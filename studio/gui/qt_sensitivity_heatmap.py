@@ -1,0 +1,167 @@
+"""The heatmap view: layers × settings as coloured cells with the drop written in them.
+
+A table reads better than an image here: layer names and setting labels stay legible,
+hover and click land on exactly one cell, and sorting rows by robustness is a header
+click. Clicking a setting cell asks for that layer's plan to become that setting; the
+cells of the current plan get a dark frame so the plan is visible in the map.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QStyle, QStyledItemDelegate,
+                               QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
+
+from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, gain_colour
+
+CHOSEN_ROLE = Qt.ItemDataRole.UserRole + 3
+ROW_ORDERS = ("model order", "most robust first", "most fragile first")
+
+
+class _ChosenDelegate(QStyledItemDelegate):
+    """Paints the cell as usual, then frames it when it is the layer's current plan."""
+
+    def __init__(self, heatmap: SensitivityHeatmap) -> None:
+        super().__init__(heatmap.view)
+        self._heatmap = heatmap
+        self._pen = QPen(QColor("#202124"), 2)
+        self._selection = QColor(47, 111, 222, 70)
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        plain = QStyleOptionViewItem(option)
+        plain.state &= ~QStyle.StateFlag.State_Selected  # the heat colour stays visible under a selection
+        super().paint(painter, plain, index)
+        if selected:
+            painter.fillRect(option.rect, self._selection)
+        source = self._heatmap.proxy.mapToSource(index)
+        model = self._heatmap.model
+        setting = model.setting_at(source.column())
+        layer = model.layers[source.row()] if 0 <= source.row() < len(model.layers) else None
+        if setting is not None and layer is not None and setting.label in self._heatmap.chosen.get(layer, ()):
+            painter.save()
+            painter.setPen(self._pen)
+            painter.drawRect(option.rect.adjusted(1, 1, -2, -2))
+            painter.restore()
+
+
+class SensitivityHeatmap(QWidget):
+    """Emits `cellClicked(layer, column kind, setting label)` and `layersSelected(names)`."""
+
+    cellClicked = Signal(str, str, str)
+    layersSelected = Signal(list)
+
+    def __init__(self, model: SensitivityTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model = model
+        self.chosen: dict[str, set[str]] = {}  # layer -> labels of settings in the current plan
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(4)
+        top = QHBoxLayout()
+        self.title = QLabel("<b>Drop per layer and setting</b>")
+        self.title.setObjectName("heatmapTitle")
+        top.addWidget(self.title)
+        top.addStretch(1)
+        self.legend = QLabel(self._legend_html())
+        self.legend.setObjectName("heatmapLegend")
+        self.legend.setToolTip("Drop of the metric with only that change on only that layer (log colour scale).")
+        top.addWidget(self.legend)
+        top.addSpacing(12)
+        top.addWidget(QLabel("Rows:"))
+        self.order_combo = QComboBox()
+        self.order_combo.setObjectName("heatmapOrder")
+        self.order_combo.addItems(ROW_ORDERS)
+        self.order_combo.setToolTip("Sort layers by their mean drop (robustness), or keep the model's order.")
+        self.order_combo.currentIndexChanged.connect(self._order_changed)
+        top.addWidget(self.order_combo)
+        layout.addLayout(top)
+
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.view = QTableView()
+        self.view.setObjectName("sensitivityHeatmap")
+        self.view.setModel(self.proxy)
+        self.view.setShowGrid(True)
+        self.view.setStyleSheet("QTableView#sensitivityHeatmap { gridline-color: #ffffff; }")
+        self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.view.setMouseTracking(True)
+        self.view.setItemDelegate(_ChosenDelegate(self))
+        header = self.view.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setDefaultSectionSize(74)
+        header.setSortIndicatorClearable(True)
+        header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+        header.setHighlightSections(False)
+        self.view.setSortingEnabled(True)
+        vertical = self.view.verticalHeader()
+        vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        vertical.setDefaultSectionSize(22)
+        vertical.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        vertical.setHighlightSections(False)
+        self.view.clicked.connect(self._clicked)
+        self.view.selectionModel().selectionChanged.connect(self._selection_changed)
+        layout.addWidget(self.view, 1)
+
+    @staticmethod
+    def _legend_html() -> str:
+        def swatch(colour: QColor, text: str) -> str:
+            return f"<span style='background:{colour.name()}'>&nbsp;&nbsp;&nbsp;&nbsp;</span>&nbsp;{text}"
+
+        parts = [swatch(drop_colour(d, "accuracy"), t) for d, t in ((0.0, "0"), (0.01, "1"), (0.03, "3"), (0.1, "≥10 pp"))]
+        return "&nbsp;&nbsp;".join(parts) + f"&nbsp;&nbsp;&nbsp;{swatch(gain_colour(0.05), 'keep float wins')}"
+
+    # --- state -----------------------------------------------------------------------------
+    def set_chosen(self, chosen: dict[str, set[str]]) -> None:
+        if chosen != self.chosen:
+            self.chosen = chosen
+            self.view.viewport().update()
+
+    def set_metric_label(self, metric: str, unit: str) -> None:
+        self.title.setText(f"<b>Drop in {metric}{unit} per layer and setting</b>")
+
+    def selected_layers(self) -> list[str]:
+        rows = sorted({self.proxy.mapToSource(i).row() for i in self.view.selectionModel().selectedIndexes()})
+        return [self.model.layers[r] for r in rows if 0 <= r < len(self.model.layers)]
+
+    def sort_rows(self, order: str) -> None:
+        self.order_combo.setCurrentIndex(ROW_ORDERS.index(order))
+
+    def layer_order(self) -> list[str]:
+        """The layers as the view shows them (after sorting)."""
+        return [self.model.layers[self.proxy.mapToSource(self.proxy.index(r, 0)).row()]
+                for r in range(self.proxy.rowCount())]
+
+    def index_of(self, layer: str, label: str) -> QModelIndex:
+        """The view's index of a cell (for tests and keyboard navigation)."""
+        row = self.model.layers.index(layer)
+        column = next(i for i, s in enumerate(self.model.settings) if s.label == label)
+        return self.proxy.mapFromSource(self.model.index(row, column))
+
+    # --- slots -----------------------------------------------------------------------------
+    def _order_changed(self, index: int) -> None:
+        mean_column = self.model.columnCount() - 1
+        if index == 0 or mean_column < 0:
+            self.view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+            self.proxy.sort(-1)
+            return
+        order = Qt.SortOrder.AscendingOrder if index == 1 else Qt.SortOrder.DescendingOrder
+        self.view.sortByColumn(mean_column, order)
+
+    def reapply_order(self) -> None:
+        """After the table was laid out again (a new sweep), keep the chosen row order."""
+        self._order_changed(self.order_combo.currentIndex())
+
+    def _clicked(self, index: QModelIndex) -> None:
+        source = self.proxy.mapToSource(index)
+        if not source.isValid():
+            return
+        kind = self.model.column_kind(source.column())
+        setting = self.model.setting_at(source.column())
+        self.cellClicked.emit(self.model.layers[source.row()], kind, setting.label if setting else "")
+
+    def _selection_changed(self, *_: object) -> None:
+        self.layersSelected.emit(self.selected_layers())

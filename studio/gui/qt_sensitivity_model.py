@@ -1,0 +1,263 @@
+"""The heatmap's data: a `QAbstractTableModel` of layers × settings, coloured by metric drop.
+
+Cells arrive one by one while a sweep runs; the model stores them at once and repaints at
+most ~15 times a second (house rule 8), so a fast sweep never floods the GUI thread. The
+last columns are the quantization inverse view ("keep float": how much of the all-int8
+drop keeping only this layer in float wins back) and the row's mean drop, its robustness.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
+from PySide6.QtGui import QColor
+
+from studio.core.sensitivity.result import INVERSE_SETTING, SensitivityCell, SensitivityResult, SweepSetting
+from studio.core.units import format_bytes, format_count, format_flops
+from studio.gui.qt_layer_bars import abbreviate
+
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1   # numbers; pending and failed cells sort last
+CELL_ROLE = Qt.ItemDataRole.UserRole + 2   # the SensitivityCell behind a heatmap cell (or None)
+FLUSH_MS = 66                              # ~15 redraws a second while cells stream in
+PERCENT_METRICS = frozenset({"accuracy", "top1_agreement", "agreement", "top1"})
+KEEP_FLOAT, MEAN = "keep float", "mean drop"
+_Index = QModelIndex | QPersistentModelIndex
+_STOPS = ((0.0, (206, 234, 214)), (0.35, (254, 239, 195)), (0.7, (250, 190, 140)), (1.0, (217, 83, 79)))
+_PENDING, _FAILED = QColor("#f8f9fa"), QColor("#eceff1")
+_TEXT, _DIM = QColor("#202124"), QColor("#9aa0a6")
+
+
+def is_percent(metric: str) -> bool:
+    return metric in PERCENT_METRICS
+
+
+def format_drop(drop: float, metric: str, unit: bool = False) -> str:
+    """'1.4' (percentage points of accuracy) or '0.0312' (other metrics); '−' for a gain."""
+    if drop is None or math.isnan(drop):
+        return "n/a"
+    if is_percent(metric):
+        text = f"{100 * drop:.1f}"
+        text = "0.0" if text == "-0.0" else text
+        return text.replace("-", "−") + (" pp" if unit else "")
+    return f"{drop:.3g}".replace("-", "−")
+
+
+def drop_colour(drop: float, metric: str) -> QColor:
+    """Green (no drop) → amber (1 pp) → red (≥ 10 pp), on a log scale that separates small drops."""
+    scaled = 100 * drop  # a fraction: 0.01 is 1 pp of accuracy (other metrics read on the same scale)
+    t = min(1.0, max(0.0, math.log10(1 + max(scaled, 0.0)) / math.log10(11)))
+    for (t0, c0), (t1, c1) in zip(_STOPS, _STOPS[1:]):
+        if t <= t1:
+            f = (t - t0) / (t1 - t0) if t1 > t0 else 0.0
+            return QColor(*(round(a + f * (b - a)) for a, b in zip(c0, c1)))
+    return QColor(*_STOPS[-1][1])
+
+
+def gain_colour(gain: float) -> QColor:
+    """Keep-float column: white → blue as keeping the layer in float wins more back."""
+    scaled = 100 * gain
+    t = min(1.0, max(0.0, math.log10(1 + max(scaled, 0.0)) / math.log10(11)))
+    return QColor(round(248 - t * (248 - 138)), round(249 - t * (249 - 180)), round(250 - t * (250 - 248)))
+
+
+def saving_text(cell: SensitivityCell) -> str:
+    nonzero = getattr(cell, "saved_nonzero", 0)
+    zeros = f" ({format_count(nonzero)} made zero)" if nonzero > cell.saved_params else ""
+    return (f"saves {format_count(cell.saved_params)} params{zeros} · {format_bytes(cell.saved_bytes)} · "
+            f"{format_flops(cell.saved_flops)}")
+
+
+def mean_drop(cells: Sequence[SensitivityCell]) -> float:
+    drops = [c.drop for c in cells if c.ok]
+    return sum(drops) / len(drops) if drops else math.nan
+
+
+class SensitivityTableModel(QAbstractTableModel):
+    """Rows: layers in model order. Columns: the sweep's settings, then keep-float and mean drop."""
+
+    cellsChanged = Signal()  # after each throttled repaint (the curves and tree column follow it)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.metric, self.baseline, self.all_int8 = "accuracy", math.nan, math.nan
+        self.settings: tuple[SweepSetting, ...] = ()
+        self.layers: tuple[str, ...] = ()
+        self.inverse_column = False
+        self._cells: dict[tuple[str, str], SensitivityCell] = {}
+        self._inverse: dict[str, SensitivityCell] = {}
+        self._row: dict[str, int] = {}
+        self._dirty = False
+        self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
+        self._timer.timeout.connect(self.flush)
+
+    # --- filling -------------------------------------------------------------------------
+    def plan(self, settings: Sequence[SweepSetting], layers: Sequence[str], baseline: float, metric: str,
+             inverse: bool | None = None) -> None:
+        """Lay out an empty table (SweepPlanned); cells fill in as they arrive."""
+        self.beginResetModel()
+        self.settings, self.layers = tuple(settings), tuple(layers)
+        self.baseline, self.metric, self.all_int8 = baseline, metric, math.nan
+        self.inverse_column = any(s.technique == "quantize" for s in self.settings) if inverse is None else inverse
+        self._row = {name: i for i, name in enumerate(self.layers)}
+        self._cells.clear()
+        self._inverse.clear()
+        self._dirty = False
+        self.endResetModel()
+
+    def add_cell(self, cell: SensitivityCell) -> None:
+        """Store now, repaint with the next flush."""
+        if cell.setting == INVERSE_SETTING:
+            self._inverse[cell.layer] = cell
+        else:
+            self._cells[(cell.layer, cell.setting)] = cell
+        self._dirty = True
+        if not self._timer.isActive():
+            self._timer.start()
+
+    def set_result(self, result: SensitivityResult) -> None:
+        """The finished (or cached) table replaces whatever streamed in."""
+        self.plan(result.settings, result.layers, result.baseline, result.metric,
+                  inverse=bool(result.inverse) or None)
+        self.all_int8 = result.all_int8
+        self._cells.update({(c.layer, c.setting): c for c in result.cells})
+        self._inverse.update({c.layer: c for c in result.inverse})
+        self._dirty = True
+        self.flush()
+
+    def clear(self) -> None:
+        self._timer.stop()
+        self.plan((), (), math.nan, self.metric)
+
+    def flush(self) -> None:
+        """One dataChanged for the whole table: cheaper than one per cell at 15 Hz."""
+        self._timer.stop()
+        if not self._dirty:
+            return
+        self._dirty = False
+        if self.rowCount() and self.columnCount():
+            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, self.columnCount() - 1))
+        self.cellsChanged.emit()
+
+    # --- queries -------------------------------------------------------------------------
+    @property
+    def done(self) -> int:
+        return len(self._cells) + len(self._inverse)
+
+    def cell(self, layer: str, setting: str) -> SensitivityCell | None:
+        return self._cells.get((layer, setting))
+
+    def row_cells(self, layer: str) -> list[SensitivityCell]:
+        return [c for s in self.settings if (c := self._cells.get((layer, s.label))) is not None]
+
+    def keep_float_gain(self, layer: str) -> float:
+        """Metric won back by keeping only `layer` in float when everything else is int8."""
+        cell = self._inverse.get(layer)
+        if cell is None or not cell.ok or math.isnan(self.all_int8) or math.isnan(self.baseline):
+            return math.nan
+        return (self.baseline - self.all_int8) - cell.drop
+
+    def column_kind(self, column: int) -> str:
+        """'setting', 'keep_float' or 'mean'."""
+        if column < len(self.settings):
+            return "setting"
+        if self.inverse_column and column == len(self.settings):
+            return "keep_float"
+        return "mean"
+
+    def setting_at(self, column: int) -> SweepSetting | None:
+        return self.settings[column] if 0 <= column < len(self.settings) else None
+
+    # --- Qt model ------------------------------------------------------------------------
+    def rowCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008 - Qt's signature
+        return 0 if parent.isValid() else len(self.layers)
+
+    def columnCount(self, parent: _Index = QModelIndex()) -> int:  # noqa: B008
+        if parent.isValid() or not self.settings:
+            return 0
+        return len(self.settings) + int(self.inverse_column) + 1
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if orientation == Qt.Orientation.Vertical:
+            if not 0 <= section < len(self.layers):
+                return None
+            if role == Qt.ItemDataRole.DisplayRole:
+                return abbreviate(self.layers[section], 30)
+            if role == Qt.ItemDataRole.ToolTipRole:
+                return self.layers[section]
+            return None
+        if not 0 <= section < self.columnCount():
+            return None
+        kind = self.column_kind(section)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return self.settings[section].label if kind == "setting" else KEEP_FLOAT if kind == "keep_float" else MEAN
+        if role == Qt.ItemDataRole.ToolTipRole:
+            unit = "percentage points of " if is_percent(self.metric) else ""
+            if kind == "setting":
+                return f"{self.settings[section].label}: drop in {unit}{self.metric} with only this change"
+            if kind == "keep_float":
+                return ("Quantization inverse view: everything int8 except this layer. The number is how much of the "
+                        "all-int8 drop keeping this one layer in float wins back — high: keep it in float.")
+            return "Mean drop over the row's settings: low is robust. Click to sort rows by robustness."
+        return None
+
+    def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
+        if not index.isValid() or not 0 <= index.row() < len(self.layers):
+            return None
+        layer, kind = self.layers[index.row()], self.column_kind(index.column())
+        if kind == "setting":
+            return self._setting_data(layer, self.settings[index.column()], role)
+        value = self.keep_float_gain(layer) if kind == "keep_float" else mean_drop(self.row_cells(layer))
+        if role == Qt.ItemDataRole.DisplayRole:
+            return "" if math.isnan(value) else format_drop(value, self.metric)
+        if role == SORT_ROLE:
+            return math.inf if math.isnan(value) else value
+        if role == Qt.ItemDataRole.BackgroundRole:
+            if math.isnan(value):
+                return _PENDING
+            return gain_colour(value) if kind == "keep_float" else drop_colour(value, self.metric)
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return _TEXT
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        if role == Qt.ItemDataRole.ToolTipRole and not math.isnan(value):
+            if kind == "mean":
+                return f"<b>{layer}</b><br>mean drop {format_drop(value, self.metric, True)} over its settings"
+            inverse = self._inverse[layer]
+            return (f"<b>{layer}</b> in float, every other layer int8:<br>drop "
+                    f"{format_drop(inverse.drop, self.metric, True)} (all int8: "
+                    f"{format_drop(self.baseline - self.all_int8, self.metric, True)})<br>"
+                    f"keeping it in float wins back {format_drop(value, self.metric, True)}"
+                    "<br><i>Click to exclude it from quantization</i>")
+        return None
+
+    def _setting_data(self, layer: str, setting: SweepSetting, role: int) -> Any:
+        cell = self._cells.get((layer, setting.label))
+        if role == CELL_ROLE:
+            return cell
+        if cell is None:
+            return _PENDING if role == Qt.ItemDataRole.BackgroundRole else (math.inf if role == SORT_ROLE else None)
+        if role == Qt.ItemDataRole.DisplayRole:
+            return format_drop(cell.drop, self.metric) if cell.ok else "n/a"
+        if role == SORT_ROLE:
+            return cell.drop if cell.ok else math.inf
+        if role == Qt.ItemDataRole.BackgroundRole:
+            return drop_colour(cell.drop, self.metric) if cell.ok else _FAILED
+        if role == Qt.ItemDataRole.ForegroundRole:
+            return _TEXT if cell.ok else _DIM
+        if role == Qt.ItemDataRole.TextAlignmentRole:
+            return int(Qt.AlignmentFlag.AlignCenter)
+        if role == Qt.ItemDataRole.ToolTipRole:
+            if not cell.ok:
+                return f"<b>{layer}</b> · {setting.label}<br>not applicable: {cell.error or 'no measurement'}"
+            return (f"<b>{layer}</b> · {setting.label}<br>drop {format_drop(cell.drop, self.metric, True)} "
+                    f"({self.metric} {_value(cell.value, self.metric)})<br>{saving_text(cell)}"
+                    "<br><i>Click to set this layer's plan to this setting</i>")
+        return None
+
+
+def _value(value: float, metric: str) -> str:
+    if math.isnan(value):
+        return "n/a"
+    return f"{100 * value:.1f}%" if is_percent(metric) else f"{value:.4g}"
