@@ -1,12 +1,15 @@
 """Headless entry point: `studio inspect MODEL`, `studio gui [MODEL]`, `studio samples`.
 
-User errors print one line and exit 2; no traceback unless --debug.
+Exit codes: 0 done; 2 a problem with the user's input (one line, `studio: error: ...`);
+130 cancelled by Ctrl-C (one line, nothing left behind); 1 a bug (one line asking for a
+report; `--debug` shows the traceback). Everything cheap is checked before any work.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Sequence
 
@@ -86,12 +89,15 @@ def _inspect(args: argparse.Namespace) -> int:
     from studio.core.open_pipeline import open_model
     from studio.core.report_table import layer_table
 
+    from studio.terminal import user_stdout_to_stderr
+
     opened = None
-    for event in open_model(request_from_args(args)):
-        if isinstance(event, StageStarted) and not args.json and sys.stderr.isatty():
-            print(f"{event.name}: {event.detail}", file=sys.stderr)
-        elif isinstance(event, Finished):
-            opened = event.result
+    with user_stdout_to_stderr(args.json):  # the model's own prints never reach --json stdout
+        for event in open_model(request_from_args(args)):
+            if isinstance(event, StageStarted) and not args.json and sys.stderr.isatty():
+                print(f"{event.name}: {event.detail}", file=sys.stderr)
+            elif isinstance(event, Finished):
+                opened = event.result
     assert opened is not None
     if args.json:
         payload = {"model": opened.loaded.name, "source": opened.loaded.source, "kind": opened.loaded.kind,
@@ -113,7 +119,8 @@ def _compress(args: argparse.Namespace) -> int:
     from studio.core.plan import CompressionPlan
     from studio.core.report_table import compression_summary
     from studio.core.run_pipeline import run
-    from studio.terminal import TerminalProgress, cancel_on_sigint
+    from studio.core.out_paths import check_free_space, check_output
+    from studio.terminal import TerminalProgress, cancel_on_sigint, user_stdout_to_stderr
 
     plan = CompressionPlan.load(args.recipe)  # recipe problems surface before the model loads
     settings = FinetuneSettings.from_dict(plan.settings.get("finetune"))
@@ -121,23 +128,41 @@ def _compress(args: argparse.Namespace) -> int:
         settings = replace(settings, epochs=args.finetune_epochs)
     if args.distill is not None:
         settings = replace(settings, distill=args.distill)
-    loaded = load_model(request_from_args(args))
-    data_spec = args.data or plan.settings.get("data")
-    dataset = open_dataset(data_spec, loaded) if data_spec else None
-    cancel = CancelToken()
-    progress = TerminalProgress(quiet=args.json)
-    with cancel_on_sigint(cancel):
-        result = progress.consume(run(loaded, plan, dataset, settings, cancel))
-    if result is None:
-        return 130
-    result = replace(result.compression, compressed=result.model, report=result.report)
-    out = save_compressed(result, args.out, force=args.force)
+    out = check_output(args.out, folder=True, force=args.force)  # before any work, not after the run
+    with user_stdout_to_stderr(args.json):
+        loaded = load_model(request_from_args(args))
+        check_free_space(out, _model_bytes(loaded.module))
+        data_spec = args.data or plan.settings.get("data")
+        dataset = open_dataset(data_spec, loaded) if data_spec else None
+        cancel = CancelToken()
+        progress = TerminalProgress(quiet=args.json)
+        with cancel_on_sigint(cancel):
+            result = progress.consume(run(loaded, plan, dataset, settings, cancel))
+        if result is None:
+            return 130
+        if cancel.cancelled:  # Ctrl-C in a stage that finished without checking (latency)
+            print("studio: cancelled; nothing was written", file=sys.stderr)
+            return 130
+        result = replace(result.compression, compressed=result.model, report=result.report)
+        out = save_compressed(result, out, force=args.force)
+        _drop_replaced_file(out)
     if args.json:
         print(json.dumps(result.report, indent=1))
     else:
         print(compression_summary(result.report))
         print(f"\nSaved to {out} (inspect it: studio inspect {out})")
     return 0
+
+
+def _model_bytes(module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
+
+
+def _drop_replaced_file(out) -> None:
+    """`--force` over a regular file: the compressed folder replaced it; drop the moved-aside file."""
+    aside = out.parent / f".{out.name}.old-{os.getpid()}"
+    if aside.is_file() or aside.is_symlink():
+        aside.unlink()
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -148,18 +173,25 @@ def _export(args: argparse.Namespace) -> int:
     from studio.core.export import ExportRequest, export
     from studio.core.loaders import load_model
     from studio.core.report_table import export_summary
-    from studio.terminal import TerminalProgress, cancel_on_sigint
+    from studio.core.out_paths import check_free_space, check_output
+    from studio.terminal import TerminalProgress, cancel_on_sigint, user_stdout_to_stderr
 
     request = ExportRequest(args.format, Path(args.out), args.precision, args.force, args.int8_mode)
-    if request.out.exists() and not request.force:  # before the (slow) load
-        raise StudioError(f"{request.out} already exists; pass --force to replace it.")
-    loaded = load_model(request_from_args(args))
-    data_spec = args.data or ("sample" if loaded.extras.get("data") else None)
-    dataset = open_dataset(data_spec, loaded) if data_spec else None
-    cancel = CancelToken()
-    with cancel_on_sigint(cancel):
-        result = TerminalProgress(quiet=args.json).consume(export(loaded, request, dataset, cancel=cancel))
+    check_output(request.out, folder=False, force=request.force)  # before the (slow) load
+    with user_stdout_to_stderr(args.json):
+        loaded = load_model(request_from_args(args))
+        check_free_space(request.out, _model_bytes(loaded.module))
+        data_spec = args.data or ("sample" if loaded.extras.get("data") else None)
+        dataset = open_dataset(data_spec, loaded) if data_spec else None
+        cancel = CancelToken()
+        with cancel_on_sigint(cancel):
+            result = TerminalProgress(quiet=args.json).consume(export(loaded, request, dataset, cancel=cancel))
+            if result is not None and cancel.cancelled:  # Ctrl-C after the last check: undo the write
+                for path in (result.path, result.report_path):
+                    Path(path).unlink(missing_ok=True)
+                result = None
     if result is None:
+        print("studio: cancelled; nothing was written", file=sys.stderr)
         return 130
     print(json.dumps(result.report, indent=1) if args.json else export_summary(result.report))
     return 0
@@ -185,11 +217,15 @@ def _gui(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    from studio.core.logs import quiet_third_party_logs
-
-    quiet_third_party_logs()
     try:
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:
+        print("studio: cancelled", file=sys.stderr)
+        return 130
+    try:
+        from studio.core.logs import quiet_third_party_logs
+
+        quiet_third_party_logs()
         if args.command == "inspect":
             return _inspect(args)
         if args.command == "compress":
@@ -199,11 +235,54 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "samples":
             return _samples()
         return _gui(args)
-    except StudioError as exc:
-        if args.debug:
-            raise
-        print(f"studio: error: {exc}", file=sys.stderr)
+    except BaseException as exc:  # the one error boundary: every outcome is an exit code and one line
+        return report_exit(exc, debug=args.debug)
+
+
+EXIT_BUG = 1
+EXIT_CANCELLED = 130
+MAX_MESSAGE = 2000
+
+
+def one_line(exc: BaseException) -> str:
+    """A message on one line, cut: plan problems joined, long echoed values never whole."""
+    from studio.core.plan import PlanError
+
+    text = exc.one_line() if isinstance(exc, PlanError) else str(exc)
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip())
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE] + "… (cut)"
+
+
+def _out_of_memory(exc: BaseException) -> bool:
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text.lower())
+
+
+def report_exit(exc: BaseException, debug: bool = False) -> int:
+    from studio.core.cancel import Cancelled
+
+    if isinstance(exc, (KeyboardInterrupt, Cancelled)):
+        print("studio: cancelled; nothing was written", file=sys.stderr)
+        return EXIT_CANCELLED
+    if isinstance(exc, GeneratorExit):
+        raise exc
+    if debug:
+        import traceback
+
+        traceback.print_exception(exc)
+    if isinstance(exc, StudioError):
+        print(f"studio: error: {one_line(exc)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        print("studio: cancelled", file=sys.stderr)
-        return 130
+    if isinstance(exc, SystemExit):  # argparse exits before the boundary: this is the model's own code
+        print(f"studio: error: the model's code called sys.exit({exc.code!r}); the studio stopped there.",
+              file=sys.stderr)
+        return EXIT_USER_ERROR
+    if _out_of_memory(exc):
+        print(f"studio: error: out of memory ({one_line(exc)[:200]}); try a smaller input shape, batch or "
+              "model.", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"studio: internal error: {type(exc).__name__}: {one_line(exc)[:300]} — this is a bug; please report "
+          "it with the output of the same command and --debug.", file=sys.stderr)
+    return EXIT_BUG

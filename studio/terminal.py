@@ -3,6 +3,7 @@ and Ctrl-C turned into a cooperative cancel."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from contextlib import contextmanager
@@ -22,13 +23,50 @@ def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
         cancel.cancel()
-        print("\ncancelling… (Ctrl-C again to abort)", file=sys.stderr)
+        if sys.stderr.isatty():  # scripts get one line: the final 'cancelled'
+            print("\ncancelling… (Ctrl-C again to abort)", file=sys.stderr)
 
     signal.signal(signal.SIGINT, handler)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextmanager
+def user_stdout_to_stderr(enabled: bool = True) -> Iterator[None]:
+    """While the model's own code runs (import, build, forward), whatever it prints — through
+    Python or straight to file descriptor 1 — goes to stderr, so `--json` stdout stays JSON.
+    Print the JSON after the block."""
+    if not enabled:
+        yield
+        return
+    real = sys.stdout
+    for stream in (real, sys.__stdout__):
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        saved = os.dup(1)
+        os.dup2(2, 1)
+    except OSError:  # no file descriptor 1 (embedded): Python-level redirection only
+        saved = None
+    sys.stdout = sys.stderr
+    try:
+        yield
+    finally:
+        try:
+            sys.stderr.flush()
+            import ctypes
+
+            ctypes.CDLL(None).fflush(None)  # C code's buffered printf output goes to stderr too
+        except (OSError, ValueError, AttributeError):
+            pass
+        sys.stdout = real
+        if saved is not None:
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 class TerminalProgress:
@@ -62,7 +100,7 @@ class TerminalProgress:
                 print(f"\r\033[K  {bar} {event.step}/{event.total}  loss {self.loss:.4f}  {event.message}",
                       file=self.stream, end="", flush=True)
             elif isinstance(event, RunCancelled):
-                print(f"\nstudio: {event.detail}", file=self.stream)
+                print(("\n" if self.tty else "") + f"studio: {event.detail}", file=self.stream)
                 return None
             elif isinstance(event, Finished):
                 return event.result

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
@@ -35,9 +38,11 @@ def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(file) as img:
+                with _bombs_are_errors(), Image.open(file) as img:
                     img = img.convert("L" if channels == 1 else "RGB").resize((width, height))
                     data = torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
+            except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+                raise StudioError(f"{file}: the image is too large to decode safely ({exc}).") from None
             except (UnidentifiedImageError, OSError) as exc:
                 raise StudioError(f"{file}: not a readable image ({exc}).") from exc
             images.append(data.view(height, width, channels).permute(2, 0, 1).float() / 255.0)
@@ -49,6 +54,20 @@ def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
                    torch.tensor(labels), loaded.input_spec.keyword, train, val, classes)
 
 
+@contextmanager
+def _bombs_are_errors() -> Iterator[None]:
+    """PIL only warns between MAX_IMAGE_PIXELS and twice that; a decompression bomb is refused."""
+    from PIL import Image
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        yield
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model",
+                   "sentencepiece.bpe.model", "merges.txt")
+
+
 def _tokenizer(loaded: LoadedModel):
     if loaded.extras.get("data") == "rotten-tomatoes":
         from studio.core.samples.minilm_sentiment import load_tokenizer
@@ -57,10 +76,18 @@ def _tokenizer(loaded: LoadedModel):
     if loaded.kind == "huggingface":
         from transformers import AutoTokenizer
 
+        folder = Path(loaded.source)
+        if not any((folder / name).is_file() for name in TOKENIZER_FILES):
+            raise StudioError(f"{loaded.source}: no usable tokenizer in the model folder (none of "
+                              f"{', '.join(TOKENIZER_FILES)}).")
         try:
-            return AutoTokenizer.from_pretrained(loaded.source, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(loaded.source, local_files_only=True)
         except Exception as exc:
             raise StudioError(f"{loaded.source}: no usable tokenizer in the model folder ({exc}).") from exc
+        if len(tokenizer) < 100:  # a vocabulary of special tokens only: every word would be [UNK]
+            raise StudioError(f"{loaded.source}: no usable tokenizer in the model folder (its vocabulary has "
+                              f"{len(tokenizer)} tokens).")
+        return tokenizer
     raise StudioError("csv data is tokenized with the model folder's tokenizer; open a Hugging Face model "
                       "folder (or sample:minilm-sentiment) to use it.")
 
@@ -73,6 +100,9 @@ def csv_text(path: Path, loaded: LoadedModel) -> Dataset:
             if not reader.fieldnames or not {"text", "label"} <= set(reader.fieldnames):
                 raise StudioError(f"{path}: needs a header with 'text' and 'label' columns.")
             rows = [(r["text"], r["label"]) for r in reader if r.get("text")]
+            unlabeled = [i for i, (_, label) in enumerate(rows, 1) if label is None or not label.strip()]
+            if unlabeled:
+                raise StudioError(f"{path}: {len(unlabeled)} row(s) have no label (first: text row {unlabeled[0]}).")
     except (UnicodeDecodeError, csv.Error) as exc:
         raise StudioError(f"{path}: not a readable UTF-8 CSV ({exc}).") from exc
     if not rows:

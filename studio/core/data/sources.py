@@ -19,7 +19,7 @@ from studio.core.loaded_model import LoadedModel
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
 RANDOM_SAMPLES = 64
-DATA_SPECS = "digits, sample, imagefolder:PATH, csv:PATH, random, tensors:PATH"
+DATA_SPECS = "digits, sample, imagefolder:PATH, csv:PATH, random[:N], tensors:PATH"
 
 
 @dataclass
@@ -63,13 +63,22 @@ class Dataset:
 
 def _split(n: int, seed: int = SPLIT_SEED) -> tuple[torch.Tensor, torch.Tensor]:
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    cut = max(1, int(round(n * (1 - VAL_FRACTION)))) if n > 1 else 1
+    cut = min(n - 1, max(1, int(round(n * (1 - VAL_FRACTION))))) if n > 1 else 1  # both splits non-empty
     return order[:cut], order[cut:] if n > 1 else order
 
 
 def open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
-    """Open the data spec for this model; every bad input is one StudioError."""
+    """Open the data spec for this model; every bad input is one StudioError, including data
+    that does not fit the model (checked on two rows before any run)."""
+    from studio.core.data.checks import check_fits
+
+    return check_fits(_open_dataset(spec, loaded), loaded)
+
+
+def _open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
     kind, _, arg = spec.partition(":")
+    if arg and kind in ("sample", "digits", "rotten-tomatoes"):
+        raise StudioError(f"Data spec {spec!r}: {kind} takes no argument; use {kind!r}.")
     if kind == "sample":
         kind = loaded.extras.get("data") or ""
         if not kind:
@@ -79,7 +88,9 @@ def open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
     if kind == "rotten-tomatoes":
         return _snippets(loaded)
     if kind == "random":
-        return _random_inputs(loaded)
+        if arg and not (arg.isdigit() and 1 <= int(arg) <= 100_000):
+            raise StudioError(f"Data spec {spec!r}: random:N takes a number of samples from 1 to 100000.")
+        return _random_inputs(loaded, int(arg) if arg else RANDOM_SAMPLES)
     if kind in ("imagefolder", "csv", "tensors"):
         if not arg:
             raise StudioError(f"Data spec {spec!r} needs a path: {kind}:PATH.")
@@ -118,11 +129,11 @@ def _snippets(loaded: LoadedModel) -> Dataset:
                    labels, True, torch.arange(n_train), torch.arange(n_train, len(rows)), list(LABELS))
 
 
-def _random_inputs(loaded: LoadedModel) -> Dataset:
+def _random_inputs(loaded: LoadedModel, samples: int = RANDOM_SAMPLES) -> Dataset:
     """Unlabeled inputs from the input spec: enough to calibrate and to measure fidelity."""
     spec = loaded.input_spec
     per_call = spec.tensors[0].shape[0]
-    calls = max(1, RANDOM_SAMPLES // per_call)
+    calls = max(1, -(-samples // per_call))
     parts = [spec.make_inputs(seed=1000 + i) for i in range(calls)]
     names = [t.name for t in spec.tensors]
     inputs = {}

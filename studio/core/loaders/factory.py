@@ -33,8 +33,10 @@ def load_factory(path: Path, name: str, weights: str | None) -> LoadedModel:
         raise StudioError(f"{path}:{name} is a {type(factory).__name__}, not a class or function.")
     try:
         module = factory()
+    except SystemExit as exc:
+        raise StudioError(f"{path}:{name}() called sys.exit({exc.code!r}) instead of returning a model.") from None
     except Exception as exc:
-        raise StudioError(f"{path}:{name}() failed: {type(exc).__name__}: {exc}") from exc
+        raise StudioError(f"{path}:{name}() failed: {type(exc).__name__}: {_cut(exc)}") from exc
     if not isinstance(module, nn.Module):
         raise StudioError(f"{path}:{name}() returned a {type(module).__name__}, not a torch.nn.Module.")
     notes: tuple[str, ...] = ()
@@ -67,9 +69,18 @@ def _import_file(path: Path):
     except SyntaxError as exc:
         sys.modules.pop(module_name, None)
         raise StudioError(f"{path}:{exc.lineno}: syntax error: {exc.msg}") from exc
+    except SystemExit as exc:
+        sys.modules.pop(module_name, None)
+        raise StudioError(f"Importing {path} stopped: the file calls sys.exit({exc.code!r}) at import "
+                          "(guard scripts with `if __name__ == \"__main__\":`).") from None
     except Exception as exc:
         sys.modules.pop(module_name, None)
-        raise StudioError(f"Importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise StudioError(f"Importing {path} failed: {type(exc).__name__}: {_cut(exc)}") from exc
     finally:
         sys.path.remove(str(path.parent))
     return py_module
+
+
+def _cut(exc: BaseException, limit: int = 300) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[:limit] + "..."

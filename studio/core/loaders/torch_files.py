@@ -43,7 +43,9 @@ def load_torch_file(path: Path, trust: bool = False) -> LoadedModel:
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         return _load_torchscript(path)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before the refusal below
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "Unsupported global" not in str(exc) and not any(n.endswith("data.pkl") for n in names):
             raise StudioError(f"{path}: not a readable PyTorch file (corrupt, truncated or another format).") from exc

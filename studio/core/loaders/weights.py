@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,7 +25,9 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
         except Exception as exc:
             raise StudioError(f"{path}: not a readable safetensors file ({exc}).") from exc
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols before the refusal below
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise StudioError(f"{path}: holds more than tensors (a pickled object?); weights files are "
                           "read with weights_only=True. Save model.state_dict() instead.") from exc
