@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(gui)
     gui.add_argument("--screenshot", metavar="PNG", help="save a PNG of the window once the model is shown, then exit")
     sub.add_parser("samples", help="list the bundled sample models")
+    from studio.cli_sensitivity import add_parsers as add_sensitivity_parsers
+
+    add_sensitivity_parsers(sub, _add_model_options)
     return parser
 
 
@@ -234,6 +237,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _export(args)
         if args.command == "samples":
             return _samples()
+        if args.command in ("sensitivity", "plan"):
+            from studio.cli_sensitivity import run_command
+
+            return run_command(args)
         return _gui(args)
     except BaseException as exc:  # the one error boundary: every outcome is an exit code and one line
         return report_exit(exc, debug=args.debug)

@@ -47,6 +47,7 @@ class SensitivityCell:
     saved_bytes: int
     saved_flops: int
     error: str | None = None  # why this cell does not apply; then drop is nan
+    saved_nonzero: int = 0  # nonzero parameters removed (what unstructured pruning saves)
 
     @property
     def ok(self) -> bool:
@@ -69,6 +70,7 @@ class SensitivityCell:
             saved_bytes=int(data.get("saved_bytes", 0)),
             saved_flops=int(data.get("saved_flops", 0)),
             error=data.get("error"),
+            saved_nonzero=int(data.get("saved_nonzero", 0)),
         )
 
 
