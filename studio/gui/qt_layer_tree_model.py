@@ -186,7 +186,7 @@ class LayerTreeModel(QAbstractItemModel):
             if mark is None:
                 return float("inf") if role == SORT_ROLE else None
             return {Qt.ItemDataRole.DisplayRole: mark.text, SORT_ROLE: mark.value, Qt.ItemDataRole.ToolTipRole:
-                    mark.tooltip, Qt.ItemDataRole.BackgroundRole: mark.colour}.get(role)
+                    mark.tooltip, Qt.ItemDataRole.DecorationRole: mark.colour}.get(role)  # a heat chip
         if column == COL_PLAN:
             if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
                 return self.plan_text(node)

@@ -26,6 +26,7 @@ from studio.core.cancel import Cancelled
 from studio.core.errors import StudioError
 from studio.core.events import Finished, Progress, RunCancelled, StageStarted
 from studio.core.sensitivity import CellDone, SensitivityResult, SweepPlanned
+from studio.core.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_SENSITIVITY
 from studio.gui.qt_resources import icon
 from studio.gui.qt_sensitivity_model import drop_colour, format_drop, is_percent
@@ -120,7 +121,6 @@ class SensitivityController(QObject):
         window.modelShown.connect(self._model_shown)
         window.run.run_panel.startRequested.connect(self._run_starting)
         window.layers.view.setColumnHidden(COL_SENSITIVITY, True)
-        window.layers.view.setColumnWidth(COL_SENSITIVITY, 150)
         self._sync_enabled()
 
     @classmethod
@@ -241,7 +241,8 @@ class SensitivityController(QObject):
             self._disabled = []
             if job == "sweep" and self.result is None and self.panel.progress.format() != "cancelled":
                 self.model.flush()
-                self.panel.cancelled("Stopped; the cells measured so far stay in the table.")
+                self.panel.cancelled("Cancelled. The measured cells stay in the table and in the cache: "
+                                     "Start resumes where the sweep stopped.")
         self._sync_enabled()
 
     def _sync_enabled(self) -> None:
@@ -263,7 +264,10 @@ class SensitivityController(QObject):
                             f"samples · baseline {result.metric} {_metric(result.baseline, result.metric)} · "
                             f"column in the tree: drop at {self.reference}")
         self.window.statusBar().showMessage(f"Sensitivity: {cells} cells measured; click a cell to plan it")
-        self.window.layers.view.setColumnHidden(COL_SENSITIVITY, False)
+        view = self.window.layers.view
+        if view.isColumnHidden(COL_SENSITIVITY):
+            view.setColumnHidden(COL_SENSITIVITY, False)
+            view.setColumnWidth(COL_SENSITIVITY, max(view.columnWidth(COL_SENSITIVITY), 175))
         self._plan_changed()
         self._sync_enabled()
 
@@ -290,9 +294,13 @@ class SensitivityController(QObject):
         metric = self.result.metric if self.result else "accuracy"
         verdict = "meets the target" if fitted.met else "<span style='color:#c5221f'>cannot meet the target</span>"
         self.panel.fit_result.setText(
-            f"<b>{len(fitted.choices)} layer(s)</b> · predicted drop <b>{format_drop(fitted.predicted_drop, metric, True)}"
-            f"</b> · {_size(fitted.predicted_bytes)} · {verdict}<br><span style='color:#5f6368'>{fitted.solver}; "
-            "marked in the tree; Ctrl+Z undoes</span>")
+            f"{len(fitted.choices)} layer(s) · predicted drop <b>{format_drop(fitted.predicted_drop, metric, True)}"
+            f"</b> · {_size(fitted.predicted_bytes)} · {verdict} <span style='color:#5f6368'>(marked in the tree; "
+            "Ctrl+Z undoes)</span>")
+        self.panel.fit_result.setToolTip(
+            f"Solver: {fitted.solver}<br>predicted: {_size(fitted.predicted_bytes)}, "
+            f"{format_count(fitted.predicted_params)} params, {format_flops(fitted.predicted_flops)}<br>"
+            + "<br>".join(f"{layer}: {label}" for layer, label in fitted.choices))
         self.window.statusBar().showMessage(f"Fitted plan: predicted drop {format_drop(fitted.predicted_drop, metric, True)}")
 
     # --- plan, tree and compare view ----------------------------------------------------------
@@ -354,8 +362,6 @@ def _metric(value: float, metric: str) -> str:
 
 
 def _size(value: int | None) -> str:
-    from studio.core.units import format_bytes
-
     return format_bytes(value) if value else "size n/a"
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import pyqtgraph as pg
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
 from studio.core.sensitivity import SensitivityCell
@@ -50,13 +51,15 @@ class SensitivityCurves(pg.PlotWidget):
         self.axis = 0  # index into AXES
         self._items: list[pg.PlotDataItem] = []
         item = self.getPlotItem()
-        item.setTitle("Drop vs saving (selected layers)", color="#3c4043", size="10pt", bold=True)
+        item.setTitle("Drop vs saving of the selected layers", color="#3c4043", size="9pt", bold=True)
         item.showGrid(x=True, y=True, alpha=0.12)
         for side in ("left", "bottom"):
             item.getAxis(side).setPen("#bdc1c6")
             item.getAxis(side).setTextPen("#5f6368")
-        self.legend = item.addLegend(offset=(8, 8), labelTextColor="#3c4043", labelTextSize="8pt",
-                                     brush=pg.mkBrush(255, 255, 255, 210))
+        self.legend = pg.LegendItem(colCount=2, labelTextColor="#3c4043", labelTextSize="8pt", frame=False,
+                                    horSpacing=4)
+        item.layout.addItem(self.legend, 4, 1)  # below the x axis: the legend never hides a curve
+        item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
         self.hint = pg.TextItem("Select layers in the heatmap to compare their curves", color="#80868b",
                                 anchor=(0.5, 0.5))
         item.addItem(self.hint, ignoreBounds=True)
@@ -73,18 +76,20 @@ class SensitivityCurves(pg.PlotWidget):
         self.refresh()
 
     def series(self) -> list[tuple[str, str, list[float], list[float]]]:
-        """(layer, technique, saving, drop) per curve, points sorted by saving."""
+        """(layer, technique, saving, drop) per curve, points sorted by saving. One curve per family
+        of settings: unstructured and structured pruning, or rank and energy, are separate lines."""
         scale = 100.0 if is_percent(self.model.metric) else 1.0
         x_of = AXES[self.axis][3]
+        settings = {s.label: s for s in self.model.settings}
         out = []
         for layer in self.layers:
-            by_technique: dict[str, list[tuple[float, float]]] = {}
-            settings = {s.label: s.technique for s in self.model.settings}
+            families: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for cell in self.model.row_cells(layer):
                 if cell.ok:
-                    by_technique.setdefault(settings[cell.setting], []).append(
-                        (x_of(cell), scale * cell.drop))
-            for technique, points in by_technique.items():
+                    setting = settings[cell.setting]
+                    family = "" if setting.technique == "quantize" else setting.label.split()[0]
+                    families.setdefault((setting.technique, family), []).append((x_of(cell), scale * cell.drop))
+            for (technique, _family), points in families.items():
                 points.sort()
                 out.append((layer, technique, [p[0] for p in points], [p[1] for p in points]))
         return out
@@ -101,12 +106,15 @@ class SensitivityCurves(pg.PlotWidget):
             self._items.append(curve)
         self.legend.clear()
         colours = {layer: PALETTE[i % len(PALETTE)] for i, layer in enumerate(self.layers)}
+        named: set[str] = set()
         for curve, (layer, technique, xs, ys) in zip(self._items, series):
             colour = colours[layer]
             curve.setData(xs, ys, pen=pg.mkPen(colour, width=2), symbol=SYMBOLS.get(technique, "o"),
                           symbolBrush=colour, symbolPen=None)
             curve.show()
-            self.legend.addItem(curve, f"{abbreviate(layer, 22)} · {technique}")
+            if layer not in named:  # one entry per layer (its colour); the symbols name the techniques
+                named.add(layer)
+                self.legend.addItem(curve, abbreviate(layer, 24))
         for curve in self._items[len(series):]:
             curve.setData([], [])
             curve.hide()

@@ -26,15 +26,18 @@ class _ChosenDelegate(QStyledItemDelegate):
         super().__init__(heatmap.view)
         self._heatmap = heatmap
         self._pen = QPen(QColor("#202124"), 2)
-        self._selection = QColor(47, 111, 222, 70)
+        self._selection = QPen(QColor("#2f6fde"), 1)
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
         selected = bool(option.state & QStyle.StateFlag.State_Selected)
         plain = QStyleOptionViewItem(option)
         plain.state &= ~QStyle.StateFlag.State_Selected  # the heat colour stays visible under a selection
         super().paint(painter, plain, index)
-        if selected:
-            painter.fillRect(option.rect, self._selection)
+        if selected:  # a thin accent frame: the heat colour stays readable
+            painter.save()
+            painter.setPen(self._selection)
+            painter.drawRect(option.rect.adjusted(0, 0, -1, -1))
+            painter.restore()
         source = self._heatmap.proxy.mapToSource(index)
         model = self._heatmap.model
         setting = model.setting_at(source.column())
@@ -85,14 +88,17 @@ class SensitivityHeatmap(QWidget):
         self.view.setObjectName("sensitivityHeatmap")
         self.view.setModel(self.proxy)
         self.view.setShowGrid(True)
-        self.view.setStyleSheet("QTableView#sensitivityHeatmap { gridline-color: #ffffff; }")
+        self.view.setStyleSheet("QTableView#sensitivityHeatmap { gridline-color: #ffffff; }"
+                                "QHeaderView::section:horizontal { font-size: 9pt; padding: 3px 2px; }"
+                                "QHeaderView::section:vertical { padding: 0px 6px; }")
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setMouseTracking(True)
         self.view.setItemDelegate(_ChosenDelegate(self))
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
-        header.setDefaultSectionSize(74)
+        header.setDefaultSectionSize(58)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
         header.setSortIndicatorClearable(True)
         header.setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
         header.setHighlightSections(False)
@@ -101,7 +107,8 @@ class SensitivityHeatmap(QWidget):
         vertical.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         vertical.setDefaultSectionSize(22)
         vertical.setDefaultAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        vertical.setHighlightSections(False)
+        vertical.setHighlightSections(True)  # selected layers (the curves' layers) stand out by name
+        self.model.modelReset.connect(self._fit_columns)
         self.view.clicked.connect(self._clicked)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
         layout.addWidget(self.view, 1)
@@ -140,6 +147,14 @@ class SensitivityHeatmap(QWidget):
         row = self.model.layers.index(layer)
         column = next(i for i, s in enumerate(self.model.settings) if s.label == label)
         return self.proxy.mapFromSource(self.model.index(row, column))
+
+    def _fit_columns(self) -> None:
+        """Every column as wide as its widest header line (numbers are shorter)."""
+        metrics = self.view.horizontalHeader().fontMetrics()
+        for column in range(self.model.columnCount()):
+            text = str(self.model.headerData(column, Qt.Orientation.Horizontal) or "")
+            width = max(metrics.horizontalAdvance(line) for line in text.split("\n")) if text else 0
+            self.view.setColumnWidth(column, max(46, width + 12))
 
     # --- slots -----------------------------------------------------------------------------
     def _order_changed(self, index: int) -> None:

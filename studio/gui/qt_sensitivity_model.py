@@ -190,8 +190,9 @@ class SensitivityTableModel(QAbstractTableModel):
         if not 0 <= section < self.columnCount():
             return None
         kind = self.column_kind(section)
-        if role == Qt.ItemDataRole.DisplayRole:
-            return self.settings[section].label if kind == "setting" else KEEP_FLOAT if kind == "keep_float" else MEAN
+        if role == Qt.ItemDataRole.DisplayRole:  # two short lines keep the columns narrow: 'struct' / '50%'
+            label = self.settings[section].label if kind == "setting" else KEEP_FLOAT if kind == "keep_float" else MEAN
+            return label.replace(" ", "\n", 1)
         if role == Qt.ItemDataRole.ToolTipRole:
             unit = "percentage points of " if is_percent(self.metric) else ""
             if kind == "setting":

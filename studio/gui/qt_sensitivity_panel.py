@@ -9,7 +9,7 @@ import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from studio.core.errors import StudioError
 from studio.core.sensitivity import SweepSpec, Target
@@ -88,20 +88,33 @@ class SensitivityPanel(QWidget):
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
         layout.setSpacing(10)
-        column = QVBoxLayout()
+        left = QWidget()
+        column = QVBoxLayout(left)
+        column.setContentsMargins(0, 0, 4, 0)
         column.addWidget(self._build_sweep_box())
-        column.addWidget(self._build_fit_box())
         column.addStretch(1)
-        layout.addLayout(column)
+        scroll = QScrollArea()  # a short dock scrolls the controls instead of squeezing them
+        scroll.setObjectName("sweepControls")
+        scroll.setWidget(left)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(290)
+        layout.addWidget(scroll)
         self.heatmap = SensitivityHeatmap(self.model)
         self.curves = SensitivityCurves(self.model)
         self.heatmap.layersSelected.connect(self.curves.set_layers)
         splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(self.heatmap)
+        middle = QWidget()
+        middle_column = QVBoxLayout(middle)
+        middle_column.setContentsMargins(0, 0, 0, 0)
+        middle_column.addWidget(self.heatmap, 1)
+        middle_column.addWidget(self._build_fit_box())
+        splitter.addWidget(middle)
         splitter.addWidget(self._with_axis_choice(self.curves))
         splitter.setStretchFactor(0, 3)
-        splitter.setStretchFactor(1, 2)
-        splitter.setSizes([640, 380])
+        splitter.setStretchFactor(1, 1)
+        splitter.setSizes([860, 340])
         splitter.setChildrenCollapsible(False)
         layout.addWidget(splitter, 1)
         self.set_running(False)
@@ -113,6 +126,10 @@ class SensitivityPanel(QWidget):
         column.setContentsMargins(0, 0, 0, 0)
         column.setSpacing(4)
         row = QHBoxLayout()
+        key = QLabel("<span style='color:#5f6368'>● prune &nbsp;▲ low rank &nbsp;■ quantize</span>")
+        key.setToolTip("One line per layer (colour) and family of settings (symbol); "
+                       "structured and unstructured pruning are separate lines.")
+        row.addWidget(key)
         row.addStretch(1)
         row.addWidget(QLabel("x axis:"))
         combo = named(QComboBox(), "curvesAxis", "What the curves plot the drop against.")
@@ -173,10 +190,13 @@ class SensitivityPanel(QWidget):
         form.addRow(self.status)
         return box
 
-    def _build_fit_box(self) -> QGroupBox:
-        box = QGroupBox("Fit plan to a target")
-        box.setFixedWidth(270)
-        form = QFormLayout(box)
+    def _build_fit_box(self) -> QWidget:
+        """One strip under the heatmap: the fit chooses from the table above it."""
+        box = QWidget()
+        box.setObjectName("fitStrip")
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 2, 0, 0)
+        row.addWidget(QLabel("<b>Fit plan to a target:</b>"))
         self.target_kind = named(QComboBox(), "targetKind", "What the plan must meet; the least predicted drop wins.")
         for label, _kind, _hint in TARGETS:
             self.target_kind.addItem(label)
@@ -186,15 +206,14 @@ class SensitivityPanel(QWidget):
         self.fit_button = named(QPushButton("Fit plan"), "fitButton",
                                 "Choose one setting per layer that meets the target; one undoable plan edit.")
         self.fit_button.clicked.connect(self._fit_clicked)
-        row = QHBoxLayout()
-        row.addWidget(self.target_value, 1)
+        self.target_value.setFixedWidth(150)
+        row.addWidget(self.target_kind)
+        row.addWidget(self.target_value)
         row.addWidget(self.fit_button)
-        form.addRow(self.target_kind)
-        form.addRow(row)
         self.fit_result = named(QLabel(""), "fitResult")
         self.fit_result.setWordWrap(True)
         self.fit_result.setTextFormat(Qt.TextFormat.RichText)
-        form.addRow(self.fit_result)
+        row.addWidget(self.fit_result, 1)
         self._kind_changed(0)
         return box
 

@@ -1,0 +1,136 @@
+"""The Sensitivity dock in the window, on a real sweep of the digits sample: the heatmap fills
+in from the core's events, the tree's column shows the drops, a click on a cell is an
+undoable plan edit, fit to target marks a plan, cancel stops, and one job runs at a time."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PySide6.QtCore import Qt
+
+from studio.core.plan.resolve import resolve
+from studio.core.techniques.pruning import PruneConfig
+from studio.gui.qt_layer_tree_model import COL_PLAN, COL_SENSITIVITY
+from studio.gui.qt_sensitivity_model import format_drop
+
+SETTINGS = "prune: 50% 90%; quantize: int8"
+
+
+def start(qtbot, window, tmp_path, settings=SETTINGS, samples=200, techniques=("prune", "quantize")):
+    controller = window.sensitivity
+    controller.cache_dir = tmp_path / "cache"
+    panel = controller.panel
+    window.sensitivity.action.trigger()
+    assert controller.dock.isVisible()
+    for key, check in panel.technique_checks.items():
+        check.setChecked(key in techniques)
+    panel.settings_edit.setText(settings)
+    panel.data_combo.setEditText("digits")
+    panel.samples.setValue(samples)
+    assert panel.start_button.isEnabled()
+    panel.start_button.click()
+    assert not panel.start_button.isEnabled() and panel.cancel_button.isEnabled()
+    return controller, panel
+
+
+def tree_index(window, layer, column):
+    model = window.layers.model
+    return model.index_of(window.opened.tree[layer], column)
+
+
+def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
+    window = digits_window
+    original = {k: v.clone() for k, v in window.opened.loaded.module.state_dict().items()}
+    controller, panel = start(qtbot, window, tmp_path)
+    assert not window.run.run_panel.run_button.isEnabled()  # one job at a time: no run during a sweep
+    assert not window.run.export_panel.export_button.isEnabled()
+    qtbot.waitUntil(lambda: controller.result is not None, timeout=300000)
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=10000)
+    assert window.run.run_panel.run_button.isEnabled() and window.run.export_panel.export_button.isEnabled()
+
+    result, model = controller.result, controller.model
+    assert [s.label for s in result.settings] == ["prune 50%", "prune 90%", "int8"]
+    assert len(result.layers) >= 4 and model.rowCount() == len(result.layers)
+    for cell in result.cells:  # the heatmap shows the core's table, cell by cell
+        row, column = result.layers.index(cell.layer), [s.label for s in result.settings].index(cell.setting)
+        assert model.index(row, column).data() == (format_drop(cell.drop, result.metric) if cell.ok else "n/a")
+    assert panel.progress.format() == "done"
+    heavy = max(result.layers, key=lambda name: result.cell(name, "prune 90%").drop)
+    assert result.cell(heavy, "prune 90%").drop > result.cell(heavy, "prune 50%").drop - 0.01
+
+    # the tree's Sensitivity column: drop at the reference setting, per swept layer
+    assert not window.layers.view.isColumnHidden(COL_SENSITIVITY)
+    for layer in result.layers:
+        text = tree_index(window, layer, COL_SENSITIVITY).data()
+        reference = result.cell(layer, controller.reference)
+        assert text.startswith(format_drop(reference.drop, result.metric, True) if reference.ok else "n/a")
+
+    # a click on a cell plans that layer at that setting; undo reverts it
+    heatmap = panel.heatmap
+    index = heatmap.index_of(heavy, "prune 90%")
+    heatmap.view.scrollTo(index)
+    qtbot.mouseClick(heatmap.view.viewport(), Qt.MouseButton.LeftButton, pos=heatmap.view.visualRect(index).center())
+    module = window.opened.loaded.module
+    assigned = resolve(window.plan.document.plan, module)
+    assert assigned["prune"][heavy] == PruneConfig(mode="unstructured", amount=0.9)
+    assert heatmap.chosen == {heavy: {"prune 90%"}}
+    assert "plan" in tree_index(window, heavy, COL_SENSITIVITY).data()
+    assert tree_index(window, heavy, COL_PLAN).data()  # marked in the plan column too
+    window.plan.undo_action.trigger()
+    assert not window.plan.document.plan.rules and heatmap.chosen == {}
+
+    # fit to a size target: one undoable edit, the plan marked in the tree with its predicted drop
+    size = window.opened.tree.total_bytes
+    panel.target_kind.setCurrentIndex(0)
+    panel.target_value.setText(f"{size * 0.6 / 1000:.1f}kB")
+    stack = window.plan.document.undo_stack
+    steps = stack.index()
+    panel.fit_button.click()
+    qtbot.waitUntil(lambda: controller.fitted is not None, timeout=60000)
+    fitted = controller.fitted
+    assert fitted.met and fitted.predicted_bytes <= size * 0.6
+    assert "predicted drop" in panel.fit_result.text()
+    chosen = dict(fitted.choices)
+    assert chosen and stack.index() == steps + 1 and stack.undoText() == "Fit plan to target"
+    for layer, label in chosen.items():
+        assert label in heatmap.chosen[layer]
+        assert tree_index(window, layer, COL_PLAN).data()
+        assert "plan" in tree_index(window, layer, COL_SENSITIVITY).data()
+    assert controller.prediction is not None
+    assert controller.prediction.drop == pytest.approx(sum(result.cell(l, s).drop for l, s in chosen.items()))
+    window.plan.undo_action.trigger()
+    assert not window.plan.document.plan.rules
+
+    after = window.opened.loaded.module.state_dict()
+    assert all(torch.equal(after[k], original[k]) for k in original)  # the sweep never changed the model
+
+
+def test_cancel_mid_sweep(qtbot, digits_window, tmp_path):
+    window = digits_window
+    controller, panel = start(qtbot, window, tmp_path, settings="", samples=1000,
+                              techniques=("prune", "lowrank", "quantize"))
+    qtbot.waitUntil(lambda: controller.model.done >= 2, timeout=300000)
+    panel.cancel_button.click()
+    assert panel.cancel_button.text() == "Cancelling…"
+    qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=60000)
+    assert controller.result is None and not window.run.runner.busy
+    assert panel.progress.format() == "cancelled"
+    assert 0 < controller.model.done < controller.model.rowCount() * len(controller.model.settings)
+    assert window.run.run_panel.run_button.isEnabled()
+
+
+def test_start_disabled_while_a_run_is_busy(qtbot, digits_window):
+    window = digits_window
+    panel = window.sensitivity.panel
+    assert panel.start_button.isEnabled()
+    window.plan.document.set_plan(window.plan.document.plan.from_dict(
+        {"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.5}}]}))
+    window.run.run_panel.data_combo.setEditText("digits")
+    window.run.run_panel.epochs.setValue(50)
+    window.run.run_panel.run_button.click()
+    assert window.run.runner.busy and not panel.start_button.isEnabled()
+    window.sensitivity.start()  # ignored while the run is busy
+    assert window.sensitivity._job == ""
+    window.run.cancel()
+    qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=60000)
+    assert panel.start_button.isEnabled()
