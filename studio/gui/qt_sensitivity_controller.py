@@ -10,77 +10,33 @@ listens to the same runner, passes them by; failures arrive as a `SweepFailed` e
 
 from __future__ import annotations
 
+import json
 import math
-import sys
-import time
-import traceback
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-from PySide6.QtCore import QObject, QStandardPaths, Qt
+from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QDockWidget
+from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from studio.core.cancel import Cancelled
 from studio.core.errors import StudioError
-from studio.core.events import Finished, Progress, RunCancelled, StageStarted
+from studio.core.events import Finished, RunCancelled, StageStarted
 from studio.core.sensitivity import CellDone, SensitivityResult, SweepPlanned
 from studio.core.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_SENSITIVITY
 from studio.gui.qt_resources import icon
+from studio.gui.qt_sensitivity_jobs import SweepBatch, SweepFailed, default_cache_dir, enveloped, load_result
 from studio.gui.qt_sensitivity_model import drop_colour, format_drop, is_percent
 from studio.gui.qt_sensitivity_panel import SensitivityPanel
-from studio.gui.qt_sensitivity_plan import (Prediction, plan_choices, plan_for_setting, predict, predicted_vs_measured,
-                                            reference_label, tree_marks)
+from studio.gui.qt_sensitivity_plan import (Prediction, plan_choices, plan_for_setting, predict, reference_label,
+                                            tree_marks)
 
 if TYPE_CHECKING:
     from studio.core.cancel import CancelToken
     from studio.gui.qt_main_window import MainWindow
 
-BATCH_S = 0.04  # cells cross to the GUI thread in batches of at most this age
-
-
-@dataclass(frozen=True)
-class SweepBatch:
-    events: tuple[object, ...]
-
-
-@dataclass(frozen=True)
-class SweepFailed:
-    message: str
-
-
-def enveloped(factory: Callable[[CancelToken], Iterator[object]], token: CancelToken) -> Iterator[object]:
-    """The job's generator: the sweep's events in time-boxed batches; errors become SweepFailed."""
-    events = None
-    pending: list[object] = []
-    sent = time.monotonic()
-    try:
-        events = factory(token)
-        for event in events:
-            pending.append(event)
-            if not isinstance(event, (CellDone, Progress)) or time.monotonic() - sent >= BATCH_S:
-                yield SweepBatch(tuple(pending))
-                pending, sent = [], time.monotonic()
-        if pending:
-            yield SweepBatch(tuple(pending))
-    except Cancelled:
-        raise
-    except StudioError as exc:
-        yield SweepFailed(str(exc))
-    except Exception as exc:  # a bug: keep the window alive, log the traceback
-        traceback.print_exc(file=sys.stderr)
-        yield SweepFailed(f"Unexpected error: {type(exc).__name__}: {exc}")
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
-
-
-def default_cache_dir() -> Path:
-    base = QStandardPaths.writableLocation(QStandardPaths.StandardLocation.CacheLocation)
-    return Path(base or Path.home() / ".cache" / "compression-studio") / "sensitivity"
+JSON_FILTER = "Sensitivity results (*.json)"
 
 
 class SensitivityController(QObject):
@@ -111,6 +67,9 @@ class SensitivityController(QObject):
         self.panel.startRequested.connect(self.start)
         self.panel.cancelRequested.connect(self.cancel)
         self.panel.fitRequested.connect(self.fit)
+        self.panel.openRequested.connect(self.open_result)
+        self.panel.saveRequested.connect(self.save_result)
+        self.panel.referenceChanged.connect(self.set_reference)
         self.panel.heatmap.cellClicked.connect(self.apply_cell)
         runner.event.connect(self._on_event)
         runner.busyChanged.connect(self._on_busy)
@@ -258,7 +217,9 @@ class SensitivityController(QObject):
         self.model.set_result(result)
         self.panel.heatmap.reapply_order()
         self.panel.heatmap.set_metric_label(result.metric, " (pp)" if is_percent(result.metric) else "")
-        self.reference = reference_label(result)
+        if self.reference not in {s.label for s in result.settings}:
+            self.reference = reference_label(result)
+        self.panel.set_references([s.label for s in result.settings], self.reference)
         cells = sum(1 for c in result.cells if c.ok)
         self.panel.finished(f"{len(result.layers)} layers × {len(result.settings)} settings on {result.samples} "
                             f"samples · baseline {result.metric} {_metric(result.baseline, result.metric)} · "
@@ -270,6 +231,46 @@ class SensitivityController(QObject):
             view.setColumnWidth(COL_SENSITIVITY, max(view.columnWidth(COL_SENSITIVITY), 175))
         self._plan_changed()
         self._sync_enabled()
+
+    def set_reference(self, label: str) -> None:
+        """The tree's Sensitivity column shows the drop at `label`."""
+        if self.result is not None and self.result.setting(label) is not None:
+            self.reference = label
+            self._update_marks()
+
+    def open_result(self, path: str | None = None) -> None:
+        """Show a saved table (`studio sensitivity --out`); it must be of this model's layers."""
+        opened = self.window.opened
+        if opened is None or not self._idle():
+            return
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self.window, "Open sensitivity result", "", JSON_FILTER)
+        if not path:
+            return
+        try:
+            result = load_result(path, opened.loaded.module)
+        except StudioError as exc:
+            self.window.show_error(str(exc), "Could not open the sensitivity result")
+            return
+        self._module = opened.loaded.module
+        self.set_result(result)
+        self.show()
+
+    def save_result(self, path: str | None = None) -> None:
+        if self.result is None:
+            return
+        if path is None:
+            path, _ = QFileDialog.getSaveFileName(self.window, "Save sensitivity result", "sensitivity.json",
+                                                  JSON_FILTER)
+        if not path:
+            return
+        from studio.core.atomic import write_text_atomic
+
+        try:
+            write_text_atomic(path, json.dumps(self.result.to_dict(), indent=1) + "\n")
+            self.window.statusBar().showMessage(f"Saved the sensitivity table to {path}")
+        except OSError as exc:
+            self.window.show_error(f"Could not write {path}: {exc.strerror or exc}.", "Could not save")
 
     def apply_cell(self, layer: str, kind: str, label: str) -> None:
         """Click on the heatmap: that layer's plan becomes that setting (one undoable edit)."""
@@ -365,4 +366,4 @@ def _size(value: int | None) -> str:
     return format_bytes(value) if value else "size n/a"
 
 
-__all__ = ["SensitivityController", "SweepBatch", "SweepFailed", "enveloped", "predicted_vs_measured"]
+__all__ = ["SensitivityController"]

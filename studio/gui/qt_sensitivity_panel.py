@@ -23,7 +23,6 @@ TECHNIQUES = (("prune", "Prune"), ("lowrank", "Low-rank"), ("quantize", "Quantiz
 # combo label, Target.kind, placeholder
 TARGETS = (("Size at most", "size", "e.g. 2MB"), ("Params kept", "params", "fraction, e.g. 0.5 or 50%"),
            ("FLOPs kept", "flops", "fraction, e.g. 0.5 or 50%"), ("Max drop", "max_drop", "pp, e.g. 1"))
-_UNITS = {"": 1, "b": 1, "kb": 1e3, "mb": 1e6, "gb": 1e9, "kib": 2**10, "mib": 2**20, "gib": 2**30}
 
 
 def parse_settings(text: str) -> dict[str, tuple[str, ...]] | None:
@@ -48,10 +47,9 @@ def parse_target(kind: str, text: str) -> Target:
     if not raw:
         raise StudioError("Enter a target value first.")
     if kind == "size":
-        match = re.fullmatch(r"([0-9]*\.?[0-9]+)([kmg]i?b|b)?", raw)
-        if match is None:
-            raise StudioError(f"Size {text!r} is not a size like 2MB, 500kB or 1.5MiB.")
-        return Target("size", float(match.group(1)) * _UNITS[match.group(2) or ""])
+        from studio.core.sensitivity.report import parse_size  # the CLI's --target-size reads sizes alike
+
+        return Target("size", parse_size(text))
     percent = raw.endswith("%") or raw.endswith("pp")
     number = raw.rstrip("%").removesuffix("pp")
     try:
@@ -77,6 +75,9 @@ class SensitivityPanel(QWidget):
     startRequested = Signal()
     cancelRequested = Signal()
     fitRequested = Signal(object)  # Target
+    openRequested = Signal()
+    saveRequested = Signal()
+    referenceChanged = Signal(str)  # the setting the tree's Sensitivity column shows
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -188,7 +189,26 @@ class SensitivityPanel(QWidget):
         self.status.setWordWrap(True)
         form.addRow(self.progress)
         form.addRow(self.status)
+        self.reference_combo = named(QComboBox(), "treeReference", "The setting whose drop the layer tree's "
+                                     "Sensitivity column shows, so fragile layers stand out there.")
+        self.reference_combo.setEnabled(False)
+        self.reference_combo.textActivated.connect(self.referenceChanged)
+        form.addRow("Tree column", self.reference_combo)
+        self.open_button = named(QPushButton("Open…"), "sweepOpen", "Show a saved sweep (studio sensitivity --out).")
+        self.open_button.clicked.connect(lambda: self.openRequested.emit())
+        self.save_button = named(QPushButton("Save…"), "sweepSave", "Save this table as JSON (for studio plan).")
+        self.save_button.clicked.connect(lambda: self.saveRequested.emit())
+        files = QHBoxLayout()
+        files.addWidget(self.open_button)
+        files.addWidget(self.save_button)
+        form.addRow(files)
         return box
+
+    def set_references(self, labels: list[str], current: str) -> None:
+        self.reference_combo.clear()
+        self.reference_combo.addItems(labels)
+        self.reference_combo.setCurrentText(current)
+        self.reference_combo.setEnabled(bool(labels))
 
     def _build_fit_box(self) -> QWidget:
         """One strip under the heatmap: the fit chooses from the table above it."""
@@ -259,6 +279,7 @@ class SensitivityPanel(QWidget):
         self.cancel_button.setEnabled(running)
         self.start_button.setEnabled(not running and allowed)
         self.fit_button.setEnabled(not running and allowed and self.model.done > 0)
+        self.open_button.setEnabled(not running and allowed)
         for widget in (*self.technique_checks.values(), self.layers_edit, self.settings_edit, self.data_combo,
                        self.samples):
             widget.setEnabled(not running)

@@ -4,6 +4,8 @@ undoable plan edit, fit to target marks a plan, cancel stops, and one job runs a
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from PySide6.QtCore import Qt
@@ -98,8 +100,38 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
         assert "plan" in tree_index(window, layer, COL_SENSITIVITY).data()
     assert controller.prediction is not None
     assert controller.prediction.drop == pytest.approx(sum(result.cell(l, s).drop for l, s in chosen.items()))
+
+    # run the fitted plan: the compare view shows the prediction next to the measurement
+    window.run.run_panel.data_combo.setEditText("digits")
+    window.run.run_panel.epochs.setValue(0)
+    window.run.run_panel.run_button.click()
+    assert not panel.start_button.isEnabled()  # and no sweep while the run is busy
+    compare = window.run.compare
+    qtbot.waitUntil(lambda: compare.model.rowCount() > 0 and not window.run.runner.busy, timeout=300000)
+    report = window.run.result.report
+    measured = 100 * (report["before"]["accuracy"] - report["after"]["accuracy"])
+    text = compare.prediction.text()
+    assert compare.prediction.isVisible() and f"measured <b>{measured:.1f} pp</b>" in text
+    assert f"predicted {100 * controller.prediction.drop:.1f} pp" in text
+    assert panel.start_button.isEnabled()
     window.plan.undo_action.trigger()
     assert not window.plan.document.plan.rules
+
+    # the table saves as the CLI writes it and opens again; another model's table is refused
+    path = tmp_path / "sens.json"
+    controller.save_result(str(path))
+    controller.open_result(str(path))
+    assert controller.result == result and model.rowCount() == len(result.layers)
+    panel.reference_combo.textActivated.emit("int8")  # the tree column follows the chosen setting
+    assert controller.reference == "int8"
+    layer = result.layers[0]
+    assert tree_index(window, layer, COL_SENSITIVITY).data().startswith(
+        format_drop(result.cell(layer, "int8").drop, result.metric, True))
+    bogus = result.to_dict()
+    bogus["layers"] = ["no.such.layer"]
+    (tmp_path / "other.json").write_text(json.dumps(bogus))
+    controller.open_result(str(tmp_path / "other.json"))
+    assert "another model" in window.last_error_dialog.text() and controller.result == result
 
     after = window.opened.loaded.module.state_dict()
     assert all(torch.equal(after[k], original[k]) for k in original)  # the sweep never changed the model
