@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from html import escape
 
 from PySide6.QtCore import Qt
@@ -11,6 +12,17 @@ from studio.core.model_tree import LayerNode
 from studio.core.units import format_bytes, format_count, format_flops, format_percent
 
 EMPTY_HTML = "<p style='color:#80868b'>Select a layer to see its details.</p>"
+_BREAK_AFTER = re.compile(r"\.(?=[A-Za-z_])|,(?=\s?\d+x)")  # name dots; commas between shapes, not in 22,713,986
+_UNITS = (" k", " M", " G", " T", " B", " kB", " MB", " GB", " kFLOPs", " MFLOPs", " GFLOPs", " TFLOPs", " FLOPs", " %")
+
+
+def _wrappable(value: str) -> str:
+    """HTML for a value that wraps only where a reader expects: after the dots of a qualified
+    name or the commas of a tuple shape, never between a number and its unit."""
+    text = escape(value)
+    for unit in _UNITS:
+        text = text.replace(unit, "\u00a0" + unit[1:])
+    return _BREAK_AFTER.sub(lambda match: match.group(0) + "\u200b", text)
 
 
 def layer_rows(node: LayerNode) -> list[tuple[str, str]]:
@@ -68,12 +80,12 @@ class DetailsPanel(QDockWidget):
         if node is None:
             parts.append(EMPTY_HTML)
         else:
-            parts.append(f"<h3 style='margin-bottom:2px'>{escape(node.short_name)}</h3>")
+            parts.append(f"<h3 style='margin-bottom:2px'>{_wrappable(node.short_name)}</h3>")
             parts.append(f"<div style='color:#5f6368'>{escape(node.type)}</div>")
             parts.append("<table cellspacing='0' cellpadding='3' width='100%' style='margin-top:8px'>")
             for label, value in layer_rows(node):
                 parts.append(f"<tr><td style='color:#5f6368; white-space:nowrap'>{escape(label)}</td>"
-                             f"<td>{escape(value)}</td></tr>")
+                             f"<td>{_wrappable(value)}</td></tr>")
             parts.append("</table>")
         if self._notes:
             parts.append("<h4 style='margin-top:14px'>Model notes</h4><ul style='margin-left:-20px'>")

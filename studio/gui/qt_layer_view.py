@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
 from studio.core.model_tree import LayerNode, ModelTree
 from studio.gui.qt_layer_tree_model import (
-    COL_FLOPS, COL_NAME, COL_OUTPUT, COL_PARAMS, COL_SHARE, COL_SIZE, COL_TYPE, NODE_ROLE, SORT_ROLE, LayerTreeModel,
+    COL_FLOPS, COL_NAME, COL_OUTPUT, COL_PARAMS, COL_PLAN, COL_SENSITIVITY, COL_SHARE, COL_SIZE, COL_TYPE, NODE_ROLE,
+    SORT_ROLE, LayerTreeModel,
 )
 from studio.gui.qt_share_delegate import ShareBarDelegate
 
 FILTER_PLACEHOLDER = "Filter layers by name or type  (Ctrl+F)"
-COLUMN_WIDTHS = {COL_NAME: 300, COL_TYPE: 170, COL_PARAMS: 90, COL_SHARE: 120, COL_SIZE: 90, COL_FLOPS: 110,
-                 COL_OUTPUT: 140}
+COLUMN_WIDTHS = {COL_NAME: 270, COL_PLAN: 190, COL_SENSITIVITY: 90, COL_TYPE: 140, COL_PARAMS: 80, COL_SHARE: 110,
+                 COL_SIZE: 80, COL_FLOPS: 105, COL_OUTPUT: 140}
+# What the user edits and judges sits next to the name, in view on a 1366-px screen; the model's
+# column numbers stay as they are (only the header's visual order changes).
+VISUAL_ORDER = (COL_NAME, COL_PLAN, COL_SENSITIVITY, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT)
 EXPAND_BUDGET = 32  # after load, open whole levels while about this many rows stay visible
 
 
@@ -67,6 +72,9 @@ class LayerTreePanel(QWidget):
         self.filter_edit.setPlaceholderText(FILTER_PLACEHOLDER)
         self.filter_edit.setClearButtonEnabled(True)
         self.filter_edit.textChanged.connect(self.apply_filter)
+        clear = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.filter_edit)
+        clear.setContext(Qt.ShortcutContext.WidgetShortcut)
+        clear.activated.connect(self.filter_edit.clear)
         layout.addWidget(self.filter_edit)
 
         self.model = LayerTreeModel(self)
@@ -87,6 +95,8 @@ class LayerTreePanel(QWidget):
         header.setStretchLastSection(True)
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for visual, column in enumerate(VISUAL_ORDER):
+            header.moveSection(header.visualIndex(column), visual)
         for column, width in COLUMN_WIDTHS.items():
             self.view.setColumnWidth(column, width)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)

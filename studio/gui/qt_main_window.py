@@ -19,7 +19,9 @@ from studio.core.events import Finished, StageStarted
 from studio.gui.qt_details_panel import DetailsPanel
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
-from studio.gui.qt_resources import APPLICATION, add_recent_source, clear_recent_sources, icon, recent_sources
+from studio.gui.qt_resources import (
+    APPLICATION, add_recent_source, clear_recent_sources, icon, recent_sources, settings,
+)
 from studio.gui.qt_summary_strip import SummaryStrip
 from studio.gui.qt_worker import JobRunner
 
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
     from studio.core.loaders import LoadRequest
     from studio.core.open_pipeline import OpenedModel
 
+LAYOUT_VERSION = 2  # bump when docks are added or renamed: an old saved layout is then ignored
 TRUST_TITLES = {"trust": "Untrusted code", "trust_remote_code": "Remote code"}
 
 
@@ -107,13 +110,23 @@ class MainWindow(QMainWindow):
         self.sensitivity = SensitivityController.from_window(self)
         self._create_actions()
         self._set_busy(False)
+        self._restore_layout()
+
+    def _restore_layout(self) -> None:
+        """Geometry and dock layout as the user left them (never on the first start)."""
+        store = settings()
+        geometry, state = store.value("window/geometry"), store.value("window/state")
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if state is not None:
+            self.restoreState(state, LAYOUT_VERSION)
 
     # --- actions -------------------------------------------------------------------
     def _action(self, text: str, slot: Any, shortcut: Any = None, icon_name: str = "", tip: str = "") -> QAction:
         action = QAction(icon(icon_name) if icon_name else QIcon(), text, self)
         if shortcut is not None:
             action.setShortcut(QKeySequence(shortcut))
-        action.setStatusTip(tip or text.rstrip("…"))
+        action.setStatusTip(tip or text.replace("&", "").rstrip("…"))
         action.triggered.connect(lambda _checked=False: slot())
         return action
 
@@ -188,6 +201,8 @@ class MainWindow(QMainWindow):
         toolbar.addSeparator()
         self.plan.undo_action.setIcon(icon("undo"))
         self.plan.redo_action.setIcon(icon("redo"))
+        self.plan.undo_action.setIconText("Undo")  # the command's name goes to the tooltip, not the toolbar
+        self.plan.redo_action.setIconText("Redo")
         toolbar.addActions([self.plan.undo_action, self.plan.redo_action])
         toolbar.addSeparator()
         toolbar.addActions([self.run.run_action, self.run.export_action, self.sensitivity.action])
@@ -382,6 +397,9 @@ class MainWindow(QMainWindow):
                           "<p>Nothing leaves this machine: models load offline.</p>")
 
     def closeEvent(self, event: QCloseEvent) -> None:
+        store = settings()
+        store.setValue("window/geometry", self.saveGeometry())
+        store.setValue("window/state", self.saveState(LAYOUT_VERSION))
         self.run.shutdown()  # cancels a running compression and joins its thread
         self.runner.shutdown()
         super().closeEvent(event)

@@ -9,10 +9,11 @@ import hashlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QObject, QSettings
+from PySide6.QtCore import QObject
 
 from studio.core.errors import StudioError
 from studio.core.plan import CompressionPlan, PlanError
+from studio.gui.qt_resources import settings
 
 if TYPE_CHECKING:
     from studio.gui.qt_plan_document import PlanDocument
@@ -22,7 +23,7 @@ RESTORED = "Restored the unsaved plan from your last session (Ctrl+Z undoes it)"
 
 def autosave_folder() -> Path:
     """Beside the settings file, so tests' temporary settings keep their autosaves too."""
-    return Path(QSettings().fileName()).parent / "autosave"
+    return Path(settings().fileName()).parent / "autosave"
 
 
 class PlanAutosave(QObject):

@@ -4,6 +4,7 @@ nothing else (house rule 4); techniques come from the registry, never from a lis
 
 from __future__ import annotations
 
+import html
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QModelIndex, QObject, QPoint, QTimer, Signal
@@ -23,7 +24,16 @@ RECIPE_FILTER = "Recipes (*.yaml *.yml *.json)"
 
 
 def _change(before: float, after: float) -> str:
-    return f" ({(after - before) / before:+.0%})" if before else ""
+    return f"\u00a0({(after - before) / before:+.0%})" if before else ""
+
+
+def _nb(text: str) -> str:
+    """A figure never wraps between its number and its unit ("18.7 M")."""
+    return text.replace(" ", "\u00a0")
+
+
+def _cut(text: str, limit: int = 140) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class PlanController(QObject):
@@ -50,6 +60,7 @@ class PlanController(QObject):
         self.save_recipe_action = self._action("Save recipe…", self.save_recipe, QKeySequence.StandardKey.Save)
         self.add_rule_action = self._action("Add rule by pattern…", self.add_rule, "Ctrl+Shift+R")
         self.clear_plan_action = self._action("Clear plan", self.clear_plan)
+        self._update_enabled()
 
     def _action(self, text: str, slot: Any, shortcut: Any = None) -> QAction:
         action = QAction(text, self)
@@ -78,9 +89,17 @@ class PlanController(QObject):
     def _opened(self):
         return self.window.opened
 
+    def _update_enabled(self) -> None:
+        """Plan actions need a model; Clear needs a plan."""
+        has_model = self._opened() is not None
+        for action in (self.add_rule_action, self.save_recipe_action, self.open_recipe_action):
+            action.setEnabled(has_model)
+        self.clear_plan_action.setEnabled(has_model and bool(self.document.plan.rules))
+
     def refresh(self, *_: Any) -> None:
         """Recompute the what-if budget from the plan; invalid rules are listed, not fatal."""
         opened = self._opened()
+        self._update_enabled()
         if opened is None or not opened.loaded.eager:
             self.projection = None
             self.window.layers.model.set_projection({})
@@ -108,13 +127,18 @@ class PlanController(QObject):
         coupled = sum(1 for layer in p.layers.values() if layer.coupled)
         layers = f"{len(p.layers) - coupled} layer(s)" + (f" (+{coupled} coupled)" if coupled else "")
         text = (f"<b>Plan</b> · {len(self.document.plan.rules)} rule(s), {layers} · projected: "
-                f"params {format_count(b.params)} → <b>{format_count(a.params)}</b>{_change(b.params, a.params)} · "
-                f"size {format_bytes(b.bytes)} → <b>{format_bytes(a.bytes)}</b>{_change(b.bytes, a.bytes)} · "
-                f"FLOPs {format_flops(b.flops)} → <b>{format_flops(a.flops)}</b>{_change(b.flops, a.flops)}")
+                f"params\u00a0{_nb(format_count(b.params))}\u00a0→\u00a0<b>{_nb(format_count(a.params))}</b>"
+                f"{_change(b.params, a.params)} · "
+                f"size\u00a0{_nb(format_bytes(b.bytes))}\u00a0→\u00a0<b>{_nb(format_bytes(a.bytes))}</b>"
+                f"{_change(b.bytes, a.bytes)} · "
+                f"FLOPs\u00a0{_nb(format_flops(b.flops))}\u00a0→\u00a0<b>{_nb(format_flops(a.flops))}</b>"
+                f"{_change(b.flops, a.flops)}")
         if a.nonzero < b.nonzero:
-            text += f" · non-zero {format_count(a.nonzero)}"
-        if p.problems:
-            text += f" · <span style='color:#c5221f'><b>{len(p.problems)} problem(s)</b></span>"
+            text += f" · non-zero\u00a0{_nb(format_count(a.nonzero))}"
+        if p.problems:  # the reason itself, not only a count behind a tooltip
+            more = f" (+{len(p.problems) - 1} more, hover)" if len(p.problems) > 1 else ""
+            text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(_cut(p.problems[0]))}"
+                     f"{more}</span>")
         self.budget.setText(text)
         self.budget.setToolTip("\n".join(p.problems))
 

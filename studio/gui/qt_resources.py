@@ -30,7 +30,9 @@ def style_sheet() -> str:
 
 
 def settings() -> QSettings:
-    return QSettings(ORGANIZATION, APPLICATION)
+    """An INI file in the user's config folder on every platform; the format is named so that
+    `QSettings.setPath(IniFormat, ...)` (tests, screenshot scripts) really redirects it."""
+    return QSettings(QSettings.Format.IniFormat, QSettings.Scope.UserScope, ORGANIZATION, APPLICATION)
 
 
 def _portable(source: str) -> str:

@@ -78,7 +78,9 @@ def test_recipe_round_trip_and_problems_in_budget(qtbot, digits_window, tmp_path
     window.plan.save_recipe(str(tmp_path / "r.yaml"))
     assert CompressionPlan.load(tmp_path / "r.yaml") == window.plan.document.plan
     window.plan.document.set_plan(CompressionPlan.from_dict({"rules": [{"layers": "nope.*", "prune": {"amount": 0.5}}]}))
-    assert "problem" in window.plan.budget.text() and "matches no layer" in window.plan.budget.toolTip()
+    text = window.plan.budget.text()
+    assert "Problem:" in text and "matches no layer" in text  # the reason in view, not only in a tooltip
+    assert "matches no layer" in window.plan.budget.toolTip()
     window.plan.open_recipe(str(tmp_path / "r.yaml"))
     assert [r.layers for r in window.plan.document.plan.rules] == ["classifier.1"]
     window.plan.open_recipe(str(tmp_path / "missing.yaml"))
