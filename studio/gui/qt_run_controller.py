@@ -87,7 +87,7 @@ class RunController(QObject):
         if not any(dock.isVisible() for dock in self.docks):
             self.show_run()  # ready below the tree; its first layout and paint happen now, not when a run starts
             # the tree keeps most of the height; the charts stay readable
-            self.window.resizeDocks([self.docks[0]], [max(300, int(self.window.height() * 0.46))],
+            self.window.resizeDocks([self.docks[0]], [max(280, int(self.window.height() * 0.36))],
                                     Qt.Orientation.Vertical)
 
     def shutdown(self) -> None:
