@@ -119,3 +119,44 @@ class ResNet18(nn.Module):
         x = self.maxpool(torch.relu(self.bn1(self.conv1(x))))
         x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
         return self.fc(x.mean((2, 3)))
+
+
+class SamePadConv2d(nn.Conv2d):
+    """TF-"same" padding done in forward by a child pad module, as pretrained EfficientNet ports do."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, bias: bool = False) -> None:
+        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=bias)
+        pad = max(kernel - stride, 0)
+        self.static_padding = nn.ZeroPad2d((pad // 2, pad - pad // 2, pad // 2, pad - pad // 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(self.static_padding(x), self.weight, self.bias, self.stride, self.padding,
+                                          self.dilation, self.groups)
+
+
+class ScaledLinear(nn.Linear):
+    """A Linear subclass with a post-op in forward (a fixed output scale)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * 0.5
+
+
+class SubclassedMobileNet(nn.Module):
+    """EfficientNet-Lite's structure in miniature: padded Conv2d subclasses, BN, ReLU6,
+    depthwise-separable blocks with a residual, a Linear-subclass head."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.stem = SamePadConv2d(3, 8, 3, 2)
+        self.bn0 = nn.BatchNorm2d(8)
+        self.dw = SamePadConv2d(8, 8, 3, 1, groups=8)
+        self.bn1 = nn.BatchNorm2d(8)
+        self.project = SamePadConv2d(8, 8, 1)
+        self.bn2 = nn.BatchNorm2d(8)
+        self.act = nn.ReLU6()
+        self.head = ScaledLinear(8, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.act(self.bn0(self.stem(x)))
+        x = x + self.bn2(self.project(self.act(self.bn1(self.dw(x)))))
+        return self.head(x.mean((2, 3)))

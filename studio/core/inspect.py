@@ -168,13 +168,17 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
         names_of[id(mod)].append(name)
     handles = []
     scripted = isinstance(module, torch.jit.ScriptModule)
+    running: list[nn.Module] = []  # modules entered but not left: on an error, where it happened
 
     def pre_hook(mod, args, kwargs):
+        running.append(mod)
         text = describe_shapes(args) or describe_shapes(kwargs)
         for name in names_of[id(mod)]:
             nodes[name].input_shape = nodes[name].input_shape or text
 
     def post_hook(mod, args, output):
+        if running and running[-1] is mod:
+            running.pop()
         text = describe_shapes(output)
         for name in names_of[id(mod)]:
             nodes[name].output_shape = nodes[name].output_shape or text
@@ -190,11 +194,7 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
         with torch.no_grad(), counter:
             output = module(*args, **kwargs)
     except Exception as exc:  # the user's forward can raise anything
-        raise StudioError(
-            f"The model's forward pass failed on the input spec '{spec}': {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''} — set the input spec "
-            "that matches the model (CLI: --input-shape/--input-dtype/--input; window: Model ▸ Input spec…)."
-        ) from exc
+        raise _forward_error(exc, spec, [(names_of[id(m)][0], m) for m in running if m is not module]) from exc
     finally:
         for handle in handles:
             handle.remove()
@@ -206,6 +206,48 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
         notes.append("TorchScript: FLOPs and shapes are known for the whole model only; "
                      "per-layer figures need the eager model.")
     return notes
+
+
+def _forward_error(exc: Exception, spec: InputSpec, running: list[tuple[str, nn.Module]]) -> StudioError:
+    """Name the layer that failed; when it is (inside) a layer a technique replaced, the
+    compression broke the model, not the input spec."""
+    cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+    replaced = [(n, m) for n, m in running if type(m).__module__.startswith("studio.core.techniques")]
+    if replaced:
+        name, layer = replaced[0]
+        return StudioError(f"The compressed model's forward pass fails in layer {name} ({type(layer).__name__}, "
+                           f"made by the compression): {cause} — the compression broke this layer; exclude it "
+                           "from the plan (e.g. quantize: null) and report the model.")
+    where = f" in layer {running[-1][0]} ({type(running[-1][1]).__name__})" if running else ""
+    return StudioError(f"The model's forward pass failed on the input spec '{spec}'{where}: {cause} — set the "
+                       "input spec that matches the model (CLI: --input-shape/--input-dtype/--input; "
+                       "window: Model ▸ Input spec…).")
+
+
+LAYER_KINDS = (("Conv2d", nn.Conv2d), ("Conv1d", nn.Conv1d), ("Linear", nn.Linear))
+
+
+def layer_kind(module: nn.Module) -> str | None:
+    """What a layer is by behaviour, not class name: subclasses (e.g. a TF-"same" padded
+    Conv2d) and the studio's quantized layers count as the op they compute."""
+    from studio.core.techniques.quant_modules import QuantConv2d, QuantLinear
+
+    if isinstance(module, QuantConv2d):
+        return "Conv2d"
+    if isinstance(module, QuantLinear):
+        return "Linear"
+    return next((kind for kind, cls in LAYER_KINDS if isinstance(module, cls)), None)
+
+
+def flops_by_kind(module: nn.Module, tree: ModelTree) -> dict[str, int]:
+    """FLOPs per layer kind (Conv2d, Linear, …) over the model's layers."""
+    out: dict[str, int] = {}
+    nodes = {n.name: n for n in tree.nodes()}
+    for name, mod in module.named_modules():
+        kind = layer_kind(mod)
+        if kind and name in nodes:
+            out[kind] = out.get(kind, 0) + nodes[name].flops
+    return out
 
 
 def _attribute_flops(counts: dict[str, dict[Any, int]], root_label: str, nodes: dict[str, LayerNode]) -> None:

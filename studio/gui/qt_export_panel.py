@@ -17,16 +17,16 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormL
                                QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
 from studio.core.events import Finished, StageStarted, Warning
-from studio.core.export import FORMATS, PRECISIONS, ExportRequest
+from studio.core.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
+from studio.core.export.candidates import CANDIDATE_COLUMNS, candidate_table
 from studio.core.units import format_bytes, format_count, format_percent
 
-INT8_MODES = ("auto", "dynamic", "static")
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
 RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
 VERIFY_ROWS = ("Samples", "Max |diff|", "Cosine", "Top-1 agreement", "Accuracy", "File size", "Int8 mode")
 LATENCY_COLUMNS = ("1 thread\nmedian", "1 thread\np95", "2 threads\nmedian", "2 threads\np95")
-LATENCY_ROWS = (("runtime", "{runtime}"), ("pytorch", "PyTorch (compressed)"),
-                ("pytorch_uncompressed", "PyTorch (uncompressed)"))
+LATENCY_ROWS = (("runtime", "{runtime} (this file)"), ("runtime_fp32", "{runtime} fp32 file"),
+                ("pytorch", "PyTorch (compressed)"), ("pytorch_uncompressed", "PyTorch (uncompressed)"))
 DASH = "—"
 
 
@@ -42,12 +42,14 @@ def verification_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
     """(label, text) rows of the verification table; plain data so tests can read it."""
     check = report.get("verification") or {}
     max_abs, cosine = check.get("max_abs"), check.get("cosine")
+    labeled = check.get("labeled_samples") or check.get("samples")
+    accuracy = _fraction(check.get("accuracy"))
     values = (
         format_count(check["samples"]) if check.get("samples") is not None else DASH,
         DASH if max_abs is None else f"{max_abs:.3g}",
         DASH if cosine is None else f"{cosine:.6f}",
         _fraction(check.get("top1_agreement")),
-        _fraction(check.get("accuracy")),
+        accuracy if accuracy == DASH else f"{accuracy} (n={labeled})",
         format_bytes(report["file_bytes"]) if report.get("file_bytes") is not None else DASH,
         report.get("int8_mode") or DASH,
     )
@@ -151,7 +153,13 @@ class ExportPanel(QWidget):
         self.int8_combo.setObjectName("exportInt8Mode")
         for key in INT8_MODES:
             self.int8_combo.addItem(key, key)
-        self.int8_combo.setToolTip("auto: static for conv-heavy models (dynamic int8 slows CNNs), dynamic otherwise")
+        self.int8_combo.setToolTip("auto: measures dynamic and static int8 (with and without the first layer and "
+                                   "the classifier in float) and keeps the fastest within 1 pt of fp32 accuracy")
+        self.calibration_combo = QComboBox()
+        self.calibration_combo.setObjectName("exportCalibration")
+        for key in CALIBRATION_METHODS:
+            self.calibration_combo.addItem(key, key)
+        self.calibration_combo.setToolTip("Static int8 calibration (ONNX Runtime: all three; TFLite: min-max)")
         for combo in (self.format_combo, self.precision_combo, self.int8_combo):
             combo.setMinimumWidth(110)
         format_row = QHBoxLayout()
@@ -163,6 +171,10 @@ class ExportPanel(QWidget):
         self.int8_label = QLabel("int8 mode")
         precision_row.addWidget(self.int8_label)
         precision_row.addWidget(self.int8_combo)
+        precision_row.addSpacing(12)
+        self.calibration_label = QLabel("calibration")
+        precision_row.addWidget(self.calibration_label)
+        precision_row.addWidget(self.calibration_combo)
         precision_row.addStretch(1)
         self.path_edit = QLineEdit()
         self.path_edit.setObjectName("exportPath")
@@ -222,8 +234,22 @@ class ExportPanel(QWidget):
         layout.addLayout(left, 2)
         layout.addSpacing(8)
         layout.addLayout(right, 5)
+        outer = QWidget()
+        column = QVBoxLayout(outer)
+        column.setContentsMargins(0, 0, 0, 0)
+        column.addWidget(box)
+        self.candidates_box = QGroupBox("int8 candidates (held-out accuracy, timed next to the fp32 file)")
+        candidates = QVBoxLayout(self.candidates_box)
+        self.candidates_table = _table("exportCandidates", 0, CANDIDATE_COLUMNS)
+        self.choice_label = QLabel()
+        self.choice_label.setObjectName("hint")
+        self.choice_label.setWordWrap(True)
+        candidates.addWidget(self.candidates_table)
+        candidates.addWidget(self.choice_label)
+        self.candidates_box.hide()
+        column.addWidget(self.candidates_box)
         self._clear_results()
-        return box
+        return outer
 
     # --- fields ---------------------------------------------------------------------
     def format(self) -> str:
@@ -234,6 +260,9 @@ class ExportPanel(QWidget):
 
     def int8_mode(self) -> str:
         return self.int8_combo.currentData()
+
+    def calibration(self) -> str:
+        return self.calibration_combo.currentData()
 
     def data_spec(self) -> str | None:
         """Data for calibration/verification; None means the sample's own (or random inputs)."""
@@ -258,8 +287,8 @@ class ExportPanel(QWidget):
 
     def _on_precision(self, *_: Any) -> None:
         int8 = self.precision() == "int8"
-        self.int8_combo.setEnabled(int8)
-        self.int8_label.setEnabled(int8)
+        for widget in (self.int8_combo, self.int8_label, self.calibration_combo, self.calibration_label):
+            widget.setEnabled(int8)
 
     def _browse(self) -> None:
         suffix = FORMATS[self.format()]
@@ -271,7 +300,7 @@ class ExportPanel(QWidget):
     # --- request --------------------------------------------------------------------
     def request(self, force: bool = False) -> ExportRequest:
         return ExportRequest(self.format(), Path(self.path_edit.text().strip()).expanduser(), self.precision(),
-                             force=force, int8_mode=self.int8_mode())
+                             force=force, int8_mode=self.int8_mode(), calibration=self.calibration())
 
     def request_export(self) -> None:
         """Validate, ask before replacing a file, then emit `exportRequested`."""
@@ -315,6 +344,7 @@ class ExportPanel(QWidget):
                        self.data_edit, self.export_button):
             widget.setEnabled(not busy)
         self.int8_combo.setEnabled(not busy and self.precision() == "int8")
+        self.calibration_combo.setEnabled(not busy and self.precision() == "int8")
         self.progress.setVisible(busy)
         if busy:
             self._clear_results()
@@ -339,7 +369,12 @@ class ExportPanel(QWidget):
                                  f"{RUNTIME_NAMES.get(report.get('format'), 'the runtime')}.")
         self._fill_verification(report)
         self._fill_latency(report)
-        if report.get("slower_than_uncompressed"):
+        self._fill_candidates(report)
+        if report.get("slower_than_fp32"):
+            from studio.core.export.pipeline import slower_message
+
+            self._warn(slower_message(report))
+        elif report.get("slower_than_uncompressed"):
             self._warn("Slower than the uncompressed PyTorch model at batch 1 — compression saved size, "
                        "not time, on this runtime. Try another precision or format.")
         self.reveal_button.setEnabled(self._result_path.exists())
@@ -363,6 +398,20 @@ class ExportPanel(QWidget):
             for column in range(len(LATENCY_COLUMNS)):
                 self.latency_table.setItem(row, column, _cell(DASH))
         self.speedup_label.clear()
+        self.candidates_table.setRowCount(0)
+        self.choice_label.clear()
+        self.candidates_box.hide()
+
+    def _fill_candidates(self, report: dict[str, Any]) -> None:
+        rows = candidate_table(report) if report.get("candidates") else []
+        self.candidates_table.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            for c, text in enumerate(row):
+                self.candidates_table.setItem(r, c, _cell(text, Qt.AlignmentFlag.AlignLeft if c == 0
+                                                          else Qt.AlignmentFlag.AlignRight))
+        self.choice_label.setText(f"Choice: {report['choice']}" if report.get("choice") else "")
+        self.candidates_table.updateGeometry()
+        self.candidates_box.setVisible(bool(rows))
 
     def _fill_verification(self, report: dict[str, Any]) -> None:
         for row, (_, text) in enumerate(verification_rows(report)):
@@ -377,11 +426,15 @@ class ExportPanel(QWidget):
                                                      ("2_thread", "median_ms"), ("2_thread", "p95_ms"))):
                 value = (latency.get(threads) or {}).get(key, {}).get(stat)
                 self.latency_table.setItem(row, column, _cell(_ms(value)))
-        speedup = report.get("speedup_vs_pytorch")
-        if speedup:
-            word = "faster" if speedup >= 1 else "slower"
-            ratio = speedup if speedup >= 1 else 1 / speedup
-            self.speedup_label.setText(f"{runtime} is {ratio:.2f}× {word} than PyTorch (2 threads, median).")
+        texts = []
+        for key, what in (("speedup_vs_fp32", f"the fp32 {runtime} file"), ("speedup_vs_pytorch", "PyTorch")):
+            speedup = report.get(key)
+            if speedup and not (key == "speedup_vs_fp32" and report.get("precision") == "fp32"):
+                word = "faster" if speedup >= 1 else "slower"
+                ratio = speedup if speedup >= 1 else 1 / speedup
+                texts.append(f"{ratio:.2f}× {word} than {what}")
+        if texts:
+            self.speedup_label.setText(f"This file is {' and '.join(texts)} (2 threads, median).")
 
     def reveal(self) -> None:
         """Open the folder holding the exported file in the system file manager."""

@@ -41,14 +41,38 @@ def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accura
     report = json.loads(result.report_path.read_text())
     assert report == result.report and result.path == out and out.stat().st_size == report["file_bytes"]
     v = report["verification"]
-    assert v["samples"] == 64 and v["accuracy"] >= min_accuracy and v["top1_agreement"] >= 0.95
+    # the whole validation split (450 digits), never the training split static int8 calibrates on
+    assert v["samples"] == v["labeled_samples"] == 450 and v["accuracy"] >= min_accuracy and v["top1_agreement"] >= 0.95
+    assert result.report_path.name == f"m.{fmt}.report.json"
     if precision == "fp32":
         assert v["max_abs"] < 1e-3 and v["cosine"] > 0.99999
     for threads in ("1_thread", "2_thread"):
         assert report["latency"][threads]["runtime"]["median_ms"] > 0
         assert report["latency"][threads]["runtime"]["p95_ms"] >= report["latency"][threads]["runtime"]["median_ms"]
+    for threads in ("1_thread", "2_thread"):
+        assert report["latency"][threads]["runtime_fp32"]["median_ms"] > 0  # timed next to the same runtime's fp32
+    assert report["slower_than_fp32"] == (precision != "fp32" and report["speedup_vs_fp32"] < 1)
     if precision == "int8":
-        assert report["int8_mode"] == "static"  # conv-heavy model → static, per-channel
+        _check_candidates(report, fmt)
+
+
+def _check_candidates(report, fmt):
+    """auto measured every candidate on the held-out split and kept the fastest within 1 pt."""
+    from studio.core.export.candidates import candidate_table
+
+    rows = report["candidates"]
+    assert {r["mode"] for r in rows} == {"static", "dynamic"} and len(rows) == 4
+    assert any(r["float_layers"] for r in rows)  # first conv + classifier kept float in some candidates
+    for row in rows:
+        assert row["samples"] == 450 and row["latency_ms"] > 0 and 0 < row["size_vs_fp32"] < 0.6
+        assert row["within_budget"] == (row["accuracy"] >= report["fp32"]["accuracy"] - 0.01)
+    inside = [r for r in rows if r["within_budget"]]
+    chosen = [r for r in rows if r.get("chosen")]
+    assert len(chosen) == 1 and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in inside)
+    assert report["int8_mode"] == chosen[0]["mode"] and "fastest" in report["choice"]
+    table = candidate_table(report)
+    assert len(table) == 5 and table[0][0] == "fp32" and sum(r[0].startswith("✔") for r in table) == 1
+    assert all("(n=450)" in r[1] for r in table)
 
 
 def test_int8_restricted_to_the_layers_the_plan_marked(digits, tmp_path):
@@ -60,9 +84,30 @@ def test_int8_restricted_to_the_layers_the_plan_marked(digits, tmp_path):
     small = type(loaded)(compressed, "c", "c", "compressed", loaded.input_spec, extras=dict(loaded.extras))
     _, result = _run(small, ExportRequest("onnx", tmp_path / "c.onnx", "int8", int8_mode="dynamic"), data)
     assert result.report["quantized_layers"] == ["classifier.1"]
+    assert "classifier.4" in result.report["float_layers"] and "classifier.1" not in result.report["float_layers"]
     graph = onnx.load(str(tmp_path / "c.onnx")).graph
     integer_ops = [n for n in graph.node if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")]
     assert integer_ops and not any(n.op_type == "ConvInteger" for n in graph.node)
+    assert result.report["verification"]["accuracy"] >= 0.97
+
+
+def test_int8_onnx_has_batchnorm_folded_and_keeps_marked_layers_float(digits, tmp_path):
+    """BN is folded into the convs before quantization (no BatchNormalization node), every op
+    type ONNX Runtime supports is quantized, and a layer marked keep-float has no int8 weight."""
+    import onnx
+
+    loaded, data = digits
+    request = ExportRequest("onnx", tmp_path / "k.onnx", "int8", int8_mode="static", keep_float=("features.0.0",),
+                            calibration="percentile", calibration_samples=64)
+    _, result = _run(loaded, request, data)
+    graph = onnx.load(str(tmp_path / "k.onnx")).graph
+    ops = [n.op_type for n in graph.node]
+    assert "BatchNormalization" not in ops and "QuantizeLinear" in ops
+    first = next(n for n in graph.node if n.op_type == "Conv" and "features.0.0" in n.input[1])
+    assert first.input[1] == "model.features.0.0.weight"  # float weight, not a DequantizeLinear output
+    assert result.report["float_layers"] == ["features.0.0"]
+    assert result.report["calibration"] == {"method": "percentile", "samples": 64, "split": "train",
+                                            "runtime_method": "percentile 99.999"}
     assert result.report["verification"]["accuracy"] >= 0.97
 
 
@@ -107,8 +152,12 @@ def test_cli_export_json(tmp_path, capsys):
     assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["verification"]["accuracy"] >= 0.98 and out.exists()
+    assert (tmp_path / "d.onnx.report.json").exists()
     assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out)]) == 2
     assert "--force" in capsys.readouterr().err
+    out.unlink()  # the report alone is not overwritten without --force either
+    assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out)]) == 2
+    assert "report.json" in capsys.readouterr().err and not out.exists()
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +180,9 @@ def test_bert_style_classifier_exports(tiny_bert_classifier, tmp_path, fmt):
     _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b.{fmt}", "fp32", samples=8), None)
     v = result.report["verification"]
     assert v["max_abs"] < 1e-3 and v["top1_agreement"] == 1.0
-    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", samples=8), None)
-    assert result.report["int8_mode"] == "dynamic"  # Linear-heavy → dynamic
+    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", "dynamic", samples=8),
+                     None)
+    assert result.report["int8_mode"] == "dynamic" and len(result.report["candidates"]) == 1
     assert result.report["verification"]["cosine"] > 0.98
 
 

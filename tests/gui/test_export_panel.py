@@ -49,13 +49,15 @@ def test_button_emits_request(qtbot, panel, tmp_path):
     with qtbot.waitSignal(panel.exportRequested) as signal:
         qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
     assert signal.args == [ExportRequest("tflite", tmp_path / "m.tflite", "int8", force=False, int8_mode="static")]
+    panel.calibration_combo.setCurrentIndex(panel.calibration_combo.findData("entropy"))
+    assert panel.request().calibration == "entropy"
     assert panel.data_spec() == "digits"
 
 
 def test_int8_mode_only_for_int8(panel):
-    assert not panel.int8_combo.isEnabled()
+    assert not panel.int8_combo.isEnabled() and not panel.calibration_combo.isEnabled()
     panel.set_precision("int8")
-    assert panel.int8_combo.isEnabled()
+    assert panel.int8_combo.isEnabled() and panel.calibration_combo.isEnabled()
 
 
 def test_suffix_follows_format(panel, tmp_path):
@@ -123,7 +125,9 @@ def test_real_export_events_fill_tables(qtbot, panel, digits_events, monkeypatch
     latency = _cells(panel.latency_table)
     assert f"{report['latency']['1_thread']['runtime']['median_ms']:.3f} ms" in latency
     assert "—" not in latency
-    assert panel.latency_table.verticalHeaderItem(0).text() == "ONNX Runtime"
+    assert panel.latency_table.verticalHeaderItem(0).text() == "ONNX Runtime (this file)"
+    assert panel.latency_table.verticalHeaderItem(1).text() == "ONNX Runtime fp32 file"
+    assert not panel.candidates_box.isVisible()  # fp32: no int8 candidates
     assert panel.reveal_button.isEnabled()
     assert panel.banner.isVisible() == report["slower_than_uncompressed"]
 
@@ -150,3 +154,30 @@ def test_warning_event_and_error(panel):
     assert panel.banner.isVisible() and "No ONNX node matched" in panel.banner.text()
     panel.show_error("Cannot export: boom")
     assert panel.error_label.isVisible() and panel.error_label.text() == "Cannot export: boom"
+
+
+def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events):
+    """The table shows the rows core computes (fp32 + every candidate, the winner marked), and
+    an int8 file slower than the fp32 file of the same runtime is a prominent warning."""
+    from studio.core.export.candidates import candidate_table
+
+    finished = digits_events[-1]
+    report = copy.deepcopy(finished.result.report)
+    fp32 = dict(report["fp32"], latency_ms=1.0, accuracy=0.99)
+    rows = [dict(fp32, label="static", mode="static", latency_ms=1.6, speed_vs_fp32=0.625, size_vs_fp32=0.3,
+                 within_budget=True, chosen=True),
+            dict(fp32, label="dynamic", mode="dynamic", latency_ms=3.2, speed_vs_fp32=0.31, size_vs_fp32=0.28,
+                 within_budget=True, accuracy=0.9)]
+    latency = report["latency"]["2_thread"]
+    latency["runtime"]["median_ms"], latency["runtime_fp32"]["median_ms"] = 1.6, 1.0
+    report.update(precision="int8", int8_mode="static", fp32=fp32, candidates=rows, slower_than_fp32=True,
+                  speedup_vs_fp32=0.625, choice="static: the fastest of 2 candidate(s) within the budget")
+    panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, report)))
+    assert panel.candidates_box.isVisible()
+    expected = candidate_table(report)
+    assert len(expected) == 3 and expected[1][0] == "✔ static"
+    assert _cells(panel.candidates_table) == [c for row in expected for c in row]
+    assert f"(n={report['fp32']['samples']})" in expected[0][1]
+    assert "fastest of 2" in panel.choice_label.text()
+    assert panel.banner.isVisible() and "SLOWER THAN FP32 IN ONNX RUNTIME" in panel.banner.text()
+    assert "1.600 ms vs 1.000 ms" in panel.banner.text()

@@ -1,7 +1,8 @@
 """ONNX export with torch.onnx's dynamo exporter (torch.export based: it handles both our
 CNNs and Hugging Face transformers with dynamic batch and sequence axes, and records each
 node's module path, which lets int8 be restricted to the layers the plan marked), and
-precision realized by ONNX Runtime's own tools (fp16 converter, dynamic / static QDQ int8)."""
+precision realized by ONNX Runtime's own tools (pre-processing, fp16 converter, dynamic /
+static QDQ int8 over every op type it supports)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from studio.core.export.wrap import ExportWrapper, example_args
 from studio.core.input_spec import InputSpec
 
 OPSET = 18
-QUANTIZABLE_OPS = {"MatMul", "Gemm", "Conv"}
+WEIGHT_OPS = {"MatMul", "Gemm", "Conv"}  # the ops that carry a layer's weight
 
 
 def dynamic_shapes(spec: InputSpec) -> tuple[dict[int, object], ...]:
@@ -50,7 +51,7 @@ def export_fp32(model: torch.nn.Module, spec: InputSpec, path: Path, output_name
         with _quiet(), torch.no_grad():
             program = torch.onnx.export(wrapper, example_args(spec), dynamo=True, opset_version=OPSET,
                                         input_names=[t.name for t in spec.tensors], output_names=[output_name],
-                                        dynamic_shapes=(dynamic_shapes(spec),), optimize=False, verbose=False)
+                                        dynamic_shapes=(dynamic_shapes(spec),), optimize=True, verbose=False)
             program.save(str(path), external_data=False)
     except Exception as exc:
         raise StudioError(f"ONNX export failed: {_summary(exc)} Try exporting the uncompressed model, "
@@ -69,8 +70,9 @@ def _summary(exc: Exception) -> str:
 
 
 def optimize(src: Path, dst: Path) -> None:
-    """ONNX Runtime's recommended pre-processing (graph optimization + shape inference):
-    smaller files, and what its quantizer expects. Node names survive, so plan marks map."""
+    """ONNX Runtime's recommended pre-processing before quantization (graph optimization +
+    shape inference). The exporter's own optimizer (onnxscript, `optimize=True`) already folded
+    constants and BatchNorm into the convolutions, so the quantizer sees Conv+act patterns."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     with _quiet():
@@ -98,27 +100,59 @@ def node_module(node) -> str | None:
     return None
 
 
-def nodes_for_layers(path: Path, layers: Iterable[str]) -> list[str]:
-    """ONNX nodes (MatMul/Gemm/Conv) that implement the named modules."""
+def _layer_of(node, initializers: set[str]) -> str | None:
+    """The module a weight node implements: read from its weight's name (`model.a.b.weight`,
+    which survives the optimizer folding BatchNorm into the conv) or else from the module path
+    the exporter recorded."""
+    for name in node.input[1:2]:
+        if name in initializers and name.startswith("model.") and name.endswith(".weight"):
+            return name[len("model."):-len(".weight")]
+    return node_module(node)
+
+
+def weight_nodes(path: Path) -> list[tuple[str, str | None]]:
+    """(node name, module path) of every Conv/Gemm/MatMul node, in graph order."""
     import onnx
 
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return [(n.name, _layer_of(n, initializers)) for n in graph.node if n.op_type in WEIGHT_OPS]
+
+
+def layer_nodes(path: Path, layers: Iterable[str]) -> list[str]:
+    """ONNX weight-bearing nodes (Conv/Gemm/MatMul) that implement the named modules."""
     wanted = set(layers)
-    model = onnx.load(str(path), load_external_data=False)
-    return [n.name for n in model.graph.node if n.op_type in QUANTIZABLE_OPS and node_module(n) in wanted]
+    return [node for node, module in weight_nodes(path) if module in wanted]
 
 
-def quantize_int8(src: Path, dst: Path, mode: str, nodes: list[str] | None,
-                  calibration: list[dict[str, object]] | None) -> None:
-    """Per-channel int8: per-tensor static int8 can wreck a pretrained CNN's accuracy."""
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType, quantize_dynamic,
-                                          quantize_static)
+nodes_for_layers = layer_nodes
+
+
+def count_ops(path: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
+                  calibration: list[dict[str, object]] | None, method: str = "minmax") -> None:
+    """ONNX Runtime's quantizer as its maintainers recommend: on the pre-processed graph
+    (BatchNorm folded into Conv, shape inference), every op type it supports (not only
+    Conv/Gemm/MatMul: restricting it leaves float islands that cost accuracy and time),
+    symmetric per-channel int8 weights; static QDQ calibrated on `calibration`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
 
     logging.getLogger().setLevel(logging.ERROR)  # the quantizer logs advice on the root logger
     if mode == "dynamic":
-        if nodes is not None:  # the dynamic quantizer first splits Gemm into <name>_MatMul + <name>_Add
-            nodes = nodes + [f"{name}_MatMul" for name in nodes]
-        quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
-                         nodes_to_quantize=nodes, op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+        # The dynamic quantizer first splits Gemm into <name>_MatMul + <name>_Add.
+        names = exclude + [f"{name}_MatMul" for name in exclude]
+        with _quiet():
+            quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=names or None)
         return
 
     class Reader(CalibrationDataReader):
@@ -128,6 +162,12 @@ def quantize_int8(src: Path, dst: Path, mode: str, nodes: list[str] | None,
         def get_next(self):
             return next(self.items, None)
 
-    quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
-                    op_types_to_quantize=["MatMul", "Gemm", "Conv"])
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    with _quiet():
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=exclude or None, calibrate_method=methods[method], extra_options=extra)

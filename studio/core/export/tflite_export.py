@@ -8,6 +8,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Iterable
@@ -49,10 +50,39 @@ def _explain(exc: Exception) -> str:
     return f"{type(exc).__name__}: {op[:300]}."
 
 
+WEIGHT_OPS = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "EMBEDDING_LOOKUP")
+
+
+def weight_ops(path: Path) -> list[tuple[str, str]]:
+    """(op name, scope) of the ops that carry a layer's weight, in graph order. The scope is
+    what the AI Edge Quantizer matches per-op settings against (its output tensor names, which
+    litert-torch builds from the module path: `…/Conv2d_stem;`)."""
+    from ai_edge_quantizer.utils import tfl_flatbuffer_utils as fb
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    out = []
+    for index, op in enumerate(graph.operators):
+        name = str(fb.get_op_name_by_index(model, 0, index)) if model.operatorCodes[op.opcodeIndex].builtinCode \
+            in fb.TFL_OP_CODE_TO_NAME else ""
+        name = name.rsplit(".", 1)[-1]
+        if name in WEIGHT_OPS:
+            out.append((name, fb.get_op_scope(op, graph.tensors)))
+    return out
+
+
+def scopes_for_layers(path: Path, layers: Iterable[str]) -> list[str]:
+    """Scopes of the weight ops that implement the named modules (`a.b` → `…_a/…_b;`)."""
+    patterns = [re.compile(r"_model" + "".join(r"/[^/;]*_" + re.escape(part) for part in layer.split("."))
+                           + r"(;|$)") for layer in layers]
+    return [scope for _, scope in weight_ops(path) if any(p.search(scope) for p in patterns)]
+
+
 def quantize(src: Path, dst: Path, precision: str, mode: str,
-             calibration: Iterable[dict[str, np.ndarray]] | None = None) -> None:
-    """fp16 weights, or int8: dynamic-range (int8 weights, float activations) for Linear-heavy
-    models, static int8 calibrated on data for conv models (dynamic makes CNNs slower)."""
+             calibration: Iterable[dict[str, np.ndarray]] | None = None, keep_float: Iterable[str] = ()) -> None:
+    """fp16 weights, or int8 over every op the AI Edge Quantizer supports: dynamic-range (int8
+    weights, float activations) or static (int8 activations calibrated on data, per-channel
+    weights). `keep_float`: op scopes left in float (mixed precision)."""
     from ai_edge_quantizer import quantizer, recipe
     from ai_edge_quantizer.qtyping import TFLOperationName
 
@@ -64,11 +94,14 @@ def quantize(src: Path, dst: Path, precision: str, mode: str,
         qt.load_quantization_recipe(recipe.dynamic_wi8_afp32())
     else:
         qt.load_quantization_recipe(recipe.static_wi8_ai8())
+    for scope in keep_float:  # the latest matching setting wins in the recipe
+        qt.update_quantization_recipe(regex="^" + re.escape(scope) + "$", operation_name=TFLOperationName.ALL_SUPPORTED,
+                                      algorithm_key=recipe.AlgorithmName.NO_QUANTIZE)
     try:
         with _quiet():
             result = None
             if qt.need_calibration:
-                result = qt.calibrate({"serving_default": list(calibration or [])})
+                result = qt.calibrate({"serving_default": list(calibration or [])}, num_threads=2)
             qt.quantize(result).export_model(str(dst), overwrite=True)
     except Exception as exc:
         raise StudioError(f"TFLite {precision} quantization failed: {_explain(exc)} "

@@ -71,34 +71,53 @@ def torch_runner(model: nn.Module, keyword_names: list[str] | None) -> Runner:
     return run
 
 
-def timings_ms(run: Runner, inputs: Sequence[np.ndarray], runs: int = 30, warmup: int = 5) -> dict[str, float]:
-    times = []
-    for i in range(warmup + runs):
-        start = time.perf_counter()
-        run(inputs)
-        if i >= warmup:
-            times.append((time.perf_counter() - start) * 1000)
-    times.sort()
+def _stats(times: list[float]) -> dict[str, float]:
+    times = sorted(times)
     return {"median_ms": round(statistics.median(times), 4),
             "p95_ms": round(times[min(len(times) - 1, int(0.95 * len(times)))], 4)}
 
 
-def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) -> dict[str, float]:
+def timings_ms(run: Runner, inputs: Sequence[np.ndarray], runs: int = 30, warmup: int = 5) -> dict[str, float]:
+    return side_by_side_ms({"run": run}, inputs, 1, runs, warmup)["run"]
+
+
+def side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.ndarray], threads: int, runs: int = 30,
+                    warmup: int = 5) -> dict[str, dict[str, float]]:
+    """Batch-1 latency of several runners measured round-robin, so a noisy machine slows
+    them alike and their ratios stay meaningful. PyTorch runners use `threads` too."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
+    times: dict[str, list[float]] = {name: [] for name in runners}
     try:
-        return timings_ms(run, inputs)
+        for i in range(warmup + runs):
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(inputs)
+                if i >= warmup:
+                    times[name].append((time.perf_counter() - start) * 1000)
     finally:
         torch.set_num_threads(previous)
+    return {name: _stats(values) for name, values in times.items()}
 
 
-def compare(runtime: Runner, reference: Runner, samples: Sequence[Sample]) -> dict[str, float | int | None]:
-    """Agreement of the runtime's outputs with PyTorch's on the same batch-1 inputs."""
+def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) -> dict[str, float]:
+    return side_by_side_ms({"run": run}, inputs, threads)["run"]
+
+
+def reference_outputs(reference: Runner, samples: Sequence[Sample]) -> list[np.ndarray]:
+    """PyTorch's outputs, computed once and compared with every exported candidate."""
+    return [np.asarray(reference(s.inputs), dtype=np.float64) for s in samples]
+
+
+def compare(runtime: Runner, reference: Runner | Sequence[np.ndarray],
+            samples: Sequence[Sample]) -> dict[str, float | int | None]:
+    """Agreement of the runtime's outputs with PyTorch's on the same batch-1 inputs, and
+    accuracy with the number of labelled samples it is computed on."""
+    expected = reference_outputs(reference, samples) if callable(reference) else reference
     max_abs, dots, norms_a, norms_b, agree, correct, labeled = 0.0, 0.0, 0.0, 0.0, 0, 0, 0
     classifier = True
-    for sample in samples:
+    for sample, b in zip(samples, expected):
         a = np.asarray(runtime(sample.inputs), dtype=np.float64)
-        b = np.asarray(reference(sample.inputs), dtype=np.float64)
         max_abs = max(max_abs, float(np.abs(a - b).max()))
         dots += float((a * b).sum())
         norms_a += float((a * a).sum())
@@ -112,5 +131,5 @@ def compare(runtime: Runner, reference: Runner, samples: Sequence[Sample]) -> di
     return {
         "samples": n, "max_abs": max_abs, "cosine": dots / max((norms_a * norms_b) ** 0.5, 1e-30),
         "top1_agreement": agree / n if classifier and n else None,
-        "accuracy": correct / labeled if labeled else None,
+        "accuracy": correct / labeled if labeled else None, "labeled_samples": labeled,
     }

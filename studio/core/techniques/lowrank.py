@@ -197,6 +197,46 @@ def _method_problem(module: nn.Module, method: str) -> str | None:
     return None
 
 
+def _subclass_problem(module: nn.Module) -> str | None:
+    """The factorized layers compute the plain op; a subclass whose forward does more (e.g.
+    TF-"same" padding) would lose it, so it is refused unless a probe shows its forward is the
+    plain op (then nothing is lost)."""
+    from studio.core.techniques.quant_modules import extra_state, overrides_forward
+
+    if not overrides_forward(module):
+        return None
+    kind = type(module).__name__
+    if extra_state(module):
+        return f"{kind} holds state besides weight and bias that a factorized layer would drop; exclude it (lowrank: null)"
+    if not _plain_forward(module):
+        return (f"{kind} has its own forward (e.g. padding or scaling around the op) that a factorized layer "
+                "would drop; exclude it (lowrank: null)")
+    return None
+
+
+def _plain_forward(module: nn.Module) -> bool:
+    """Does the subclass's forward give what the plain Conv2d/Linear op gives on a probe input?"""
+    weight = module.weight
+    if weight.is_meta:
+        return False
+    generator = torch.Generator().manual_seed(0)
+    if isinstance(module, nn.Conv2d):
+        size = max(8, 2 * max(module.kernel_size) * max(module.dilation) + 2 * max(module.stride))
+        x = torch.randn(1, module.in_channels, size, size + 1, generator=generator)
+        plain = nn.Conv2d._conv_forward
+    else:
+        x = torch.randn(2, module.in_features, generator=generator)
+        plain = nn.Linear.forward
+    x = x.to(weight.device, weight.dtype)
+    try:
+        with torch.no_grad():
+            got = module(x)
+            want = plain(module, x) if isinstance(module, nn.Linear) else plain(module, x, weight, module.bias)
+    except Exception:
+        return False
+    return isinstance(got, torch.Tensor) and got.shape == want.shape and torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
 # --- the technique ------------------------------------------------------------------------
 
 @register
@@ -208,14 +248,16 @@ class LowRank(Technique):
     supported_types = "Linear, Conv2d (groups=1)"
 
     def supports(self, module: nn.Module) -> bool:
-        # Exact types: subclasses such as MultiheadAttention's out_proj are read by their owner's
-        # weight, so replacing them with a factorized module would break the owner.
-        return type(module) is nn.Linear or (type(module) is nn.Conv2d and module.groups == 1)
+        # Subclasses count (their own forward is checked in `check`); MultiheadAttention's out_proj
+        # is read through its owner's weight, so replacing it would break the owner.
+        if isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear):
+            return False
+        return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
 
     def check(self, name: str, module: nn.Module, config: LowRankConfig) -> list[str]:
         if config.method not in METHODS:
             return []  # config.problems() reports it
-        problem = _method_problem(module, config.method)
+        problem = _method_problem(module, config.method) or _subclass_problem(module)
         if problem:
             return [problem]
         out, inp, kh, kw = layer_dims(module)
@@ -276,7 +318,8 @@ class LowRank(Technique):
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
-            problem = config.problems() or ([p] if (p := _method_problem(module, config.method)) else [])
+            problem = config.problems() or ([p] if (p := _method_problem(module, config.method)
+                                                    or _subclass_problem(module)) else [])
             if problem:
                 raise StudioError(f"layer {name}: lowrank: {'; '.join(problem)}")
             before = sum(p.numel() for p in module.parameters())

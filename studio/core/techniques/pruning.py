@@ -58,7 +58,11 @@ class Prune(Technique):
     supported_types = "Linear, Conv2d"
 
     def supports(self, module: nn.Module) -> bool:
-        return type(module) in (nn.Linear, nn.Conv2d)
+        # By behaviour, not class name: subclasses (TF-"same" padded convs, …) count; pruning edits
+        # weights in place (or through Torch-Pruning's graph), so whatever the subclass adds stays.
+        # MultiheadAttention's out_proj is pruned through its owner, not on its own.
+        return isinstance(module, (nn.Linear, nn.Conv2d)) and not isinstance(
+            module, nn.modules.linear.NonDynamicallyQuantizableLinear)
 
     def check(self, name: str, module: nn.Module, config: PruneConfig) -> list[str]:
         out = []

@@ -125,6 +125,7 @@ class _QuantBase(nn.Module):
         self.bias = bias
         self.config = config
         self._set_observer(None)
+        object.__setattr__(self, "_float_module", None)
         if config.dtype == "int8" and config.activations == "static":
             # 0 means "not calibrated yet"; load_state_dict fills these on a rebuilt model.
             self.register_buffer("act_scale", torch.zeros(1, dtype=torch.float32, device=weight.device))
@@ -189,8 +190,36 @@ class _QuantBase(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self._observer is not None:  # calibrating: float math, ranges like the fp32 model's
             self._observer(x.detach().float())
-            return self._op(x, self.weight, self.bias)
-        return self._op(self._quantize_input(x), self.quantized_weight(), self._quantized_bias())
+            return self._call(x, self.weight, self.bias)
+        return self._call(self._quantize_input(x), self.quantized_weight(), self._quantized_bias())
+
+    def keep_subclass_(self, module: nn.Module) -> None:
+        """Run `module`'s own forward (a Conv2d/Linear subclass that pads, scales, … around the
+        op) with the quantized weight, so what the subclass adds survives. Kept out of
+        `_modules`: the state_dict stays that of a plain quantized layer."""
+        object.__setattr__(self, "_float_module", module)
+
+    @property
+    def float_module(self) -> nn.Module | None:
+        """The subclass instance whose forward this layer runs, if any (export restores it)."""
+        return self._float_module
+
+    def _call(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        module = self._float_module
+        if module is None:
+            return self._op(x, weight, bias)
+        params = module._parameters
+        saved = params["weight"], params.get("bias")
+        params["weight"] = weight  # the subclass's forward reads self.weight: give it the quantized one
+        if saved[1] is not None:
+            params["bias"] = bias
+        module.train(self.training)
+        try:
+            return module.forward(x)
+        finally:
+            params["weight"] = saved[0]
+            if saved[1] is not None:
+                params["bias"] = saved[1]
 
     def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
@@ -249,7 +278,10 @@ class QuantLinear(_QuantBase):
 
     @classmethod
     def from_float(cls, module: nn.Linear, config: QuantizeConfig) -> QuantLinear:
-        return cls(module.weight, module.bias, config)
+        layer = cls(module.weight, module.bias, config)
+        if overrides_forward(module):
+            layer.keep_subclass_(module)
+        return layer
 
     def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         return F.linear(x, weight, bias)
@@ -277,8 +309,11 @@ class QuantConv2d(_QuantBase):
 
     @classmethod
     def from_float(cls, module: nn.Conv2d, config: QuantizeConfig) -> QuantConv2d:
-        return cls(module.weight, module.bias, config, stride=module.stride, padding=module.padding,
-                   dilation=module.dilation, groups=module.groups, padding_mode=module.padding_mode)
+        layer = cls(module.weight, module.bias, config, stride=module.stride, padding=module.padding,
+                    dilation=module.dilation, groups=module.groups, padding_mode=module.padding_mode)
+        if overrides_forward(module):
+            layer.keep_subclass_(module)
+        return layer
 
     def _op(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if self.padding_mode != "zeros":
@@ -292,6 +327,18 @@ class QuantConv2d(_QuantBase):
 
 
 QUANT_MODULES = (QuantLinear, QuantConv2d)
+
+
+def overrides_forward(module: nn.Module) -> bool:
+    """A Conv2d/Linear subclass with its own forward (TF-"same" padding, a post-scale, …)."""
+    base = nn.Conv2d if isinstance(module, nn.Conv2d) else nn.Linear
+    return type(module).forward is not base.forward
+
+
+def extra_state(module: nn.Module) -> list[str]:
+    """Parameters/buffers a subclass holds besides weight and bias (in itself or its children)."""
+    names = [n for n, _ in module.named_parameters() if n not in ("weight", "bias")]
+    return names + [n for n, _ in module.named_buffers()]
 
 
 def storage_bytes(model: nn.Module) -> int:

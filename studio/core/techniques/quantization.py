@@ -18,8 +18,9 @@ from torch import nn
 from studio.core.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          register, replace_submodule_)
-from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, int4_groups,
-                                                  quantized_storage_bytes, storage_bytes)
+from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, extra_state,
+                                                  int4_groups, overrides_forward, quantized_storage_bytes,
+                                                  storage_bytes)
 
 DTYPES = {"int8": 8, "int4": 4, "fp16": 16}
 ACTIVATIONS = ("dynamic", "static", None)
@@ -89,6 +90,16 @@ def _float_layer(module: nn.Module) -> bool:
     return isinstance(module, (nn.Linear, nn.Conv2d)) and not isinstance(module, QUANT_MODULES)
 
 
+def _subclass_problems(module: nn.Module) -> list[str]:
+    """A subclass's own forward is kept (it runs on the quantized weight); state it holds
+    besides weight/bias would be invisible to the quantized layer, so such layers are refused."""
+    extra = extra_state(module) if overrides_forward(module) else []
+    if extra:
+        return [f"{type(module).__name__} holds {', '.join(extra[:3])} besides its weight and bias, which the "
+                "quantized layer would not carry; exclude it (quantize: null)"]
+    return []
+
+
 def _shape(module: nn.Module) -> tuple[int, int, int]:
     """(output channels, fan-in per output, bias elements)."""
     weight = module.weight
@@ -118,7 +129,7 @@ class Quantize(Technique):
         # int4 fan-ins that are not a multiple of group_size are handled with a shorter last group.
         if not module.weight.is_floating_point():
             return [f"its weights are {module.weight.dtype}, not floating point; quantize the float model"]
-        return []
+        return _subclass_problems(module)
 
     def project(self, module: nn.Module, config: QuantizeConfig, estimate: Estimate) -> Estimate:
         out, fan_in, bias = _shape(module)
@@ -144,6 +155,9 @@ class Quantize(Technique):
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
+            problems = _subclass_problems(module)
+            if problems:
+                raise StudioError(f"layer {name}: quantize: {problems[0]}")
             params = sum(p.numel() for p in module.parameters())
             layer = quantize_module(module, config)
             replace_submodule_(model, name, layer)
