@@ -140,10 +140,10 @@ def bad_models() -> None:
         ["inspect", str(WORK / "exit_import.py")],
     ]
     for shape in ["100000,100000,100000", "99999999999999999999", "1,1,0,8", "1," * 20 + "1",
-                  "9" * 5000, "-1,1,8,8", "1x1x8x8"]:
+                  "9" * 5000, "1,-1,8,8", "0"]:
         cases.append(["inspect", "sample:digits-cnn", "--input-shape", shape])
     for spec in ["1x4 int64 [5,2)", "1x4 int64 [5,5)", "1x4 int64 [0,99999999999999999999)",
-                 "1x4 int64 [-99999999999999999999,2)", "1x4 int8 [0,300)", "1x1x8x8 floaty", "",
+                 "1x4 int64 [-99999999999999999999,2)", "1x4 int8 [0,300)", "1x1x8x8 floaty", ";",
                  "x" * 100000, "a 1x1x8x8; a 1x1x8x8", "1x1x8x8 float32 extra"]:
         cases.append(["inspect", "sample:digits-cnn", "--input", spec])
     cases.append(["inspect", "sample:minilm-sentiment", "--input", "input_ids 1x8 int64 [5,2)"])
@@ -486,6 +486,8 @@ def paths() -> None:
         ok, detail = one_line_error(rc, err)
         early = "[finetune]" not in err  # refused before the run
         record(cat, f"compress --out {name}", ok and early, detail + f" early={early}")
+        if name in ("empty", "dev null"):
+            continue  # `.onnx` and /dev/null.onnx are ordinary file names
         rc, _, err = cli(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out) + ".onnx"])
         ok, detail = one_line_error(rc, err)
         record(cat, f"export --out {name}", ok, detail)

@@ -29,10 +29,13 @@ def check_output(path: str | os.PathLike[str], *, folder: bool, force: bool) -> 
 
 
 def _check_length(out: Path) -> None:
-    limit = _name_max(out)
     full = os.fsencode(str(out.absolute()))
     if len(full) > 4000:
         raise StudioError(f"--out is {len(full):,} bytes long; paths are limited to 4,000.")
+    if any(len(os.fsencode(part)) > 255 for part in out.parts):  # before any lookup: those fail on them
+        limit = 255
+    else:
+        limit = _name_max(out)
     for part in out.parts:
         if len(os.fsencode(part)) > limit:
             raise StudioError(f"--out has a name of {len(os.fsencode(part)):,} bytes ({part[:40]}...); "
@@ -51,8 +54,11 @@ def _name_max(out: Path) -> int:
 
 def _existing_ancestor(path: Path) -> Path:
     for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
+        try:
+            if candidate.exists():
+                return candidate
+        except OSError:  # e.g. a name too long to look up
+            continue
     return Path(path.anchor or "/")
 
 

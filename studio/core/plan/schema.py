@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 import reprlib
 import types
 import typing
@@ -45,6 +46,8 @@ def parse_text(text: str, fmt: str) -> Any:
     """YAML (safe loader) or JSON under the limits above; StudioError otherwise."""
     if len(text) > MAX_BYTES:
         raise StudioError(f"The recipe is {len(text):,} characters; recipes are limited to {MAX_BYTES:,}.")
+    if _bracket_depth(text) > 2 * MAX_DEPTH:  # cheap, before a parser recurses thousands deep
+        raise StudioError(f"The recipe nests deeper than {MAX_DEPTH} levels.")
     try:
         if fmt == "json":
             data = json.loads(text)
@@ -58,6 +61,16 @@ def parse_text(text: str, fmt: str) -> Any:
     return data
 
 
+def _bracket_depth(text: str) -> int:
+    """Deepest flow nesting ([ and {), quotes ignored: an upper bound good enough to refuse
+    `[[[[...]]]]` before parsing; block nesting is bounded by the parser's recursion limit."""
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", text):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text if len(text) <= 300 else text[:300] + "..."
@@ -66,7 +79,10 @@ def _first_line(exc: BaseException) -> str:
 def _load_yaml(text: str) -> Any:
     import yaml
 
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # the reader refuses control characters here already
+    except yaml.YAMLError as exc:
+        raise StudioError(f"The recipe is not valid YAML: {_first_line(exc)}") from None
     try:
         node = loader.get_single_node()
         if node is None:
