@@ -16,7 +16,7 @@ from studio.core.errors import StudioError
 from studio.core.events import Finished, LayerDone, Progress, StageStarted, Warning
 from studio.core.inspect import inspect_model
 from studio.core.loaded_model import LoadedModel
-from studio.core.measure import fidelity, figures
+from studio.core.measure import fidelity, figures, stored_bytes
 from studio.core.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import Assignments, resolve
@@ -89,17 +89,18 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
         "ratios": {k: (getattr(after, k) / getattr(before, k) if getattr(before, k) else None)
                    for k in ("params", "bytes", "compressed_bytes", "flops")},
         "fidelity": fid.to_dict(),
-        "layers": [_layer_row(c, before_tree, after_tree) for c in changes],
+        "layers": [_layer_row(c, before_tree, after_tree, model) for c in changes],
         "warnings": list(context.warnings),
         "timing": {"apply_s": round(apply_seconds, 3), "measure_s": round(time.perf_counter() - start, 3)},
     }
     yield Finished(CompressionResult(loaded, model, plan, tuple(changes), before_tree, after_tree, report))
 
 
-def _layer_row(change: LayerChange, before: ModelTree, after: ModelTree) -> dict[str, Any]:
+def _layer_row(change: LayerChange, before: ModelTree, after: ModelTree, model: nn.Module) -> dict[str, Any]:
+    """`bytes_after` at the layer's real bit widths (int8/int4 codes + scales), as the report's totals."""
     row = {"name": change.name, "technique": change.technique, "detail": change.detail,
            "params_before": change.params_before, "params_after": change.params_after, "skipped": change.skipped}
     if change.name in before and change.name in after:
         row.update(flops_before=before[change.name].flops, flops_after=after[change.name].flops,
-                   bytes_before=before[change.name].bytes, bytes_after=after[change.name].bytes)
+                   bytes_before=before[change.name].bytes, bytes_after=stored_bytes(model.get_submodule(change.name)))
     return row

@@ -58,6 +58,11 @@ def _stored_arrays(model: nn.Module) -> Iterable[np.ndarray]:
                 else tensor.detach().cpu().contiguous().numpy()
 
 
+def stored_bytes(module: nn.Module) -> int:
+    """Bytes a file would hold for this module's subtree at its real bit widths."""
+    return sum(array.nbytes for array in _stored_arrays(module))
+
+
 def figures(model: nn.Module, spec: InputSpec, tree: ModelTree | None = None) -> Figures:
     """`bytes` counts real bit widths (int8/int4 codes + scales); `compressed_bytes` is what
     zlib makes of them, which is where unstructured zeros pay off."""

@@ -1,5 +1,7 @@
-"""The compare view's per-layer chart: horizontal bars of parameters before and after, whose
-layer names stay readable for dozens of layers (zoom by scrolling, hover for details)."""
+"""The compare view's per-layer chart: horizontal bars of size before and after (bytes at real
+bit widths, so quantization shows; parameters when a report has no bytes), readable at 100+
+layers: the layers that changed most get a bar, the rest one summed bar (zoom by scrolling,
+hover for details)."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ from PySide6.QtCore import QPointF
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QWidget
 
-from studio.core.units import format_count
+from studio.core.units import format_bytes, format_count
 
 BEFORE_COLOUR, AFTER_COLOUR = "#bdc1c6", "#2f6fde"
+MAX_BARS = 30  # more bars than this turn into a tangle; the rest are summed in one bar
 
 
 def abbreviate(name: str, limit: int = 28) -> str:
@@ -63,10 +66,28 @@ class LayerAxis(pg.AxisItem):
 
 
 class CountAxis(pg.AxisItem):
-    """Parameter counts as 1.2 k / 3.4 M, like the rest of the window."""
+    """Counts as 1.2 k / 3.4 M or bytes as 12 kB / 3.4 MB, like the rest of the window."""
+
+    formatter = staticmethod(format_count)
 
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
-        return [format_count(v * scale) if v >= 0 else "" for v in values]
+        return [self.formatter(v * scale) if v >= 0 else "" for v in values]
+
+
+def top_layers(layers: list[dict[str, Any]], key: str, limit: int = MAX_BARS) -> list[dict[str, Any]]:
+    """The `limit - 1` layers whose `key` changed most, in their original order, then one entry
+    summing the others (so the chart's total stays the report's)."""
+    if len(layers) <= limit:
+        return layers
+    saving = {id(layer): abs(float(layer.get(f"{key}_before") or 0) - float(layer.get(f"{key}_after") or 0))
+              for layer in layers}
+    keep = {id(layer) for layer in sorted(layers, key=lambda layer: -saving[id(layer)])[:limit - 1]}
+    rest = [layer for layer in layers if id(layer) not in keep]
+    summed = {"name": f"{len(rest)} other layers", "techniques": [], "skipped": False,
+              "details": [f"{len(rest)} layers with smaller changes, summed"],
+              f"{key}_before": sum(float(layer.get(f"{key}_before") or 0) for layer in rest),
+              f"{key}_after": sum(float(layer.get(f"{key}_after") or 0) for layer in rest)}
+    return [layer for layer in layers if id(layer) in keep] + [summed]
 
 
 def per_layer(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,6 +102,8 @@ def per_layer(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
                             "details": [f"{change.get('technique', '')}: {change.get('detail', '')}"]}
             continue
         entry["params_after"] = change.get("params_after")
+        if "bytes_after" in change:
+            entry["bytes_after"] = change["bytes_after"]
         entry["skipped"] = bool(entry.get("skipped")) and bool(change.get("skipped"))
         if not change.get("skipped"):
             entry["techniques"].append(change.get("technique", ""))
@@ -89,15 +112,16 @@ def per_layer(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 class LayerBars(pg.PlotWidget):
-    """Original (grey) and compressed (blue) parameter counts per changed layer."""
+    """Original (grey) and compressed (blue) size per changed layer."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent, background="w", axisItems={"left": LayerAxis(), "bottom": CountAxis("bottom")})
         self.setObjectName("layerBars")
         self.setMinimumWidth(280)
         self.layers: list[dict[str, Any]] = []
+        self.key = "bytes"
         item = self.getPlotItem()
-        item.setLabel("bottom", "parameters", color="#5f6368")
+        item.setLabel("bottom", "size", color="#5f6368")
         item.showGrid(x=True, alpha=0.12)
         item.invertY(True)  # first layer on top, as in the tree
         item.setMouseEnabled(x=False, y=True)
@@ -113,10 +137,19 @@ class LayerBars(pg.PlotWidget):
         self.scene().sigMouseMoved.connect(self._hover)
 
     def set_layers(self, changes: list[dict[str, Any]]) -> None:
-        self.layers = layers = per_layer(changes)
+        merged = per_layer(changes)
+        has_bytes = bool(merged) and all("bytes_before" in m and "bytes_after" in m for m in merged)
+        self.key = key = "bytes" if has_bytes else "params"
+        self.layers = layers = top_layers(merged, key)
+        axis_bottom = self.getPlotItem().getAxis("bottom")
+        assert isinstance(axis_bottom, CountAxis)
+        axis_bottom.formatter = format_bytes if has_bytes else format_count
+        self.getPlotItem().setLabel("bottom", "size (real bit widths)" if has_bytes else "parameters",
+                                    color="#5f6368")
+        axis_bottom.setStyle(showValues=bool(layers))  # no layer changed: no meaningless 0…1 scale
         y = np.arange(len(layers), dtype=float)
-        before = np.array([float(layer.get("params_before") or 0) for layer in layers])
-        after = np.array([float(layer.get("params_after") or 0) for layer in layers])
+        before = np.array([float(layer.get(f"{key}_before") or 0) for layer in layers])
+        after = np.array([float(layer.get(f"{key}_after") or 0) for layer in layers])
         self.bars_before.setOpts(x0=0, y=y - 0.2, height=0.38, width=before)
         self.bars_after.setOpts(x0=0, y=y + 0.2, height=0.38, width=after)
         axis = self.getPlotItem().getAxis("left")
@@ -142,6 +175,11 @@ class LayerBars(pg.PlotWidget):
             return
         layer = self.layers[index]
         lines = "<br>".join(escape(d) for d in layer["details"]) + (" (skipped)" if layer.get("skipped") else "")
-        self.setToolTip(
-            f"<b>{escape(str(layer.get('name', '?')))}</b><br>{lines}<br>"
-            f"params {format_count(layer.get('params_before') or 0)} → {format_count(layer.get('params_after') or 0)}")
+        figures = []
+        if "params_before" in layer:
+            figures.append(f"params {format_count(layer.get('params_before') or 0)} → "
+                           f"{format_count(layer.get('params_after') or 0)}")
+        if "bytes_before" in layer:
+            figures.append(f"size {format_bytes(layer.get('bytes_before') or 0)} → "
+                           f"{format_bytes(layer.get('bytes_after') or 0)}")
+        self.setToolTip(f"<b>{escape(str(layer.get('name', '?')))}</b><br>{lines}<br>" + "<br>".join(figures))

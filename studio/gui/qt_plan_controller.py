@@ -134,7 +134,7 @@ class PlanController(QObject):
                 f"FLOPs\u00a0{_nb(format_flops(b.flops))}\u00a0→\u00a0<b>{_nb(format_flops(a.flops))}</b>"
                 f"{_change(b.flops, a.flops)}")
         if a.nonzero < b.nonzero:
-            text += f" · non-zero\u00a0{_nb(format_count(a.nonzero))}"
+            text += f" · non\u2011zero\u00a0{_nb(format_count(a.nonzero))}"
         if p.problems:  # the reason itself, not only a count behind a tooltip
             more = f" (+{len(p.problems) - 1} more, hover)" if len(p.problems) > 1 else ""
             text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(_cut(p.problems[0]))}"

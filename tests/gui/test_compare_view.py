@@ -58,11 +58,44 @@ def test_bars_one_per_layer_per_series(view, report):
     view.set_report(report)
     layers = report["layers"]
     assert view.bars.objectName() == "layerBars"
-    for bars, key in ((view.bars_before, "params_before"), (view.bars_after, "params_after")):
+    assert view.bars.key == "bytes"  # real bit widths, so quantization shows
+    for bars, key in ((view.bars_before, "bytes_before"), (view.bars_after, "bytes_after")):
         assert len(bars.opts["y"]) == len(layers)
         assert list(bars.opts["width"]) == [layer[key] for layer in layers]
     axis = view.bars.getPlotItem().getAxis("left")
     assert axis.names == [layer["name"] for layer in layers]
+
+
+def test_quantized_layer_shows_its_real_bytes(digits_tree):
+    """int8 weights: a quarter of the float bytes plus per-channel scales, as the report's totals."""
+    from studio.core.compress_pipeline import compress
+    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.plan import CompressionPlan
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "classifier.1", "quantize": {"dtype": "int8"}}]})
+    report = list(compress(loaded, plan))[-1].result.report
+    row = next(r for r in report["layers"] if r["name"] == "classifier.1")
+    linear = loaded.module.get_submodule("classifier.1")
+    out_features, in_features = linear.weight.shape
+    assert row["bytes_before"] == 4 * (out_features * in_features + out_features)
+    assert out_features * in_features < row["bytes_after"] < row["bytes_before"] / 2
+    assert report["after"]["bytes"] - report["before"]["bytes"] == row["bytes_after"] - row["bytes_before"]
+
+
+def test_many_layers_become_top_bars_and_one_sum(qtbot):
+    from studio.gui.qt_layer_bars import MAX_BARS, LayerBars
+
+    changes = [{"name": f"l{i}", "technique": "quantize", "detail": "int8", "params_before": 10, "params_after": 10,
+                "bytes_before": 1000 + i, "bytes_after": 250} for i in range(100)]
+    bars = LayerBars()
+    qtbot.addWidget(bars)
+    bars.set_layers(changes)
+    assert len(bars.layers) == MAX_BARS and bars.layers[-1]["name"] == f"{100 - MAX_BARS + 1} other layers"
+    assert sum(bars.bars_before.opts["width"]) == sum(c["bytes_before"] for c in changes)
+    assert [layer["name"] for layer in bars.layers[:-1]] == [f"l{i}" for i in range(100 - MAX_BARS + 1, 100)]
+    bars.set_layers([])
+    assert not bars.getPlotItem().getAxis("bottom").style["showValues"]
 
 
 def test_a_layer_changed_twice_is_one_bar():
