@@ -182,7 +182,7 @@ class LayerTreeModel(QAbstractItemModel):
         if column == COL_SENSITIVITY and role != NODE_ROLE:
             mark = self._sensitivity.get(node.name)
             if role == Qt.ItemDataRole.TextAlignmentRole:
-                return _RIGHT
+                return _LEFT  # next to its heat chip
             if mark is None:
                 return float("inf") if role == SORT_ROLE else None
             return {Qt.ItemDataRole.DisplayRole: mark.text, SORT_ROLE: mark.value, Qt.ItemDataRole.ToolTipRole:

@@ -292,6 +292,7 @@ class SensitivityController(QObject):
         plan = replace(fitted.plan, settings={**document.plan.settings, **fitted.plan.settings})
         self.fitted = fitted
         document.set_plan(plan, "Fit plan to target")
+        self._reveal([layer for layer, _ in fitted.choices])
         metric = self.result.metric if self.result else "accuracy"
         verdict = "meets the target" if fitted.met else "<span style='color:#c5221f'>cannot meet the target</span>"
         self.panel.fit_result.setText(
@@ -303,6 +304,14 @@ class SensitivityController(QObject):
             f"{format_count(fitted.predicted_params)} params, {format_flops(fitted.predicted_flops)}<br>"
             + "<br>".join(f"{layer}: {label}" for layer, label in fitted.choices))
         self.window.statusBar().showMessage(f"Fitted plan: predicted drop {format_drop(fitted.predicted_drop, metric, True)}")
+
+    def _reveal(self, layers: list[str]) -> None:
+        """Scroll the tree to the first planned layer, so the marks are in view."""
+        tree, panel = self.window.opened.tree if self.window.opened else None, self.window.layers
+        names = [name for name in layers if tree is not None and name in tree]
+        if names:
+            index = panel.proxy.mapFromSource(panel.model.index_of(tree[names[0]]))
+            panel.view.scrollTo(index, panel.view.ScrollHint.PositionAtCenter)
 
     # --- plan, tree and compare view ----------------------------------------------------------
     def _plan_changed(self, *_: Any) -> None:

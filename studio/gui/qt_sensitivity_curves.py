@@ -33,11 +33,13 @@ def params_saved(cell: SensitivityCell) -> float:
     return float(max(cell.saved_params, getattr(cell, "saved_nonzero", 0)))
 
 
-# combo label, axis label, units, x of a cell
-AXES: tuple[tuple[str, str, str, Callable[[SensitivityCell], float]], ...] = (
-    ("size saved", "size saved (zeros as float32)", "B", size_saved),
-    ("params saved", "params saved (non-zero)", "", params_saved),
-    ("FLOPs saved", "FLOPs saved", "FLOP", lambda cell: float(cell.saved_flops)),
+# combo label, axis label, units, x of a cell, logarithmic. A log axis keeps the curves of small
+# and large layers readable side by side (savings differ by orders of magnitude).
+AXES: tuple[tuple[str, str, str, Callable[[SensitivityCell], float], bool], ...] = (
+    ("size saved (log)", "size saved (zeros as float32)", "B", size_saved, True),
+    ("size saved", "size saved (zeros as float32)", "B", size_saved, False),
+    ("params saved", "params saved (non-zero)", "", params_saved, False),
+    ("FLOPs saved", "FLOPs saved", "FLOP", lambda cell: float(cell.saved_flops), False),
 )
 
 
@@ -79,13 +81,13 @@ class SensitivityCurves(pg.PlotWidget):
         """(layer, technique, saving, drop) per curve, points sorted by saving. One curve per family
         of settings: unstructured and structured pruning, or rank and energy, are separate lines."""
         scale = 100.0 if is_percent(self.model.metric) else 1.0
-        x_of = AXES[self.axis][3]
+        _, _, _, x_of, log = AXES[self.axis]
         settings = {s.label: s for s in self.model.settings}
         out = []
         for layer in self.layers:
             families: dict[tuple[str, str], list[tuple[float, float]]] = {}
             for cell in self.model.row_cells(layer):
-                if cell.ok:
+                if cell.ok and not (log and x_of(cell) <= 0):
                     setting = settings[cell.setting]
                     family = "" if setting.technique == "quantize" else setting.label.split()[0]
                     families.setdefault((setting.technique, family), []).append((x_of(cell), scale * cell.drop))
@@ -98,7 +100,8 @@ class SensitivityCurves(pg.PlotWidget):
         series = self.series()
         unit = " (pp)" if is_percent(self.model.metric) else ""
         self.getPlotItem().setLabel("left", f"{self.model.metric} drop{unit}", color="#5f6368")
-        _, label, units, _ = AXES[self.axis]
+        _, label, units, _, log = AXES[self.axis]
+        self.getPlotItem().setLogMode(x=log, y=False)
         self.getPlotItem().setLabel("bottom", label, units=units or None, color="#5f6368")
         while len(self._items) < len(series):
             curve = pg.PlotDataItem(symbolSize=6)

@@ -157,7 +157,7 @@ class SensitivityPanel(QWidget):
         form.addRow(row)
         self.layers_edit = named(QLineEdit(), "sweepLayers", "Which layers: a glob ('features.*') or 're:regex'; "
                                  "empty sweeps every compressible layer.")
-        self.layers_edit.setPlaceholderText("all compressible layers")
+        self.layers_edit.setPlaceholderText("all compressible")
         self.settings_edit = named(QLineEdit(), "sweepSettings", "Per technique, the values to try, e.g. "
                                    "'prune: 0.25 0.5 0.75; lowrank: 0.5; quantize: int8 int4'. Empty: the defaults.")
         self.settings_edit.setPlaceholderText("defaults")
