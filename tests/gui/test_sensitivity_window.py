@@ -44,6 +44,8 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
     window = digits_window
     original = {k: v.clone() for k, v in window.opened.loaded.module.state_dict().items()}
     controller, panel = start(qtbot, window, tmp_path)
+    seen: list[int] = []  # cells in the table at each (throttled) repaint
+    controller.model.cellsChanged.connect(lambda: seen.append(controller.model.done))
     assert not window.run.run_panel.run_button.isEnabled()  # one job at a time: no run during a sweep
     assert not window.run.export_panel.export_button.isEnabled()
     qtbot.waitUntil(lambda: controller.result is not None, timeout=300000)
@@ -57,6 +59,8 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
         row, column = result.layers.index(cell.layer), [s.label for s in result.settings].index(cell.setting)
         assert model.index(row, column).data() == (format_drop(cell.drop, result.metric) if cell.ok else "n/a")
     assert panel.progress.format() == "done"
+    total = len(result.cells) + len(result.inverse)
+    assert any(0 < done < total for done in seen)  # it filled in live, before the sweep finished
     heavy = max(result.layers, key=lambda name: result.cell(name, "prune 90%").drop)
     assert result.cell(heavy, "prune 90%").drop > result.cell(heavy, "prune 50%").drop - 0.01
 
@@ -166,3 +170,25 @@ def test_start_disabled_while_a_run_is_busy(qtbot, digits_window):
     window.run.cancel()
     qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=60000)
     assert panel.start_button.isEnabled()
+
+
+def test_saved_table_opens_and_a_new_model_clears_it(qtbot, digits_window, tmp_path):
+    from studio.core.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
+
+    window = digits_window
+    layers = ("features.0.0", "classifier.4")
+    setting = SweepSetting("prune", "prune 50%", {"prune": {"mode": "unstructured", "amount": 0.5}})
+    cells = tuple(SensitivityCell(name, setting.label, 0.01 * (i + 1), 0.9, 10, 40, 100) for i, name in enumerate(layers))
+    path = tmp_path / "table.json"
+    path.write_text(json.dumps(SensitivityResult("digits-cnn", "accuracy", 0.95, 200, (setting,), layers,
+                                                 cells).to_dict()))
+    controller = window.sensitivity
+    controller.open_result(str(path))
+    assert controller.dock.isVisible() and controller.model.index(1, 0).data() == "2.0"
+    assert tree_index(window, "classifier.4", COL_SENSITIVITY).data() == "2.0 pp"
+    assert not window.layers.view.isColumnHidden(COL_SENSITIVITY)
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.reload()  # a freshly loaded model: the table was measured on another module
+    assert controller.result is None and controller.model.rowCount() == 0
+    assert window.layers.view.isColumnHidden(COL_SENSITIVITY)
+    assert tree_index(window, "classifier.4", COL_SENSITIVITY).data() is None
