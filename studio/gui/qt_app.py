@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QEventLoop, QMessageLogContext, Qt, QtMsgType, QTimer, qInstallMessageHandler
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
-from studio.gui.qt_resources import APPLICATION, ORGANIZATION, icon, style_sheet
+from studio.gui.qt_resources import APPLICATION, ORGANIZATION, icon
 
 if TYPE_CHECKING:
     from studio.core.input_spec import InputSpec
@@ -58,9 +58,11 @@ def _application() -> QApplication:
     app.setOrganizationName(ORGANIZATION)
     app.setStyle("Fusion")
     app.setWindowIcon(icon("studio"))
-    sheet = style_sheet()
-    if sheet:
-        app.setStyleSheet(sheet)
+    if app.property("studioTheme") is None:  # once per process: tests create many windows
+        from studio.gui.qt_theme import apply_theme, follow_system
+
+        apply_theme(app)
+        follow_system(app)
     return app
 
 

@@ -20,8 +20,9 @@ from studio.gui.qt_details_panel import DetailsPanel
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
 from studio.gui.qt_resources import (
-    APPLICATION, add_recent_source, clear_recent_sources, icon, recent_sources, settings,
+    APPLICATION, add_recent_source, icon, recent_sources, settings,
 )
+from studio.gui.qt_recent_menu import RecentMenu
 from studio.gui.qt_summary_strip import SummaryStrip
 from studio.gui.qt_worker import JobRunner
 
@@ -75,6 +76,8 @@ class MainWindow(QMainWindow):
         self.empty = EmptyState(_sample_names())
         self.empty.sampleChosen.connect(lambda source: self.open_source(_make_request(source)))
         self.empty.openRequested.connect(self.open_dialog)
+        self.empty.recentChosen.connect(lambda source, weights: self.open_source(_make_request(source, weights or None)))
+        self.empty.set_recent(recent_sources())
 
         content = QWidget()
         content.setObjectName("contentPage")
@@ -152,10 +155,9 @@ class MainWindow(QMainWindow):
             action.setStatusTip(sample.description)
             action.setToolTip(sample.description)
             action.triggered.connect(lambda _c=False, n=name: self.open_source(_make_request(f"sample:{n}")))
-        self.recent_menu = QMenu("Open &Recent", self)
-        self.recent_menu.setIcon(icon("recent"))
-        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
-        self._fill_recent_menu()
+        self.recent_menu = RecentMenu(self)
+        self.recent_menu.chosen.connect(lambda source, weights: self.open_source(_make_request(source, weights or None)))
+        self.recent_menu.changed.connect(lambda: self.empty.set_recent(recent_sources()))
 
         file_menu = self.menuBar().addMenu("&File")
         file_menu.addAction(self.open_action)
@@ -177,6 +179,11 @@ class MainWindow(QMainWindow):
         view_menu.addAction(self.details.toggleViewAction())
         view_menu.addActions([dock.toggleViewAction() for dock in self.run.docks])
         view_menu.addAction(self.sensitivity.dock.toggleViewAction())
+        view_menu.addSeparator()
+        from studio.gui.qt_theme import theme_menu
+
+        self.theme_menu = theme_menu(self)
+        view_menu.addMenu(self.theme_menu)
         help_menu = self.menuBar().addMenu("&Help")
         help_menu.addAction(self.about_action)
 
@@ -206,21 +213,6 @@ class MainWindow(QMainWindow):
         toolbar.addActions([self.plan.undo_action, self.plan.redo_action])
         toolbar.addSeparator()
         toolbar.addActions([self.run.run_action, self.run.export_action, self.sensitivity.action])
-
-    def _fill_recent_menu(self) -> None:
-        self.recent_menu.clear()
-        entries = recent_sources()
-        for entry in entries:
-            source, weights = entry["source"] or "", entry["weights"]
-            label = source if len(source) <= 70 else "…" + source[-69:]
-            action = self.recent_menu.addAction(label + (" (+ weights)" if weights else ""))
-            action.setToolTip(source + (f"\nweights: {weights}" if weights else ""))
-            action.triggered.connect(lambda _c=False, s=source, w=weights: self.open_source(_make_request(s, w)))
-        if entries:
-            self.recent_menu.addSeparator()
-            self.recent_menu.addAction("Clear recent", lambda: (clear_recent_sources(), self._fill_recent_menu()))
-        else:
-            self.recent_menu.addAction("No recent models").setEnabled(False)
 
     def _set_busy(self, busy: bool) -> None:
         self.progress.setVisible(busy)
@@ -392,9 +384,9 @@ class MainWindow(QMainWindow):
             event.ignore()
 
     def about(self) -> None:
-        QMessageBox.about(self, f"About {APPLICATION}",
-                          f"<h3>{APPLICATION}</h3><p>Inspect, compress and export neural networks locally.</p>"
-                          "<p>Nothing leaves this machine: models load offline.</p>")
+        from studio.gui.qt_about import show_about
+
+        self.last_about_dialog = show_about(self)
 
     def closeEvent(self, event: QCloseEvent) -> None:
         store = settings()

@@ -185,7 +185,7 @@ def test_drop_opens_file(qtbot, window, tmp_path):
 
 
 def test_recent_menu_lists_opened_sources(qtbot, digits_window):
-    digits_window._fill_recent_menu()
+    digits_window.recent_menu.refill()
     texts = [a.text() for a in digits_window.recent_menu.actions()]
     assert "sample:digits-cnn" in texts
 
