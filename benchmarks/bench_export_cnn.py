@@ -11,7 +11,7 @@ nothing is downloaded at run time). Task: scikit-learn's bundled digits, upscale
 features of the studio's training split; the 450 held-out digits are only used to verify;
 static int8 calibrates on 200 training images.
 
-    python benchmarks/bench_export_cnn.py [--res 96] [--formats onnx,tflite]
+    python benchmarks/bench_export_cnn.py [--res 64] [--formats onnx,tflite]
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def fit_head(model: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor) -> 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--res", type=int, default=96)
+    parser.add_argument("--res", type=int, default=64)
     parser.add_argument("--formats", default="onnx,tflite")
     parser.add_argument("--calibration", default="minmax")
     args = parser.parse_args()
@@ -98,9 +98,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in args.formats.split(","):
             start = time.perf_counter()
-            events = list(export(loaded, ExportRequest(fmt, Path(tmp) / f"lite0.{fmt}", "int8",
-                                                       calibration=args.calibration), data))
-            print(*[f"  {e.name}: {e.detail}" for e in events if isinstance(e, StageStarted)], sep="\n", file=sys.stderr)
+            events = []
+            for event in export(loaded, ExportRequest(fmt, Path(tmp) / f"lite0.{fmt}", "int8",
+                                                      calibration=args.calibration), data):
+                events.append(event)
+                if isinstance(event, StageStarted):
+                    print(f"  {time.perf_counter() - start:7.1f} s  {event.name}: {event.detail}", file=sys.stderr,
+                          flush=True)
             report = events[-1].result.report if isinstance(events[-1], Finished) else {}
             chosen = next(r for r in report["candidates"] if r.get("chosen"))
             fp32 = report["fp32"]

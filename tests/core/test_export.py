@@ -195,3 +195,25 @@ def test_onnx_sequence_axis_is_dynamic(tiny_bert_classifier, tmp_path):
     for batch, length in ((1, 16), (3, 40)):
         feed = {"input_ids": np.random.randint(0, 120, (batch, length)), "attention_mask": np.ones((batch, length), np.int64)}
         assert session.run(None, feed)[0].shape == (batch, 3)
+
+
+def test_imagefolder_normalisation(digits, tmp_path):
+    """imagefolder:PATH?mean=…&std=… normalises like the model's training did; bad options say why."""
+    import numpy as np
+    from PIL import Image
+
+    loaded, _ = digits
+    for label in ("a", "b"):
+        (tmp_path / label).mkdir()
+        for i in range(2):
+            Image.fromarray(np.full((8, 8), 51 * (i + 1), dtype="uint8")).save(tmp_path / label / f"{i}.png")
+    plain = open_dataset(f"imagefolder:{tmp_path}", loaded).inputs["input"]
+    normed = open_dataset(f"imagefolder:{tmp_path}?mean=0.5&std=0.25", loaded).inputs["input"]
+    assert float(plain.max()) <= 1.0
+    assert __import__("torch").allclose(normed, (plain - 0.5) / 0.25)
+    with pytest.raises(StudioError, match="need both mean and std"):
+        open_dataset(f"imagefolder:{tmp_path}?mean=0.5", loaded)
+    with pytest.raises(StudioError, match="3 values; the model takes 1"):
+        open_dataset(f"imagefolder:{tmp_path}?mean=0.4,0.4,0.4&std=0.2,0.2,0.2", loaded)
+    with pytest.raises(StudioError, match="unknown size"):
+        open_dataset(f"imagefolder:{tmp_path}?size=3", loaded)

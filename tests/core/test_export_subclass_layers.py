@@ -102,9 +102,17 @@ def test_lowrank_at_full_rank_matches_or_refuses_clearly(loaded):
     model = loaded.module
     x = torch.randn(2, 3, 16, 16)
     expected = model(x)
-    # The 1x1 subclass pads nothing: its forward is the plain op, so SVD at full rank is exact.
-    compressed = _compressed(loaded, [{"layers": "project", "lowrank": {"method": "svd", "rank": 8}}])
-    torch.testing.assert_close(compressed(x), expected, rtol=1e-4, atol=1e-4)
+    # The 1x1 subclass pads nothing: its forward is the plain op, so it is accepted, and SVD at
+    # full rank reproduces it exactly.
+    from studio.core.techniques.lowrank import LowRank, LowRankConfig, LowRankConv1x1
+
+    assert LowRank().supports(model.project) and not LowRank().check("project", model.project,
+                                                                     LowRankConfig("svd", rank=3))
+    full = LowRankConv1x1.from_conv(model.project, 8)
+    h = torch.randn(2, 8, 5, 5)
+    torch.testing.assert_close(full(h), model.project(h), rtol=1e-4, atol=1e-4)
+    compressed = _compressed(loaded, [{"layers": "project", "lowrank": {"method": "svd", "rank": 3}}])
+    assert type(compressed.project).__name__ == "LowRankConv1x1" and compressed(x).shape == expected.shape
     # The 3x3 stem pads in forward and the head scales: a factorized layer would drop that.
     plan = CompressionPlan.from_dict({"rules": [{"layers": "stem", "lowrank": {"method": "tucker", "rank": 2}},
                                                 {"layers": "head", "lowrank": {"method": "svd", "rank": 2}}]})
@@ -135,7 +143,7 @@ def test_a_broken_replacement_is_blamed_not_the_input_spec(loaded):
     model = loaded.module
     broken = QuantConv2d.from_float(model.stem, QuantizeConfig())
     broken.keep_subclass_(None)
-    broken.padding = (5, 5)  # drops the subclass's padding and pads wrongly: shapes no longer add up
+    broken.groups = 2  # a replacement built wrong: its conv no longer fits its input
     model.stem = broken
     with pytest.raises(StudioError) as info:
         inspect_model(model, SPEC)

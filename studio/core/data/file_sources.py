@@ -17,8 +17,50 @@ from studio.core.loaded_model import LoadedModel
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
 
-def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
-    """One sub-folder per class; images resized to the input spec's HxW, scaled to [0, 1]."""
+def normalisation(query: str, loaded: LoadedModel, channels: int) -> tuple[list[float], list[float]] | None:
+    """(mean, std) from `mean=0.485,0.456,0.406&std=0.229,0.224,0.225`, else from a Hugging Face
+    model folder's preprocessor_config.json (image_mean/image_std), else None (plain [0, 1])."""
+    from urllib.parse import parse_qs
+
+    values: dict[str, list[float]] = {}
+    if query:
+        fields = parse_qs(query, keep_blank_values=True)
+        unknown = sorted(set(fields) - {"mean", "std"})
+        if unknown:
+            raise StudioError(f"imagefolder options: unknown {', '.join(unknown)}; use mean=…&std=… (one value per "
+                              "channel, e.g. mean=0.485,0.456,0.406&std=0.229,0.224,0.225).")
+        for key in ("mean", "std"):
+            if key not in fields:
+                raise StudioError(f"imagefolder options need both mean and std (got only {', '.join(fields)}).")
+            try:
+                values[key] = [float(v) for v in fields[key][-1].split(",")]
+            except ValueError:
+                raise StudioError(f"imagefolder {key}={fields[key][-1]!r}: give comma-separated numbers.") from None
+    elif loaded.kind == "huggingface":
+        import json
+
+        config = Path(loaded.source) / "preprocessor_config.json"
+        try:
+            data = json.loads(config.read_text()) if config.is_file() else {}
+        except (OSError, ValueError):
+            data = {}
+        if isinstance(data.get("image_mean"), list) and isinstance(data.get("image_std"), list):
+            values = {"mean": [float(v) for v in data["image_mean"]], "std": [float(v) for v in data["image_std"]]}
+    if not values:
+        return None
+    for key, vals in values.items():
+        if len(vals) == 1:
+            values[key] = vals = vals * channels
+        if len(vals) != channels:
+            raise StudioError(f"imagefolder {key} has {len(vals)} values; the model takes {channels} channel(s).")
+    if any(v <= 0 for v in values["std"]):
+        raise StudioError("imagefolder std values must be positive.")
+    return values["mean"], values["std"]
+
+
+def imagefolder(path: Path, loaded: LoadedModel, query: str = "") -> Dataset:
+    """One sub-folder per class; images resized to the input spec's HxW, scaled to [0, 1],
+    then normalised with mean/std when given (or read from a HF preprocessor config)."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_dir():
@@ -29,6 +71,7 @@ def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
     channels, height, width = spec.shape[1:]
     if channels not in (1, 3):
         raise StudioError(f"imagefolder data gives 1 or 3 channels; the model expects {channels}.")
+    norm = normalisation(query, loaded, channels)
     classes = sorted(d.name for d in path.iterdir() if d.is_dir())
     if not classes:
         raise StudioError(f"{path}: no class sub-folders found.")
@@ -49,8 +92,12 @@ def imagefolder(path: Path, loaded: LoadedModel) -> Dataset:
             labels.append(label)
     if not images:
         raise StudioError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in the class folders.")
+    stacked = torch.stack(images)
+    if norm is not None:
+        stacked = (stacked - torch.tensor(norm[0]).view(1, -1, 1, 1)) / torch.tensor(norm[1]).view(1, -1, 1, 1)
     train, val = _split(len(images))
-    return Dataset(f"imagefolder:{path}", {spec.name: torch.stack(images).to(getattr(torch, spec.dtype))},
+    return Dataset(f"imagefolder:{path}" + (f"?{query}" if query else ""),
+                   {spec.name: stacked.to(getattr(torch, spec.dtype))},
                    torch.tensor(labels), loaded.input_spec.keyword, train, val, classes)
 
 

@@ -92,6 +92,9 @@ def _open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
             raise StudioError(f"Data spec {spec!r}: random:N takes a number of samples from 1 to 100000.")
         return _random_inputs(loaded, int(arg) if arg else RANDOM_SAMPLES)
     if kind in ("imagefolder", "csv", "tensors"):
+        query = ""
+        if kind == "imagefolder":  # imagefolder:PATH?mean=…&std=… (normalisation)
+            arg, _, query = arg.partition("?")
         if not arg:
             raise StudioError(f"Data spec {spec!r} needs a path: {kind}:PATH.")
         path = Path(arg).expanduser()
@@ -99,8 +102,9 @@ def _open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
             raise StudioError(f"{path}: no such file or directory (data spec {spec!r}).")
         from studio.core.data import file_sources
 
-        return {"imagefolder": file_sources.imagefolder, "csv": file_sources.csv_text,
-                "tensors": file_sources.tensor_file}[kind](path, loaded)
+        if kind == "imagefolder":
+            return file_sources.imagefolder(path, loaded, query)
+        return {"csv": file_sources.csv_text, "tensors": file_sources.tensor_file}[kind](path, loaded)
     raise StudioError(f"Unknown data spec {spec!r}; use one of: {DATA_SPECS}.")
 
 

@@ -18,7 +18,9 @@ def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, QuantizeConfig]]:
     model = copy.deepcopy(model).eval()
     marks: dict[str, QuantizeConfig] = {}
     for name, module in list(model.named_modules()):
-        if isinstance(module, QuantLinear):
+        if isinstance(module, (QuantLinear, QuantConv2d)) and module.float_module is not None:
+            layer = module.float_module  # the user's Conv2d/Linear subclass (its padding etc.), same Parameters
+        elif isinstance(module, QuantLinear):
             layer = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
         elif isinstance(module, QuantConv2d):
             layer = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, module.stride,
