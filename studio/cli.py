@@ -179,7 +179,7 @@ def _drop_replaced_file(out) -> None:
 def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from studio.core.cancel import CancelToken
+    from studio.core.cancel import CancelToken, Cancelled
     from studio.core.data.sources import open_dataset
     from studio.core.export import ExportRequest, export
     from studio.core.loaders import load_model
@@ -201,12 +201,16 @@ def _export(args: argparse.Namespace) -> int:
         data_spec = args.data or ("sample" if loaded.extras.get("data") else None)
         dataset = open_dataset(data_spec, loaded) if data_spec else None
         cancel = CancelToken()
-        with cancel_on_sigint(cancel):
-            result = TerminalProgress(quiet=args.json).consume(export(loaded, request, dataset, cancel=cancel))
-            if result is not None and cancel.cancelled:  # Ctrl-C after the last check: undo the write
-                for path in (result.path, result.report_path):
-                    Path(path).unlink(missing_ok=True)
-                result = None
+        report = report_path_for(request.out)
+        before = {path: path.exists() for path in (request.out, report)}
+        try:
+            with cancel_on_sigint(cancel, immediate=True):
+                result = TerminalProgress(quiet=args.json).consume(export(loaded, request, dataset, cancel=cancel))
+        except (KeyboardInterrupt, Cancelled):
+            for path, existed in before.items():  # interrupted between the file and its report
+                if not existed:
+                    path.unlink(missing_ok=True)
+            raise
     if result is None:
         print("studio: cancelled; nothing was written", file=sys.stderr)
         return 130

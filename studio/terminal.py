@@ -14,11 +14,17 @@ from studio.core.events import Finished, LayerDone, Metric, Progress, RunCancell
 
 
 @contextmanager
-def cancel_on_sigint(cancel: CancelToken) -> Iterator[None]:
-    """First Ctrl-C asks the pipeline to stop at its next check; a second one aborts."""
+def cancel_on_sigint(cancel: CancelToken, immediate: bool = False) -> Iterator[None]:
+    """First Ctrl-C asks the pipeline to stop at its next check; a second one aborts.
+    `immediate`: the first one aborts at once (an export has nothing worth finishing a stage
+    for, and converters run for long stretches without a check; cleanup runs in `finally`)."""
     previous = signal.getsignal(signal.SIGINT)
 
     def handler(signum, frame):
+        if immediate:
+            cancel.cancel()
+            signal.signal(signal.SIGINT, previous)
+            raise KeyboardInterrupt
         if cancel.cancelled:
             signal.signal(signal.SIGINT, previous)
             raise KeyboardInterrupt
