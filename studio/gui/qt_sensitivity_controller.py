@@ -158,8 +158,11 @@ class SensitivityController(QObject):
         if not self._job:
             return
         if isinstance(event, SweepFailed):
+            if self._job == "sweep":
+                self.panel.show_status(event.message)
+            else:
+                self.panel.fit_result.setText("")
             title = "Sensitivity sweep failed" if self._job == "sweep" else "Could not fit the plan"
-            self.panel.show_status(event.message) if self._job == "sweep" else self.panel.fit_result.setText("")
             self.window.show_error(event.message, title)
         elif isinstance(event, SweepBatch):
             for inner in event.events:
