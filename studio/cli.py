@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     from studio.cli_sensitivity import add_parsers as add_sensitivity_parsers
 
     add_sensitivity_parsers(sub, _add_model_options)
+    from studio.cli_find_lr import add_parser as add_find_lr_parser
+
+    add_find_lr_parser(sub, _add_model_options)
     return parser
 
 
@@ -259,6 +262,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from studio.cli_sensitivity import run_command
 
             return run_command(args)
+        if args.command == "find-lr":
+            from studio.cli_find_lr import run_command as find_lr_command
+
+            return find_lr_command(args)
         return _gui(args)
     except BaseException as exc:  # the one error boundary: every outcome is an exit code and one line
         return report_exit(exc, debug=args.debug)

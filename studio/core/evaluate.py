@@ -3,6 +3,7 @@ fidelity to the original (top-1 agreement, KL divergence, cosine), plus batch-1 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -28,23 +29,40 @@ class Metrics:
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
+    @property
+    def task_metric(self) -> str:
+        """What "better" means: accuracy with labels, else agreement with the original, else cosine."""
+        return next((k for k in ("accuracy", "agreement", "cosine") if getattr(self, k) is not None), "loss")
+
+    def key(self) -> tuple[float, float]:
+        """Higher is better; ties on the task metric go to the lower loss (or KL)."""
+        main = getattr(self, self.task_metric)
+        second = self.loss if self.loss is not None else self.kl
+        value = -main if self.task_metric == "loss" else main
+        return (value if value is not None and math.isfinite(value) else -math.inf,
+                -second if second is not None and math.isfinite(second) else -math.inf)
+
+    def finite(self) -> bool:
+        return all(math.isfinite(v) for v in asdict(self).values() if isinstance(v, float))
+
 
 def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-                 device: torch.device | None = None) -> Iterator[torch.Tensor]:
+                 device: torch.device | None = None, *, pad: str = "longest") -> Iterator[torch.Tensor]:
     """Primary outputs batch by batch, on the CPU, in dataset order; `device` is where the model
-    lives (the inputs go there). Pipelines drive this to report progress and honour cancel."""
+    lives (the inputs go there). Pipelines drive this to report progress and honour cancel.
+    Text batches are cut to their longest sequence (same outputs, a fraction of the compute)."""
     model.eval()
     move = (lambda t: t.to(device)) if device is not None and device.type != "cpu" else (lambda t: t)
-    for args, kwargs, _ in dataset.batches(split, batch_size):
+    for args, kwargs, _ in dataset.batches(split, batch_size, pad=pad):
         with torch.no_grad():
             out = model(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})
         yield primary_output(out).float().cpu()
 
 
 def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-            device: torch.device | None = None) -> list[torch.Tensor]:
+            device: torch.device | None = None, *, pad: str = "longest") -> list[torch.Tensor]:
     """All of `iter_predict` (teachers' outputs are cached with this)."""
-    return list(iter_predict(model, dataset, split, batch_size, device))
+    return list(iter_predict(model, dataset, split, batch_size, device, pad=pad))
 
 
 def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
@@ -55,7 +73,7 @@ def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size:
 def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
                  reference: list[torch.Tensor] | None = None) -> Metrics:
     """Loss/accuracy against the labels and fidelity against `reference` outputs, from outputs
-    already computed (batched as `dataset.batches(split, batch_size)`)."""
+    already computed (batched as `dataset.batches(split, batch_size)`, either padding)."""
     labels = [y for _, _, y in dataset.batches(split, batch_size)]
     n = sum(len(o) for o in outputs)
     result: dict[str, float] = {}
@@ -89,5 +107,6 @@ def latency_ms(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]]
 
 
 def batch_one(dataset: Dataset) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """One validation sample at the stored (fixed) length: latency stays comparable across runs."""
     args, kwargs, _ = next(dataset.batches("val", 1))
     return args, kwargs

@@ -51,3 +51,21 @@ class RunCancelled:
 
     stage: str
     detail: str
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something a run decided that the user should know (the learning rate it chose and why,
+    an early stop, the checkpoint it kept); shown in the log, not a problem."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class LrProbe:
+    """One step of a learning-rate range test: the lr tried, the loss, and its smoothed value."""
+
+    step: int
+    lr: float
+    loss: float
+    smoothed: float

@@ -46,6 +46,8 @@ class RunController(QObject):
         self.export_action = self._action("E&xport…", self.show_export, "Ctrl+Shift+X", "export")
         self.run_panel.startRequested.connect(self.start_run)
         self.run_panel.cancelRequested.connect(self.cancel)
+        self.run_panel.findLrRequested.connect(self.find_lr)
+        self.lr_dialog: Any = None
         self.compare.keepRequested.connect(self.keep_result)
         self.compare.saveRequested.connect(self.save_result)
         self.compare.discardRequested.connect(self.discard_result)
@@ -84,6 +86,12 @@ class RunController(QObject):
         settings = self.window.plan.document.plan.settings
         if settings:
             self.run_panel.load_settings(settings)
+        if self.window.opened is not None:
+            from studio.core.finetune import model_family
+
+            defaults = model_family(self.window.opened.loaded.module)
+            self.run_panel.settings_box.set_auto_hint(f"auto: {defaults.lr:g}, {defaults.schedule} "
+                                                      f"({defaults.family})")
         if not any(dock.isVisible() for dock in self.docks):
             self.show_run()  # ready below the tree; its first layout and paint happen now, not when a run starts
             # the tree keeps most of the height; the charts stay readable
@@ -124,6 +132,37 @@ class RunController(QObject):
         self.run_panel.set_running(True)
         self.show_run()
         self.window.statusBar().showMessage("Running the plan…")
+        self.runner.start(job)
+
+    def find_lr(self) -> None:
+        """The learning-rate range test on the compressed plan, its curve in a dialog."""
+        opened = self.window.opened
+        if opened is None or self.runner.busy:
+            return
+        settings = self.run_panel.settings_dict()
+        if not settings.get("data"):
+            self.window.show_error("Choose the data to train on first (e.g. sample or digits).", "Find learning rate")
+            return
+        plan, loaded = self.window.plan.document.plan, opened.loaded
+
+        def job(token: CancelToken) -> Any:
+            from studio.core.data.sources import open_dataset
+            from studio.core.finetune import FinetuneSettings
+            from studio.core.lr_finder import find_lr
+
+            dataset = open_dataset(settings["data"], loaded)
+            return find_lr(loaded, plan, dataset, FinetuneSettings.from_dict(settings.get("finetune")), token)
+
+        if self.lr_dialog is None:
+            from studio.gui.qt_lr_finder import LrFinderDialog
+
+            self.lr_dialog = LrFinderDialog(self.window)
+            self.lr_dialog.useLr.connect(self.run_panel.settings_box.set_lr)
+            self.lr_dialog.cancelRequested.connect(self.cancel)
+        self._job, self._cancelled = "find-lr", False
+        self.lr_dialog.start()
+        self.lr_dialog.show()
+        self.run_panel.set_running(True)
         self.runner.start(job)
 
     def cancel(self) -> None:
@@ -195,13 +234,18 @@ class RunController(QObject):
             self.export_panel.handle_event(event)
             if isinstance(event, Finished):
                 self.window.statusBar().showMessage(f"Exported {event.result.path}")
+        elif self._job == "find-lr":
+            self.lr_dialog.handle_event(event)
         elif self._job == "save" and isinstance(event, Finished):
             self.window.statusBar().showMessage(f"Saved the compressed model to {event.result}")
 
     def _on_failed(self, message: str, _untrusted: bool) -> None:
-        title = {"run": "Run failed", "export": "Export failed", "save": "Could not save"}.get(self._job, "Error")
+        title = {"run": "Run failed", "export": "Export failed", "save": "Could not save",
+                 "find-lr": "Learning-rate test failed"}.get(self._job, "Error")
         if self._job == "export":
             self.export_panel.show_error(message)
+        if self._job == "find-lr":
+            self.lr_dialog.stopped(message)
         self.window.show_error(message, title)
 
     def _on_busy(self, busy: bool) -> None:
@@ -216,3 +260,8 @@ class RunController(QObject):
             self.run_panel.set_running(False)
         elif self._job == "export":
             self.export_panel.set_busy(False)
+        elif self._job == "find-lr":
+            if self._cancelled:
+                self.lr_dialog.stopped("Cancelled.")
+                self._cancelled = False
+            self.run_panel.set_running(False)

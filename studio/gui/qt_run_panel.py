@@ -16,7 +16,7 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
-from studio.core.events import Finished, LayerDone, Metric, Progress, RunCancelled, StageStarted, Warning
+from studio.core.events import Finished, LayerDone, Metric, Note, Progress, RunCancelled, StageStarted, Warning
 from studio.core.units import format_bytes, format_count, format_percent
 from studio.gui.qt_run_settings import RunSettingsBox, named
 from studio.gui.qt_summary_strip import ElidedLabel
@@ -63,6 +63,15 @@ def _reference_line(plot: pg.PlotWidget) -> pg.InfiniteLine:
     return line
 
 
+def _best_line(plot: pg.PlotWidget) -> pg.InfiniteLine:
+    """A vertical line at the step whose weights are kept (the best validation score)."""
+    line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DotLine),
+                           label="best", labelOpts={"position": 0.92, "color": GREEN, "anchors": [(1, 0), (1, 0)]})
+    plot.addItem(line)
+    line.hide()
+    return line
+
+
 def _eta(seconds: float) -> str:
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)
@@ -74,6 +83,7 @@ class RunPanel(QWidget):
 
     startRequested = Signal()
     cancelRequested = Signal()
+    findLrRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -99,6 +109,7 @@ class RunPanel(QWidget):
         self.settings_box = RunSettingsBox()
         self.settings_box.startRequested.connect(self.startRequested)
         self.settings_box.cancelRequested.connect(self.cancelRequested)
+        self.settings_box.findLrRequested.connect(self.findLrRequested)
         box = self.settings_box  # the controls, reachable from the panel for tests and automation
         self.data_combo, self.epochs, self.distill = box.data_combo, box.epochs, box.distill
         self.lr, self.temperature, self.alpha = box.lr, box.temperature, box.alpha
@@ -131,6 +142,8 @@ class RunPanel(QWidget):
             self._curves[name] = curve
         self.original_line = _reference_line(self.size_plot)
         self.original_accuracy = _reference_line(self.accuracy_plot)
+        self.best_lines = [_best_line(plot) for plot in (self.loss_plot, self.accuracy_plot)]
+        self.best_step: int | None = None
         charts = QWidget()
         charts_layout = QHBoxLayout(charts)
         charts_layout.setContentsMargins(0, 0, 0, 0)
@@ -171,6 +184,9 @@ class RunPanel(QWidget):
             plot.getPlotItem().enableAutoRange()
         self.original_line.hide()
         self.original_accuracy.hide()
+        for line in self.best_lines:
+            line.hide()
+        self.best_step = None
         self.log.clear()
         self._original_bytes, self._progress, self._stage, self._run_t0 = None, None, "", 0.0
         self.progress.setRange(0, 100)
@@ -200,6 +216,8 @@ class RunPanel(QWidget):
             self._log_change(event.change)
         elif isinstance(event, Warning):
             self._log(f"warning: {event.message}", AMBER)
+        elif isinstance(event, Note):
+            self._log(event.message, "#5f6368")
         elif isinstance(event, Finished):
             self._finished(getattr(event.result, "report", None) or {})
             return
@@ -214,6 +232,13 @@ class RunPanel(QWidget):
             self._timer.start()
 
     def _add_point(self, name: str, step: float, value: float) -> None:
+        if name.startswith("best/"):  # the step whose weights fine-tuning keeps so far
+            self.best_step = int(step)
+            for line in self.best_lines:
+                line.setValue(step)
+                line.label.setFormat(f"best · step {int(step)}")
+                line.show()
+            return
         if name == "original/accuracy":  # a reference line, not a curve: the accuracy to hold
             self.original_accuracy.label.setFormat(f"original {format_percent(value)}")
             self.original_accuracy.setValue(100 * value)  # after the format: the label redraws on a new value
@@ -254,6 +279,12 @@ class RunPanel(QWidget):
             if before.get(key) is not None and after.get(key) is not None:
                 parts.append(f"{label} {fmt(before[key])} → {fmt(after[key])}")
         self._log(" · ".join(parts), GREEN)
+        finetune = report.get("finetune")
+        if finetune:
+            resolved = finetune.get("resolved", {})
+            kept = f"kept step {finetune['best_step']}" if finetune.get("kept") == "best" else "kept the starting weights"
+            self._log(f"fine-tuning: lr {resolved.get('lr', 0):g} {resolved.get('schedule', '')}, {finetune['steps']} "
+                      f"steps ({finetune['stopped']}), {kept}", GREEN if finetune.get("improved") else AMBER)
         self._progress = None
         self.flush()
         self.progress.setRange(0, 100)

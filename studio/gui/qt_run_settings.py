@@ -13,7 +13,7 @@ from studio.gui.qt_resources import icon
 
 DATA_SPECS = ("sample", "digits", "random", "imagefolder:…", "csv:…", "tensors:…")
 # The fields this box edits; other FinetuneSettings keys from a recipe are carried through.
-FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 0, "lr": 1e-3, "distill": True, "temperature": 4.0, "alpha": 0.7}
+FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 0, "lr": "auto", "distill": True, "temperature": 4.0, "alpha": 0.7}
 _BROWSE = {"imagefolder": "", "csv": "CSV files (*.csv);;All files (*)",
            "tensors": "Tensors (*.npy *.safetensors);;All files (*)"}
 
@@ -37,6 +37,7 @@ class RunSettingsBox(QGroupBox):
 
     startRequested = Signal()
     cancelRequested = Signal()
+    findLrRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__("Run settings", parent)
@@ -65,12 +66,22 @@ class RunSettingsBox(QGroupBox):
         self.distill = named(QCheckBox("from original"), "distillCheck", "Train the compressed model to match "
                              "the original's outputs (knowledge distillation); needed when data has no labels.")
         self.distill.toggled.connect(self._sync_enabled)
-        self.lr = _spin("learningRate", 1e-6, 1.0, 1e-4, 6, "AdamW learning rate for fine-tuning.")
+        self.lr = _spin("learningRate", 0.0, 1.0, 1e-5, 6, "AdamW learning rate for fine-tuning; auto picks one "
+                        "for the kind of model (pretrained transformers: 3e-5 with warm-up and decay).")
+        self.lr.setSpecialValueText("auto")
+        self.auto_hint = named(QLabel(""), "autoLrHint", "What auto resolves to for the opened model.")
+        self.auto_hint.setStyleSheet("color: #5f6368; font-size: 8pt;")
+        self.auto_hint.setWordWrap(True)
+        self.find_lr_button = named(QPushButton("Find learning rate…"), "findLrButton",
+                                    "A learning-rate range test: a few training steps at growing rates, "
+                                    "the loss curve, and a suggested rate.")
+        self.find_lr_button.clicked.connect(lambda: self.findLrRequested.emit())
         self.temperature = _spin("temperature", 0.1, 50.0, 0.5, 1,
                                  "Softens both models' outputs; higher transfers more of the original's ranking.")
         self.alpha = _spin("alpha", 0.0, 1.0, 0.05, 2, "Weight of the original's soft targets; 1 − α: the labels.")
         for label, widget in (("Data", self.data_combo), ("", heading), ("Epochs", self.epochs),
-                              ("Distill", self.distill), ("Learning rate", self.lr),
+                              ("Distill", self.distill), ("Learning rate", self.lr), ("", self.auto_hint),
+                              ("", self.find_lr_button),
                               ("Temperature", self.temperature), ("Alpha", self.alpha)):
             form.addRow(label, widget) if label else form.addRow(widget)
         self.run_button = named(QPushButton(icon("run"), "Start run"), "runButton")
@@ -92,7 +103,8 @@ class RunSettingsBox(QGroupBox):
     def settings_dict(self) -> dict[str, Any]:
         """{"data": spec, "finetune": {...}}: the recipe's `settings`, ready for FinetuneSettings.from_dict."""
         data = self.data_combo.currentText().strip()
-        finetune = {**self._extra_finetune, "epochs": self.epochs.value(), "lr": self.lr.value(),
+        lr = self.lr.value()
+        finetune = {**self._extra_finetune, "epochs": self.epochs.value(), "lr": lr if lr > 0 else "auto",
                     "distill": self.distill.isChecked(), "temperature": self.temperature.value(),
                     "alpha": self.alpha.value()}
         return {"data": "" if data.endswith("…") else data, "finetune": finetune}
@@ -107,10 +119,18 @@ class RunSettingsBox(QGroupBox):
         values = {**FINETUNE_DEFAULTS, **{k: v for k, v in finetune.items() if k in FINETUNE_DEFAULTS}}
         self._extra_finetune = {k: v for k, v in finetune.items() if k not in FINETUNE_DEFAULTS}
         self.epochs.setValue(int(values["epochs"]))
-        self.lr.setValue(float(values["lr"]))
+        self.lr.setValue(0.0 if values["lr"] == "auto" else float(values["lr"]))
         self.distill.setChecked(bool(values["distill"]))
         self.temperature.setValue(float(values["temperature"]))
         self.alpha.setValue(float(values["alpha"]))
+
+    def set_auto_hint(self, text: str) -> None:
+        """What "auto" means for the opened model, e.g. "auto: 3e-05 (pretrained transformer)"."""
+        self.auto_hint.setText(text)
+        self.auto_hint.setToolTip(text)
+
+    def set_lr(self, lr: float) -> None:
+        self.lr.setValue(lr)
 
     def browse_data(self, kind: str) -> str | None:
         """Ask for the folder or file of an `imagefolder:` / `csv:` / `tensors:` spec."""
@@ -147,3 +167,4 @@ class RunSettingsBox(QGroupBox):
         self.epochs.setEnabled(idle)
         for control in (self.distill, self.lr, self.temperature, self.alpha):
             control.setEnabled(finetuning and (control in (self.distill, self.lr) or self.distill.isChecked()))
+        self.find_lr_button.setEnabled(idle)

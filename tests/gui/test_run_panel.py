@@ -140,3 +140,62 @@ def test_twenty_thousand_points_stay_fast(qtbot, panel):
     print(f"20k points: longest flush {panel.max_flush_ms:.1f} ms, repaint {paint_ms:.1f} ms, feeding {feed_s:.2f} s")
     assert panel.max_flush_ms < 100
     assert paint_ms < 500  # generous: measured ~tens of ms on a laptop-class CPU
+
+
+def test_auto_learning_rate_and_find_lr_button(qtbot, panel):
+    assert panel.settings_dict()["finetune"]["lr"] == "auto" and panel.lr.text() == "auto"
+    panel.settings_box.set_auto_hint("auto: 3e-05, linear (pretrained transformer)")
+    assert "pretrained transformer" in panel.settings_box.auto_hint.text()
+    with qtbot.waitSignal(panel.findLrRequested, timeout=1000):
+        qtbot.mouseClick(panel.settings_box.find_lr_button, Qt.MouseButton.LeftButton)
+    panel.settings_box.set_lr(2e-5)
+    assert panel.settings_dict()["finetune"]["lr"] == pytest.approx(2e-5)
+    panel.load_settings({"finetune": {"lr": "auto", "patience": 2}})
+    assert panel.settings_dict()["finetune"] == {"patience": 2, "epochs": 0, "lr": "auto", "distill": True,
+                                                 "temperature": 4.0, "alpha": 0.7}
+    panel.set_running(True)
+    assert not panel.settings_box.find_lr_button.isEnabled()
+    panel.set_running(False)
+
+
+def test_best_step_is_marked_and_notes_are_logged(qtbot, panel):
+    from studio.core.events import Note
+
+    panel.reset()
+    panel.set_running(True)
+    panel.handle_event(Note("learning rate 3e-05: pretrained transformer"))
+    for step, value in ((10, 0.8), (20, 0.7)):
+        panel.handle_event(Metric(step, "val/accuracy", value))
+    panel.handle_event(Metric(10, "best/accuracy", 0.8))
+    panel.flush()
+    assert panel.best_step == 10
+    assert all(line.isVisible() and line.value() == 10 for line in panel.best_lines)
+    assert "learning rate 3e-05" in panel.log.toPlainText()
+    assert panel.curve_points("val/accuracy")[0] == [10.0, 20.0]  # the mark is not a curve point
+    panel.reset()
+    assert panel.best_step is None and not any(line.isVisible() for line in panel.best_lines)
+
+
+def test_lr_finder_dialog_shows_the_curve_and_hands_back_the_rate(qtbot, show):
+    import math
+
+    from studio.core.events import LrProbe
+    from studio.core.lr_finder import LrFinderResult
+    from studio.gui.qt_lr_finder import LrFinderDialog
+
+    dialog = show(LrFinderDialog(), 560, 420)
+    dialog.start()
+    lrs = [10 ** (-6 + i / 5) for i in range(30)]
+    losses = [1.0 + (math.log10(lr) + 2) ** 2 / 10 for lr in lrs]
+    for step, (lr, loss) in enumerate(zip(lrs, losses), 1):
+        dialog.handle_event(LrProbe(step, lr, loss, loss))
+    dialog.handle_event(LrProbe(31, 1e0, float("nan"), float("inf")))  # non-finite points are not drawn
+    qtbot.waitUntil(lambda: len(dialog.curve_points()[0]) == 30, timeout=2000)
+    result = LrFinderResult(tuple(lrs), tuple(losses), tuple(losses), 1e-3, 1e-2, 3e-5, "pretrained transformer",
+                            "the smoothed loss was lowest at lr 0.01")
+    dialog.handle_event(Finished(result))
+    assert dialog.marker.isVisible() and dialog.marker.value() == pytest.approx(-3)
+    assert "1e-03" in dialog.message.text() or "0.001" in dialog.message.text()
+    with qtbot.waitSignal(dialog.useLr, timeout=1000) as blocker:
+        qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
+    assert blocker.args == [pytest.approx(1e-3)]
