@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from studio.core.latency import speed_text
 from studio.core.loaded_model import LoadedModel
 from studio.core.model_tree import ModelTree
 from studio.core.units import format_bytes, format_count, format_flops, format_percent
@@ -59,6 +60,10 @@ def compression_summary(report: dict) -> str:
     for key, fmt in (("accuracy", format_percent), ("loss", "{:.4f}".format), ("latency_ms", "{:.3f} ms".format)):
         if before.get(key) is not None and after.get(key) is not None:  # a run with data (studio compress --data)
             lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}")
+    timing = report.get("latency")
+    if timing:
+        lines.append(f"speed: {speed_text(timing)} ({timing['speedup']:.2f}×, 95 % interval "
+                     f"{timing['speedup_low']:.2f}–{timing['speedup_high']:.2f}, {timing['runs']} interleaved runs)")
     if latency_is_simulated(report):
         lines.append("note: quantization is simulated in PyTorch (slower than float); `studio export` measures "
                      "the real runtime's latency")

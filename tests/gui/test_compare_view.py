@@ -145,6 +145,10 @@ def test_change_text_and_headline():
     report = {"before": {"bytes": 3.8e6, "flops": 1.9e9, "accuracy": 0.991},
               "after": {"bytes": 1e6, "flops": 1e9, "accuracy": 0.987}}
     assert headline(report) == "3.8× smaller · accuracy 99.1% → 98.7% · 1.9× fewer FLOPs"
+    noisy = {**report, "latency": {"same_speed": True, "speedup": 1.4}}  # an interval that contains 1
+    assert headline(noisy).endswith("· same speed")
+    faster = {**report, "latency": {"same_speed": False, "speedup": 2.04}}
+    assert headline(faster).endswith("· 2.0× faster")
     verdicts = {row.metric: row.verdict for row in compare_rows(report)}
     assert verdicts == {"Size": 1, "FLOPs": 1, "Accuracy": -1}
     assert abbreviate("encoder.layer.11.attention.self.query") == "e.l.11.attention.self.query"

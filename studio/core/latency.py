@@ -1,0 +1,74 @@
+"""Honest before/after latency: the two models are timed interleaved (so machine noise hits
+both alike) and the speed-up gets a bootstrap interval; a difference inside that interval, or
+under 5 %, is "the same speed", never a speed-up."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+SAME_WITHIN = 0.05  # a speed-up under 5 % is never claimed, however tight the interval
+
+
+@dataclass(frozen=True)
+class LatencyComparison:
+    before_ms: float       # median batch-1 forward time of the original
+    after_ms: float        # ... and of the compressed model
+    speedup: float         # median of the per-pair ratios before/after (> 1: faster)
+    speedup_low: float     # 95 % bootstrap interval of that median
+    speedup_high: float
+    runs: int
+    same_speed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _time(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]]) -> float:
+    args, kwargs = example
+    start = time.perf_counter()
+    model(*args, **kwargs)
+    return (time.perf_counter() - start) * 1000
+
+
+def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]],
+                    runs: int = 21, warmup: int = 3, seed: int = 0) -> LatencyComparison:
+    """Pairs of runs in alternating order (A B, B A, …) after warm-up of both."""
+    before.eval()
+    after.eval()
+    t_before, t_after = [], []
+    with torch.no_grad():
+        for _ in range(warmup):
+            _time(before, example)
+            _time(after, example)
+        for i in range(runs):
+            if i % 2:
+                t_after.append(_time(after, example))
+                t_before.append(_time(before, example))
+            else:
+                t_before.append(_time(before, example))
+                t_after.append(_time(after, example))
+    ratios = np.asarray(t_before) / np.maximum(np.asarray(t_after), 1e-9)
+    rng = np.random.default_rng(seed)
+    medians = np.median(rng.choice(ratios, size=(1000, len(ratios)), replace=True), axis=1)
+    low, high = (float(v) for v in np.percentile(medians, [2.5, 97.5]))
+    speedup = float(np.median(ratios))
+    same = low <= 1.0 <= high or abs(speedup - 1.0) < SAME_WITHIN
+    return LatencyComparison(before_ms=statistics.median(t_before), after_ms=statistics.median(t_after),
+                             speedup=speedup, speedup_low=low, speedup_high=high, runs=runs, same_speed=same)
+
+
+def speed_text(latency: dict[str, Any] | None) -> str:
+    """'same speed' / '1.4× faster' / '1.3× slower' for headlines; '' when not measured."""
+    if not latency:
+        return ""
+    if latency.get("same_speed"):
+        return "same speed"
+    speedup = float(latency["speedup"])
+    return f"{speedup:.1f}× faster" if speedup > 1 else f"{1 / speedup:.1f}× slower"
