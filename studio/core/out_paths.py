@@ -10,7 +10,9 @@ from pathlib import Path
 
 from studio.core.errors import StudioError
 
-NAME_MARGIN = 40  # temporary siblings add a prefix and a suffix to the name
+# temporary siblings add to the name: `.NAME.old-PID` / `.NAME.XXXXXXXX` for folders; for files also
+# the report `NAME.report.json` and its atomic temporary `.NAME.report.json.XXXXXXXX.tmp`
+NAME_MARGIN = {True: 20, False: 30}
 MANIFEST = "studio.json"
 
 
@@ -21,14 +23,14 @@ def check_output(path: str | os.PathLike[str], *, folder: bool, force: bool) -> 
     if not text.strip():
         raise StudioError("--out is empty; name the output " + ("folder." if folder else "file."))
     out = Path(text).expanduser()
-    _check_length(out)
+    _check_length(out, NAME_MARGIN[folder])
     if out.is_symlink() or out.exists():
         _check_existing(out, folder=folder, force=force)
     _check_writable(out.absolute().parent)
     return out
 
 
-def _check_length(out: Path) -> None:
+def _check_length(out: Path, margin: int) -> None:
     full = os.fsencode(str(out.absolute()))
     if len(full) > 4000:
         raise StudioError(f"--out is {len(full):,} bytes long; paths are limited to 4,000.")
@@ -40,8 +42,8 @@ def _check_length(out: Path) -> None:
         if len(os.fsencode(part)) > limit:
             raise StudioError(f"--out has a name of {len(os.fsencode(part)):,} bytes ({part[:40]}...); "
                               f"names are limited to {limit} here.")
-    if len(os.fsencode(out.name)) > limit - NAME_MARGIN:
-        raise StudioError(f"--out name {out.name[:40]}... is too long; keep it under {limit - NAME_MARGIN} bytes.")
+    if len(os.fsencode(out.name)) > limit - margin:
+        raise StudioError(f"--out name {out.name[:40]}... is too long; keep it under {limit - margin} bytes.")
 
 
 def _name_max(out: Path) -> int:
