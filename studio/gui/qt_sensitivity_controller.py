@@ -40,7 +40,8 @@ JSON_FILTER = "Sensitivity results (*.json)"
 
 
 class SensitivityController(QObject):
-    def __init__(self, window: MainWindow, runner: Any, guarded: Sequence[Any], other_runners: Sequence[Any]) -> None:
+    def __init__(self, window: MainWindow, runner: Any, guarded: Callable[[], Sequence[Any]],
+                 other_runners: Sequence[Any]) -> None:
         super().__init__(window)
         self.window = window  # for its plan, tree, compare view, status bar and dialogs
         self.runner = runner
@@ -51,7 +52,7 @@ class SensitivityController(QObject):
         self.fitted: Any = None  # the last FittedPlan
         self.prediction: Prediction | None = None
         self.reference = ""
-        self._guarded = list(guarded)
+        self._guarded = guarded  # what must not start while a sweep runs (created after this controller)
         self._others = list(other_runners)
         self._job = ""  # "sweep" | "fit" while ours runs
         self._module: Any = None  # the module the table was measured on
@@ -86,7 +87,12 @@ class SensitivityController(QObject):
     def from_window(cls, window: MainWindow) -> SensitivityController:
         """Dock below the tree, tabbed with Run/Compare/Export; the sweep shares their runner."""
         run = window.run
-        guarded = [run.run_action, run.export_action, run.run_panel.run_button, run.export_panel.export_button]
+        def guarded() -> list[Any]:
+            # a new input spec re-traces the model, whose layers the sweep swaps in and out meanwhile
+            spec = getattr(window, "spec_action", None)
+            return [run.run_action, run.export_action, run.run_panel.run_button, run.export_panel.export_button,
+                    *([spec] if spec is not None else [])]
+
         controller = cls(window, run.runner, guarded, [window.runner])
         window.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, controller.dock)
         window.tabifyDockWidget(run.docks[-1], controller.dock)
@@ -193,7 +199,7 @@ class SensitivityController(QObject):
     def _on_busy(self, busy: bool) -> None:
         if busy:
             if self._job:
-                self._disabled = [w for w in self._guarded if w.isEnabled()]
+                self._disabled = [w for w in self._guarded() if w.isEnabled()]
                 for widget in self._disabled:
                     widget.setEnabled(False)
         elif self._job:

@@ -48,9 +48,11 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
     controller.model.cellsChanged.connect(lambda: seen.append(controller.model.done))
     assert not window.run.run_panel.run_button.isEnabled()  # one job at a time: no run during a sweep
     assert not window.run.export_panel.export_button.isEnabled()
+    assert not window.spec_action.isEnabled()  # no re-tracing of the model while its layers are swapped
     qtbot.waitUntil(lambda: controller.result is not None, timeout=300000)
     qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=10000)
     assert window.run.run_panel.run_button.isEnabled() and window.run.export_panel.export_button.isEnabled()
+    assert window.spec_action.isEnabled()
 
     result, model = controller.result, controller.model
     assert [s.label for s in result.settings] == ["prune 50%", "prune 90%", "int8"]
