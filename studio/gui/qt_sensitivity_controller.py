@@ -218,6 +218,7 @@ class SensitivityController(QObject):
         self.action.setEnabled(opened)
         self.panel.set_running(self._job == "sweep", allowed=opened and self._idle())
         self.panel.fit_button.setEnabled(self.result is not None and self._idle())
+        self.panel.save_button.setEnabled(self.result is not None)
 
     # --- results -----------------------------------------------------------------------------
     def set_result(self, result: SensitivityResult) -> None:

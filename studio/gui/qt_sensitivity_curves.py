@@ -68,6 +68,7 @@ class SensitivityCurves(pg.PlotWidget):
         self.hint.setPos(0.5, 0.5)
         model.cellsChanged.connect(self.refresh)
         model.modelReset.connect(self.refresh)
+        self.refresh()
 
     def set_axis(self, index: int) -> None:
         self.axis = index

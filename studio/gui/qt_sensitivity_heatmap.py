@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QStyle, QStyledItemDelegate,
-                               QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QStackedWidget, QStyle,
+                               QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, gain_colour
 
@@ -111,7 +111,16 @@ class SensitivityHeatmap(QWidget):
         self.model.modelReset.connect(self._fit_columns)
         self.view.clicked.connect(self._clicked)
         self.view.selectionModel().selectionChanged.connect(self._selection_changed)
-        layout.addWidget(self.view, 1)
+        self.hint = QLabel("Start a sweep: each cell will show how much the metric drops when only that layer "
+                           "gets only that setting.\nClick a cell to plan it; select rows to compare their curves.")
+        self.hint.setObjectName("heatmapHint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #80868b; background: #ffffff; border: 1px solid #e3e5e8; border-radius: 6px;")
+        self.pages = QStackedWidget()
+        self.pages.addWidget(self.hint)
+        self.pages.addWidget(self.view)
+        layout.addWidget(self.pages, 1)
 
     @staticmethod
     def _legend_html() -> str:
@@ -149,7 +158,8 @@ class SensitivityHeatmap(QWidget):
         return self.proxy.mapFromSource(self.model.index(row, column))
 
     def _fit_columns(self) -> None:
-        """Every column as wide as its widest header line (numbers are shorter)."""
+        """Every column as wide as its widest header line (numbers are shorter); the hint until then."""
+        self.pages.setCurrentWidget(self.view if self.model.columnCount() else self.hint)
         metrics = self.view.horizontalHeader().fontMetrics()
         for column in range(self.model.columnCount()):
             text = str(self.model.headerData(column, Qt.Orientation.Horizontal) or "")
