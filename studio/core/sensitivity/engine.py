@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from studio.core.cancel import Cancelled
 from studio.core.errors import StudioError
 from studio.core.measure import primary_output
 from studio.core.plan import CompressionPlan, Rule
@@ -32,9 +33,16 @@ Batches = list[tuple[tuple, dict]]
 
 def sample_batches(dataset: Dataset, samples: int, batch_size: int = BATCH_SIZE) -> tuple[Batches, torch.Tensor | None]:
     """The first `samples` validation rows, batched once; every cell (naive or fast) sees these."""
-    subset = replace(dataset, val_idx=dataset.val_idx[:samples])
+    idx = dataset.val_idx
+    if samples < len(idx):  # evenly spread (validation text may be ordered by length)
+        idx = idx[torch.linspace(0, len(idx) - 1, samples).round().long()]
+    subset = replace(dataset, val_idx=idx)
+    try:  # text batches cut to their longest sequence where the dataset offers it: same outputs, less work
+        rows = subset.batches("val", batch_size, pad="longest")
+    except TypeError:
+        rows = subset.batches("val", batch_size)
     batches, labels = [], []
-    for args, kwargs, y in subset.batches("val", batch_size):
+    for args, kwargs, y in rows:
         batches.append((tuple(args), dict(kwargs)))
         if y is not None:
             labels.append(y)
@@ -141,10 +149,16 @@ class CellEngine:
                 problem = "no saving at this setting"
             if problem:
                 yield self._cell(name, setting, math.nan, saved, problem)
-            elif self._local(rule):
+            elif self._local(rule) and not self._tied(module):
                 pending.append((setting, saved))
-            else:  # changes reach other layers (structured pruning): a copy and full forwards
-                yield self._cell(name, setting, self._copied_value(name, rule, check), saved)
+            else:  # changes reach other layers (structured pruning, tied weights): a copy, full forwards
+                try:
+                    value, error = self._copied_value(name, rule, check), None
+                except Cancelled:
+                    raise
+                except Exception as exc:  # e.g. Torch-Pruning cannot trace or prune this model
+                    value, error = math.nan, f"{type(exc).__name__}: {exc}"[:300]
+                yield self._cell(name, setting, value, saved, error)
         if not pending:
             return
         replay = self._prefix()
@@ -163,16 +177,27 @@ class CellEngine:
             for setting, saved, (new, names) in changed:
                 for n in names:
                     _set(self.model, n, new)
+                error = None
                 try:
                     value = self.scorer.score(forward_all(self.model, self.batches, check,
                                                           replay.run if replayed else None))
+                except (Cancelled, StudioError):
+                    raise
+                except Exception as exc:  # the model's own code cannot run with this layer changed
+                    value, error = math.nan, f"the model fails with this change ({type(exc).__name__}: {exc})"[:300]
                 finally:
                     for n in names:
                         _set(self.model, n, module)
-                yield self._cell(name, setting, value, saved)
+                yield self._cell(name, setting, value, saved, error)
         finally:
             if replay is not None:
                 replay.release()
+
+    def _tied(self, module: nn.Module) -> bool:
+        """A weight shared with another module (tied embeddings): an in-place edit changes both."""
+        own = {id(p) for p in module.parameters(recurse=False)}
+        return any(m is not module and own & {id(p) for p in m.parameters(recurse=False)}
+                   for m in self.model.modules())
 
     def _local(self, rule: dict) -> bool:
         return all(getattr(c, "mode", "") != "structured" for c in rule.values())

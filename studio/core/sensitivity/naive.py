@@ -16,7 +16,9 @@ from studio.core.techniques.base import ApplyContext
 
 
 def naive_value(model: torch.nn.Module, batches: Batches, scorer: Scorer, name: str, setting: SweepSetting,
-                example_inputs: tuple) -> float:
+                example_inputs: tuple, reference_each_cell: bool = False) -> float:
+    """`reference_each_cell`: evaluate the original too, as a one-change run of the run pipeline
+    does (the loop the issue timed); otherwise the original outputs come once, from `scorer`."""
     rule = layer_rule(setting, model.get_submodule(name))
     plan = CompressionPlan.from_dict({"rules": [{"layers": name, **rule}]})
     assignments = resolve(plan, model)
@@ -27,4 +29,7 @@ def naive_value(model: torch.nn.Module, batches: Batches, scorer: Scorer, name: 
     with torch.no_grad():
         for args, kwargs in batches:
             outs.append(primary_output(changed(*args, **kwargs)).float())
+        if reference_each_cell:
+            reference = torch.cat([primary_output(model(*a, **k)).float() for a, k in batches])
+            scorer = Scorer.from_reference(reference, scorer.labels if scorer.metric == "accuracy" else None)
     return scorer.score(torch.cat(outs))

@@ -3,7 +3,9 @@ on that layer, so they are recorded once and replayed, and each cell recomputes 
 runs from the changed layer on.
 
 Works on any eager model whose call order does not depend on the data (shared modules, residual
-adds and transformers included): calls are keyed by (module, n-th call in the forward). Where
+adds and transformers included): calls are keyed by (module, n-th call in the forward). The hooks are global ones, filtered
+to this model: hooks on the modules themselves would change code paths that check for them
+(PyTorch's fused TransformerEncoderLayer does). Where
 the layer is never called as a module (its weight read by its parent), the order differs
 between batches, or the model is TorchScript, a layer falls back to a full forward.
 """
@@ -14,6 +16,7 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
+from torch.nn.modules.module import register_module_forward_hook, register_module_forward_pre_hook
 from torch.utils._pytree import tree_map
 
 Call = tuple[int, int]  # (module id, n-th call in one forward)
@@ -50,6 +53,8 @@ class PrefixReplay:
 
     # --- hooks ---------------------------------------------------------------------------
     def _pre(self, module: nn.Module, args: Any) -> None:
+        if id(module) not in self.modules:
+            return
         key = (id(module), self._counts.get(id(module), 0))
         self._counts[id(module)] = key[1] + 1
         if self._recording and id(module) == self._layer:
@@ -78,6 +83,8 @@ class PrefixReplay:
         stack: list[Call] = []
 
         def pre(module, args):
+            if id(module) not in self.modules:
+                return
             key = (id(module), self._counts.get(id(module), 0))
             self._counts[id(module)] = key[1] + 1
             for outer in stack:
@@ -87,10 +94,10 @@ class PrefixReplay:
             self._starts.append(key)
 
         def post(module, args, output):
-            self._ends[stack.pop()] = len(self._starts)
+            if id(module) in self.modules:
+                self._ends[stack.pop()] = len(self._starts)
 
-        handles = [m.register_forward_pre_hook(pre) for m in self.modules.values()]
-        handles += [m.register_forward_hook(post) for m in self.modules.values()]
+        handles = [register_module_forward_pre_hook(pre), register_module_forward_hook(post)]
         try:
             args, kwargs = self.batches[0]
             with torch.inference_mode():
@@ -157,7 +164,7 @@ class PrefixReplay:
         self._record = set(keys) if record else set()
         for handle in self._handles:
             handle.remove()
-        self._handles = [m.register_forward_pre_hook(self._pre) for m in self.modules.values()]
+        self._handles = [register_module_forward_pre_hook(self._pre)]
         for mid in wanted:
             if "forward" not in self.modules[mid].__dict__:
                 self._wrap(self.modules[mid])

@@ -43,9 +43,9 @@ def _fraction(text: str, what: str) -> float:
     match = re.fullmatch(_NUMBER, text.strip())
     if not match:
         raise StudioError(f"{what} {text!r} is not a number or percentage (e.g. 0.5 or 50%).")
-    value = float(match.group(1)) / (100 if match.group(2) or float(match.group(1)) >= 1 else 1)
+    value = float(match.group(1)) / (100 if match.group(2) else 1)
     if not 0 < value < 1 + 1e-9:
-        raise StudioError(f"{what} {text!r} must be a fraction between 0 and 1.")
+        raise StudioError(f"{what} {text!r} must be a fraction between 0 and 1 (or a percentage, e.g. 50%).")
     return round(value, 6)
 
 
