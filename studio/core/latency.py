@@ -62,13 +62,3 @@ def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[An
     same = low <= 1.0 <= high or abs(speedup - 1.0) < SAME_WITHIN
     return LatencyComparison(before_ms=statistics.median(t_before), after_ms=statistics.median(t_after),
                              speedup=speedup, speedup_low=low, speedup_high=high, runs=runs, same_speed=same)
-
-
-def speed_text(latency: dict[str, Any] | None) -> str:
-    """'same speed' / '1.4× faster' / '1.3× slower' for headlines; '' when not measured."""
-    if not latency:
-        return ""
-    if latency.get("same_speed"):
-        return "same speed"
-    speedup = float(latency["speedup"])
-    return f"{speedup:.1f}× faster" if speedup > 1 else f"{1 / speedup:.1f}× slower"

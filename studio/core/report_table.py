@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from studio.core.latency import speed_text
 from studio.core.loaded_model import LoadedModel
 from studio.core.model_tree import ModelTree
-from studio.core.units import format_bytes, format_count, format_flops, format_percent
+from studio.core.units import format_bytes, format_count, format_flops, format_percent, speed_text
 
 _COLUMNS = (("Layer", 44, "<"), ("Type", 22, "<"), ("Params", 9, ">"), ("Share", 7, ">"),
             ("Size", 9, ">"), ("FLOPs", 13, ">"), ("Output", 18, "<"))

@@ -40,3 +40,13 @@ def format_flops(n: float) -> str:
 
 def format_percent(fraction: float) -> str:
     return f"{100.0 * fraction:.1f}%"
+
+
+def speed_text(latency: dict | None) -> str:
+    """'same speed' / '1.4× faster' / '1.3× slower' for headlines; '' when not measured."""
+    if not latency:
+        return ""
+    if latency.get("same_speed"):
+        return "same speed"
+    speedup = float(latency["speedup"])
+    return f"{speedup:.1f}× faster" if speedup > 1 else f"{1 / speedup:.1f}× slower"

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studio.core.latency import compare_latency, speed_text
+from studio.core.latency import compare_latency
+from studio.core.units import speed_text
 
 
 def _mlp(width: int) -> nn.Module:
