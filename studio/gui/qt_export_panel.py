@@ -10,92 +10,22 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSize, Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout,
-                               QHeaderView, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton,
-                               QSizePolicy, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from studio.core.events import Finished, StageStarted, Warning
 from studio.core.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
 from studio.core.export.candidates import CANDIDATE_COLUMNS, candidate_table
-from studio.core.units import format_bytes, format_count, format_percent
+from studio.core.units import format_bytes
+from studio.gui.qt_export_tables import DASH, VERIFY_ROWS, _cell, _ms, _table, _title, verification_rows
 
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
 RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
-VERIFY_ROWS = ("Samples", "Max |diff|", "Cosine", "Top-1 agreement", "Accuracy", "File size", "Int8 mode")
 LATENCY_COLUMNS = ("1 thread\nmedian", "1 thread\np95", "2 threads\nmedian", "2 threads\np95")
 LATENCY_ROWS = (("runtime", "{runtime} (this file)"), ("runtime_fp32", "{runtime} fp32 file"),
                 ("pytorch", "PyTorch (compressed)"), ("pytorch_uncompressed", "PyTorch (uncompressed)"))
-DASH = "—"
-
-
-def _ms(value: float | None) -> str:
-    return DASH if value is None else f"{value:.3f} ms"
-
-
-def _fraction(value: float | None) -> str:
-    return DASH if value is None else format_percent(value)
-
-
-def verification_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, text) rows of the verification table; plain data so tests can read it."""
-    check = report.get("verification") or {}
-    max_abs, cosine = check.get("max_abs"), check.get("cosine")
-    labeled = check.get("labeled_samples") or check.get("samples")
-    accuracy = _fraction(check.get("accuracy"))
-    values = (
-        format_count(check["samples"]) if check.get("samples") is not None else DASH,
-        DASH if max_abs is None else f"{max_abs:.3g}",
-        DASH if cosine is None else f"{cosine:.6f}",
-        _fraction(check.get("top1_agreement")),
-        accuracy if accuracy == DASH else f"{accuracy} (n={labeled})",
-        format_bytes(report["file_bytes"]) if report.get("file_bytes") is not None else DASH,
-        report.get("int8_mode") or DASH,
-    )
-    return list(zip(VERIFY_ROWS, values))
-
-
-def _table(object_name: str, rows: int, columns: tuple[str, ...]) -> QTableWidget:
-    table = _FitTable(rows, len(columns))
-    table.setObjectName(object_name)
-    table.setHorizontalHeaderLabels(list(columns))
-    table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-    table.setSelectionMode(QAbstractItemView.SelectionMode.NoSelection)
-    table.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-    table.setAlternatingRowColors(True)
-    table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-    table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-    table.horizontalHeader().setHighlightSections(False)
-    table.verticalHeader().setHighlightSections(False)
-    table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-    table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-    return table
-
-
-class _FitTable(QTableWidget):
-    """Shows every row without scrolling: its size hint is its content, measured after styling."""
-
-    def sizeHint(self) -> QSize:
-        header = self.horizontalHeader()
-        height = 0 if header.isHidden() else header.sizeHint().height()
-        height += sum(self.verticalHeader().sectionSize(r) for r in range(self.rowCount()))
-        return QSize(super().sizeHint().width(), height + 2 * self.frameWidth())
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(super().minimumSizeHint().width(), self.sizeHint().height())
-
-
-def _title(text: str) -> QLabel:
-    label = QLabel(f"<b>{text}</b>")
-    label.setObjectName("tableTitle")
-    return label
-
-
-def _cell(text: str, align: Qt.AlignmentFlag = Qt.AlignmentFlag.AlignRight) -> QTableWidgetItem:
-    item = QTableWidgetItem(text)
-    item.setTextAlignment(align | Qt.AlignmentFlag.AlignVCenter)
-    return item
 
 
 class ExportPanel(QWidget):
@@ -188,7 +118,11 @@ class ExportPanel(QWidget):
         self.data_edit.setObjectName("exportData")
         self.data_edit.setPlaceholderText("the sample's own data (or imagefolder:PATH, csv:PATH, tensors:PATH, "
                                           "random)")
-        self.data_edit.setToolTip("Calibration (static int8) and verification inputs")
+        self.data_edit.setToolTip("Calibration (static int8, training split) and verification inputs (validation "
+                                  "split); images: imagefolder:PATH?mean=0.485,0.456,0.406&std=0.229,0.224,0.225")
+        self.keep_float_edit = QLineEdit()
+        self.keep_float_edit.setObjectName("exportKeepFloat")
+        self.keep_float_edit.setPlaceholderText("layers to keep in float in an int8 file, e.g. conv1, fc (globs allowed)")
         self.export_button = QPushButton("Export")
         self.export_button.setObjectName("exportButton")
         self.export_button.setDefault(True)
@@ -203,6 +137,7 @@ class ExportPanel(QWidget):
         form.addRow("Precision", precision_row)
         form.addRow("File", path_row)
         form.addRow("Data", self.data_edit)
+        form.addRow("Keep float", self.keep_float_edit)
         form.addRow(buttons)
         self.format_combo.currentIndexChanged.connect(self._on_format)
         self.precision_combo.currentIndexChanged.connect(self._on_precision)
@@ -300,7 +235,8 @@ class ExportPanel(QWidget):
     # --- request --------------------------------------------------------------------
     def request(self, force: bool = False) -> ExportRequest:
         return ExportRequest(self.format(), Path(self.path_edit.text().strip()).expanduser(), self.precision(),
-                             force=force, int8_mode=self.int8_mode(), calibration=self.calibration())
+                             force=force, int8_mode=self.int8_mode(), calibration=self.calibration(),
+                             keep_float=tuple(n.strip() for n in self.keep_float_edit.text().split(",") if n.strip()))
 
     def request_export(self) -> None:
         """Validate, ask before replacing a file, then emit `exportRequested`."""
@@ -341,7 +277,7 @@ class ExportPanel(QWidget):
     def set_busy(self, busy: bool) -> None:
         """While exporting the inputs are frozen; a new export clears the last results."""
         for widget in (self.format_combo, self.precision_combo, self.path_edit, self.browse_button,
-                       self.data_edit, self.export_button):
+                       self.data_edit, self.keep_float_edit, self.export_button):
             widget.setEnabled(not busy)
         self.int8_combo.setEnabled(not busy and self.precision() == "int8")
         self.calibration_combo.setEnabled(not busy and self.precision() == "int8")

@@ -50,7 +50,8 @@ def test_button_emits_request(qtbot, panel, tmp_path):
         qtbot.mouseClick(panel.export_button, Qt.MouseButton.LeftButton)
     assert signal.args == [ExportRequest("tflite", tmp_path / "m.tflite", "int8", force=False, int8_mode="static")]
     panel.calibration_combo.setCurrentIndex(panel.calibration_combo.findData("entropy"))
-    assert panel.request().calibration == "entropy"
+    panel.keep_float_edit.setText("stem, head.* ")
+    assert panel.request().calibration == "entropy" and panel.request().keep_float == ("stem", "head.*")
     assert panel.data_spec() == "digits"
 
 
