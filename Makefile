@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # CPU wheel of torch; a bare `torch` would pull a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
 
-.PHONY: install run test bench screenshots clean
+.PHONY: install run test bench screenshots dist dist-smoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,5 +35,14 @@ screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:minilm-sentiment --screenshot docs/screenshot-minilm.png
 	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_screenshots.py
 
+# Standalone folder app (PyInstaller): dist/compression-studio/compression-studio, then its smoke test.
+dist: $(STAMP)
+	$(BIN)/python -m pip install --quiet "pyinstaller>=6.10"
+	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build packaging/studio.spec
+	packaging/smoke.sh dist/compression-studio
+
+dist-smoke:
+	packaging/smoke.sh dist/compression-studio
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) .pytest_cache build dist *.egg-info
