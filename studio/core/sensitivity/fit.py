@@ -47,7 +47,7 @@ def _solve_saving(options: list[list[SensitivityCell]], attr: str, need: float) 
     for cells in options:
         best, pick, src = dp.copy(), np.full(STEPS + 1, -1), index.copy()
         for j, cell in enumerate(cells):
-            w = min(int(getattr(cell, attr) // unit), STEPS)
+            w = min(int(getattr(cell, attr) / unit + 1e-9), STEPS)
             shifted, origin = np.full(STEPS + 1, math.inf), index - w
             shifted[w:] = dp[:STEPS + 1 - w]
             lo = STEPS - w
