@@ -38,6 +38,9 @@ class CompressionResult:
     report: dict[str, Any] = field(default_factory=dict)
 
 
+MEASURE_STEPS = 5
+
+
 def validate(loaded: LoadedModel, plan: CompressionPlan) -> Assignments:
     """Every problem of the plan on this model, before anything runs."""
     if not loaded.eager and plan.rules:
@@ -77,11 +80,21 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     yield StageStarted("measure", "params, bytes, FLOPs and output fidelity")
     start = time.perf_counter()
     spec = loaded.input_spec
-    before_tree, after_tree = inspect_model(loaded.module, spec), inspect_model(model, spec)
+    yield Progress(0, MEASURE_STEPS, "inspecting the original")  # determinate: the window shows an ETA
+    before_tree = inspect_model(loaded.module, spec)
     cancel.raise_if_cancelled()
-    before, after = figures(loaded.module, spec, before_tree), figures(model, spec, after_tree)
+    yield Progress(1, MEASURE_STEPS, "inspecting the compressed model")
+    after_tree = inspect_model(model, spec)
     cancel.raise_if_cancelled()
+    yield Progress(2, MEASURE_STEPS, "bytes of the original")
+    before = figures(loaded.module, spec, before_tree)
+    cancel.raise_if_cancelled()
+    yield Progress(3, MEASURE_STEPS, "bytes of the compressed model")
+    after = figures(model, spec, after_tree)
+    cancel.raise_if_cancelled()
+    yield Progress(4, MEASURE_STEPS, "output fidelity")
     fid = fidelity(loaded.module, model, batches if batches is not None else example_batches(loaded))
+    yield Progress(MEASURE_STEPS, MEASURE_STEPS, "measured")
     report = {
         "model": loaded.name, "source": loaded.source, "input_spec": str(spec),
         "recipe": plan.to_dict(),

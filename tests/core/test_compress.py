@@ -45,8 +45,11 @@ def test_events_in_order_and_original_untouched(digits):
     done = [e.change for e in events if isinstance(e, LayerDone)]
     assert [c.technique for c in done] == sorted((c.technique for c in done),
                                                  key=["lowrank", "prune", "quantize"].index)
-    progress = [e for e in events if isinstance(e, Progress)]
+    measure = events.index(next(e for e in events if isinstance(e, StageStarted) and e.name == "measure"))
+    progress = [e for e in events[:measure] if isinstance(e, Progress)]
     assert progress[-1].step == len(done)
+    measured = [e for e in events[measure:] if isinstance(e, Progress)]  # the measure stage has an ETA too
+    assert [e.step for e in measured] == list(range(measured[0].total + 1))
     after = digits.module.state_dict()
     assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
     # quantization reached the factors of the low-rank layer, but not the excluded classifier.4
