@@ -59,7 +59,7 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed():
     data = text_dataset()
     assert data.sequence_keys == ("input_ids", "attention_mask", "token_type_ids")
     val_lengths = data.lengths[data.val_idx].tolist()
-    assert val_lengths == sorted(val_lengths)  # evaluation order: shortest first
+    assert val_lengths == sorted(val_lengths)  # evaluation order: shortest first (within a pool)
     for args, kwargs, labels in data.batches("val", 8, pad="longest"):
         width = kwargs["input_ids"].shape[1]
         assert kwargs["attention_mask"].sum(1).max() == width == kwargs["token_type_ids"].shape[1]
@@ -72,6 +72,19 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed():
     assert [p.tolist() for p in parts] != [p.tolist() for p in data._index_batches("train", 8, True, 4)]
     assert data.tokens("train", 8) < data.tokens("train", 8, pad="fixed")
     assert data.tokens("val", 8) < 0.75 * data.tokens("val", 8, pad="fixed")
+
+
+def test_validation_is_sorted_within_pools_so_any_prefix_stays_fair(monkeypatch):
+    from studio.core.data import sources
+
+    monkeypatch.setattr(sources, "EVAL_POOL", 10)
+    data = text_dataset(n=90)
+    val = data.val_idx.tolist()
+    assert sorted(val) == sorted(text_dataset(n=90).val_idx.tolist())
+    for start in (0, 10, 20):
+        pool = data.lengths[data.val_idx[start:start + 10]].tolist()
+        assert pool == sorted(pool)
+    assert data.lengths[data.val_idx[:10]].max() > data.lengths[data.val_idx[10:20]].min()  # pools, not global
 
 
 def test_other_data_is_untouched():

@@ -199,3 +199,19 @@ def test_lr_finder_dialog_shows_the_curve_and_hands_back_the_rate(qtbot, show):
     with qtbot.waitSignal(dialog.useLr, timeout=1000) as blocker:
         qtbot.mouseClick(dialog.use_button, Qt.MouseButton.LeftButton)
     assert blocker.args == [pytest.approx(1e-3)]
+
+
+def test_find_lr_from_the_window_sets_the_rate(qtbot, digits_window):
+    """The Run panel's button runs the range test on the plan; its suggestion lands in the settings."""
+    panel = digits_window.run.run_panel
+    assert "small network" in panel.settings_box.auto_hint.text()
+    panel.data_combo.setEditText("digits")
+    panel.settings_box.find_lr_button.click()
+    dialog = digits_window.run.lr_dialog
+    assert dialog is not None and dialog.isVisible() and not panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: dialog.use_button.isEnabled(), timeout=240000)
+    qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
+    assert len(dialog.curve_points()[0]) > 10 and dialog.marker.isVisible()
+    dialog.use_button.click()
+    assert panel.settings_dict()["finetune"]["lr"] == pytest.approx(float(f"{dialog.suggested:.6f}"))
+    assert not dialog.isVisible()

@@ -19,7 +19,10 @@ from studio.core.loaded_model import LoadedModel
 SPLIT_SEED = 0
 VAL_FRACTION = 0.2
 RANDOM_SAMPLES = 64
-BUCKET_POOL = 50  # batches per pool whose samples are sorted by length before batching
+BUCKET_POOL = 50  # training: batches per pool whose samples are sorted by length before batching
+# Validation text is sorted by length within pools of this many samples: batches of similar lengths pay
+# only for real tokens, while the first N samples (export verification takes them) stay a fair sample.
+EVAL_POOL = 1024
 DATA_SPECS = "digits, sample, imagefolder:PATH, csv:PATH, random[:N], tensors:PATH"
 
 
@@ -40,8 +43,9 @@ class Dataset:
 
     def __post_init__(self) -> None:
         self.lengths, self.sequence_keys = _token_lengths(self.inputs)
-        if self.lengths is not None:  # evaluation order: by length, so each batch pays only for real tokens
-            self.val_idx = self.val_idx[torch.argsort(self.lengths[self.val_idx], stable=True)]
+        if self.lengths is not None:  # evaluation order: by length within pools (see EVAL_POOL)
+            self.val_idx = torch.cat([pool[torch.argsort(self.lengths[pool], stable=True)]
+                                      for pool in self.val_idx.split(EVAL_POOL)]) if len(self.val_idx) else self.val_idx
 
     @property
     def labeled(self) -> bool:
@@ -52,7 +56,7 @@ class Dataset:
 
     def batches(self, split: str, batch_size: int, shuffle: bool = False, seed: int = 0, *,
                 pad: str = "fixed") -> Iterator[tuple[tuple[Any, ...], dict[str, Any], torch.Tensor | None]]:
-        """Batches of `split` in a fixed order (validation text: shortest first). pad="longest"
+        """Batches of `split` in a fixed order (validation text: by length within pools). pad="longest"
         cuts text batches to their longest sequence (the attention mask hides the rest, so the
         outputs are the same); "fixed" keeps the stored length, as exports and latency need.
         Shuffled text batches are length-bucketed: similar lengths share a batch."""
