@@ -1,6 +1,6 @@
 """Train the `sample:digits-cnn` weights deterministically and print test accuracy.
 
-    python -m studio.core.samples.train_digits_cnn [--out resources/samples/digits_cnn.safetensors]
+    python scripts/train_digits_cnn.py [--out resources/samples/digits_cnn.safetensors]
 """
 
 from __future__ import annotations

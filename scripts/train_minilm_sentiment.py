@@ -3,7 +3,7 @@
 Logistic regression (scikit-learn, deterministic) on the embeddings of the training split;
 the encoder stays the published all-MiniLM-L6-v2.
 
-    python -m studio.core.samples.train_minilm_sentiment
+    python scripts/train_minilm_sentiment.py
 """
 
 from __future__ import annotations
