@@ -5,11 +5,13 @@
 - naive_lean: the same with the original's outputs computed once (one forward per cell);
 - fast: the sweep's path — layer swapped in place, inference mode, upstream outputs replayed.
 
-    python benchmarks/bench_sensitivity.py [--naive-cells N] [--models minilm,digits]
+    python benchmarks/bench_sensitivity.py [--naive-cells N] [--fast-layers N] [--models minilm,digits]
 
 Each phase runs in its own process (peak RSS is its own). Wall and CPU seconds are both given:
 on a shared machine CPU time is the steadier measure. `--naive-cells` runs the naive loops on
-an evenly spread subset of the cells (default 12; 0 = all).
+an evenly spread subset of the cells (default 12; 0 = all); `--fast-layers` sweeps an evenly
+spread subset of the layers (default 0 = all; the fast path's cost depends on a layer's depth,
+so the subset spans the network), and the naive cells are drawn from those same layers.
 """
 
 from __future__ import annotations
@@ -27,7 +29,13 @@ CASES = {
 RATIOS = ("0.3", "0.5", "0.7")
 
 
-def _setup(case: dict):
+def _spread(items: list, count: int) -> list:
+    if not 0 < count < len(items):
+        return list(items)
+    return [items[round(i * (len(items) - 1) / max(count - 1, 1))] for i in range(count)]
+
+
+def _setup(case: dict, fast_layers: int = 0):
     from studio.core.data.sources import open_dataset
     from studio.core.loaders.samples import load_sample
     from studio.core.sensitivity.engine import sample_batches
@@ -36,7 +44,8 @@ def _setup(case: dict):
     loaded = load_sample(case["sample"])
     batches, labels = sample_batches(open_dataset("sample", loaded), case["samples"])
     settings = sweep_settings(("prune",), {"prune": RATIOS})
-    return loaded, batches, labels, settings, compressible_layers(loaded.module, settings, case["layers"])
+    layers = _spread(list(compressible_layers(loaded.module, settings, case["layers"])), fast_layers)
+    return loaded, batches, labels, settings, layers
 
 
 def _clock() -> tuple[float, float]:
@@ -47,11 +56,11 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
     return time.perf_counter() - start[0], time.process_time() - start[1]
 
 
-def _fast(case: dict, limit: int, queue) -> None:
+def _fast(case: dict, limit: int, fast_layers: int, queue) -> None:
     from studio.core.inspect import inspect_model
     from studio.core.sensitivity.engine import CellEngine
 
-    loaded, batches, labels, settings, layers = _setup(case)
+    loaded, batches, labels, settings, layers = _setup(case, fast_layers)
     tree = inspect_model(loaded.module, loaded.input_spec)
     start = _clock()
     engine = CellEngine(loaded, batches, labels, tree, fast=True)  # the original's outputs: once per sweep
@@ -62,14 +71,12 @@ def _fast(case: dict, limit: int, queue) -> None:
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def _naive(case: dict, limit: int, queue, reference_each_cell: bool) -> None:
+def _naive(case: dict, limit: int, fast_layers: int, queue, reference_each_cell: bool) -> None:
     from studio.core.sensitivity.engine import Scorer, forward_all
     from studio.core.sensitivity.naive import naive_value
 
-    loaded, batches, labels, settings, layers = _setup(case)
-    cells = [(n, s) for n in layers for s in settings]
-    if 0 < limit < len(cells):
-        cells = [cells[round(i * (len(cells) - 1) / max(limit - 1, 1))] for i in range(limit)]
+    loaded, batches, labels, settings, layers = _setup(case, fast_layers)
+    cells = _spread([(n, s) for n in layers for s in settings], limit)
     start = _clock()
     scorer = Scorer.from_reference(forward_all(loaded.module, batches), labels)
     values = {f"{n}|{s.label}": naive_value(loaded.module, batches, scorer, n, s, loaded.example_inputs(),
@@ -79,12 +86,12 @@ def _naive(case: dict, limit: int, queue, reference_each_cell: bool) -> None:
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
 
 
-def _naive_loop(case, limit, queue):
-    _naive(case, limit, queue, True)
+def _naive_loop(case, limit, fast_layers, queue):
+    _naive(case, limit, fast_layers, queue, True)
 
 
-def _naive_lean(case, limit, queue):
-    _naive(case, limit, queue, False)
+def _naive_lean(case, limit, fast_layers, queue):
+    _naive(case, limit, fast_layers, queue, False)
 
 
 def _in_process(target, *args) -> dict:
@@ -103,10 +110,11 @@ def _per_cell(phase: dict) -> dict:
             "peak_rss_mb": round(phase["peak_rss_mb"], 1)}
 
 
-def bench(name: str, limit: int) -> dict:
+def bench(name: str, limit: int, fast_layers: int) -> dict:
     case = CASES[name]
-    phases = {"naive": _in_process(_naive_loop, case, limit), "naive_lean": _in_process(_naive_lean, case, limit),
-              "fast": _in_process(_fast, case, 0)}
+    phases = {"naive": _in_process(_naive_loop, case, limit, fast_layers),
+              "naive_lean": _in_process(_naive_lean, case, limit, fast_layers),
+              "fast": _in_process(_fast, case, 0, fast_layers)}
     fast = phases["fast"]
     out = {"model": f"sample:{case['sample']}", "samples": case["samples"], "settings": [f"prune {r}" for r in RATIOS],
            "metric": fast["metric"], "baseline": fast["baseline"], "fast_fallback_layers": fast["fallback_layers"]}
@@ -123,13 +131,14 @@ def bench(name: str, limit: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--naive-cells", type=int, default=12)
+    parser.add_argument("--fast-layers", type=int, default=0)
     parser.add_argument("--models", default="minilm,digits")
     args = parser.parse_args()
     import os
 
     out = {"cpus": os.cpu_count(), "load_avg_1m_at_start": round(os.getloadavg()[0], 2), "target_speedup": 3.0}
     for name in args.models.split(","):
-        out[name] = bench(name, args.naive_cells)
+        out[name] = bench(name, args.naive_cells, args.fast_layers)
     out["load_avg_1m_at_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(out, indent=1))
 
