@@ -240,9 +240,8 @@ def _gui(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = build_parser().parse_args(argv)
     except KeyboardInterrupt:
         print("studio: cancelled", file=sys.stderr)
         return 130
