@@ -48,6 +48,7 @@ class RunController(QObject):
         self.run_panel.cancelRequested.connect(self.cancel)
         self.run_panel.findLrRequested.connect(self.find_lr)
         self.lr_dialog: Any = None
+        self.lr_test_steps = 100  # steps of the learning-rate range test
         self.compare.keepRequested.connect(self.keep_result)
         self.compare.saveRequested.connect(self.save_result)
         self.compare.discardRequested.connect(self.discard_result)
@@ -143,7 +144,7 @@ class RunController(QObject):
         if not settings.get("data"):
             self.window.show_error("Choose the data to train on first (e.g. sample or digits).", "Find learning rate")
             return
-        plan, loaded = self.window.plan.document.plan, opened.loaded
+        plan, loaded, steps = self.window.plan.document.plan, opened.loaded, self.lr_test_steps
 
         def job(token: CancelToken) -> Any:
             from studio.core.data.sources import open_dataset
@@ -151,7 +152,8 @@ class RunController(QObject):
             from studio.core.lr_finder import find_lr
 
             dataset = open_dataset(settings["data"], loaded)
-            return find_lr(loaded, plan, dataset, FinetuneSettings.from_dict(settings.get("finetune")), token)
+            return find_lr(loaded, plan, dataset, FinetuneSettings.from_dict(settings.get("finetune")), token,
+                           steps=steps)
 
         if self.lr_dialog is None:
             from studio.gui.qt_lr_finder import LrFinderDialog

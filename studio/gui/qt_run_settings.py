@@ -130,7 +130,8 @@ class RunSettingsBox(QGroupBox):
         self.auto_hint.setToolTip(text)
 
     def set_lr(self, lr: float) -> None:
-        self.lr.setValue(lr)
+        """A chosen rate (never below the box's smallest step: 0 there means auto)."""
+        self.lr.setValue(max(lr, 10 ** -self.lr.decimals()))
 
     def browse_data(self, kind: str) -> str | None:
         """Ask for the folder or file of an `imagefolder:` / `csv:` / `tensors:` spec."""
