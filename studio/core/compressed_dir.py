@@ -56,8 +56,11 @@ def save_compressed(result, out_dir: str | os.PathLike[str], force: bool = False
             old = out.parent / f".{out.name}.old-{os.getpid()}"
             os.replace(out, old)
         os.replace(tmp, out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        if old is not None:  # what --force replaced: a folder, or a regular file of that name
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                old.unlink(missing_ok=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
