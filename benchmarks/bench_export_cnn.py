@@ -78,6 +78,7 @@ def main() -> None:
     from studio.core.loaded_model import LoadedModel
 
     torch.manual_seed(0)
+    torch.set_num_threads(1)  # feature extraction: a 2-thread pool crawls on a shared, busy machine
     split = digits_split()
     x_train, x_test = images(split.x_train, args.res), images(split.x_test, args.res)
     model = pretrained_lite0()

@@ -180,7 +180,7 @@ def test_bert_style_classifier_exports(tiny_bert_classifier, tmp_path, fmt):
     _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b.{fmt}", "fp32", samples=8), None)
     v = result.report["verification"]
     assert v["max_abs"] < 1e-3 and v["top1_agreement"] == 1.0
-    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", "dynamic", samples=8),
+    _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", int8_mode="dynamic", samples=8),
                      None)
     assert result.report["int8_mode"] == "dynamic" and len(result.report["candidates"]) == 1
     assert result.report["verification"]["cosine"] > 0.98

@@ -20,7 +20,7 @@ RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
 class OnnxRuntime:
     name = RUNTIME_NAMES["onnx"]
     converter = "torch.onnx (dynamo) + ONNX Runtime pre-processing (BatchNorm folded, shapes inferred)"
-    quantizer = "ONNX Runtime quantizer, QDQ, symmetric per-channel weights, every supported op type"
+    quantizer = "ONNX Runtime quantizer, symmetric per-channel int8 weights, every supported op type; static: QDQ"
     fp16_tool = "ONNX Runtime float16 converter, fp32 inputs/outputs"
 
     def __init__(self, loaded: LoadedModel) -> None:

@@ -105,8 +105,15 @@ def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) ->
 
 
 def reference_outputs(reference: Runner, samples: Sequence[Sample]) -> list[np.ndarray]:
-    """PyTorch's outputs, computed once and compared with every exported candidate."""
-    return [np.asarray(reference(s.inputs), dtype=np.float64) for s in samples]
+    """PyTorch's outputs, computed once and compared with every exported candidate. One thread:
+    batch-1 ops gain little from a pool, and a pool waiting on a busy machine's scheduler at
+    every op makes a forward pass many times slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return [np.asarray(reference(s.inputs), dtype=np.float64) for s in samples]
+    finally:
+        torch.set_num_threads(previous)
 
 
 def compare(runtime: Runner, reference: Runner | Sequence[np.ndarray],
