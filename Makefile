@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -e ".[samples,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[samples,dev,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_run.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python benchmarks/bench_gui_run.py
 	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python benchmarks/bench_sensitivity.py
 
 screenshots: $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:digits-cnn --screenshot docs/screenshot-digits.png
