@@ -165,9 +165,9 @@ class Defaults:
 TRANSFORMER = Defaults("pretrained transformer", 3e-5, "linear", 0.1, 0.01,
                        "pretrained transformer: AdamW 3e-5 with 10 % linear warm-up, then linear decay "
                        "(BERT fine-tuning practice); larger rates wipe out what pre-training learned")
-SMALL_NET = Defaults("small network", 1e-3, "cosine", 0.0, 0.0,
-                     "small network (< 1M parameters): AdamW 1e-3 with cosine decay, measured best on the "
-                     "digits sample")
+SMALL_NET = Defaults("small network", 1e-3, "constant", 0.0, 0.0,
+                     "small network (< 1M parameters): AdamW 1e-3, constant (digits, 90 % pruned, 3 epochs: "
+                     "84.9 % vs 73.1 % with cosine decay)")
 LARGE_CNN = Defaults("pretrained CNN", 1e-4, "cosine", 0.05, 1e-4,
                      "CNN with ≥ 1M parameters (likely pretrained): AdamW 1e-4, 5 % warm-up, cosine decay")
 

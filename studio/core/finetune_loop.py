@@ -150,7 +150,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
     good = (_state(student), copy.deepcopy(optimizer.state_dict()), None)  # weights, optimizer, running loss
     scale, backoffs, since_best, stopped = 1.0, 0, 0, "completed"
     ema: float | None = None
-    step, t0 = 0, time.perf_counter()
+    step, last_eval, t0 = 0, 0, time.perf_counter()
     try:
         for epoch in range(settings.epochs):
             if step >= total or stopped == "early stop":
@@ -206,6 +206,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
                 student.train()
                 yield from metric_points(step, metrics)
                 yield Metric(step, "train/lr", lr)
+                last_eval = step
                 if not metrics.finite():
                     raise StudioError(f"Fine-tuning produced non-finite validation metrics at step {step}; "
                                       "nothing was saved. Lower settings.finetune.lr.")
@@ -225,6 +226,8 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
         loss_fn.close()
         student.to("cpu").eval()
     student.load_state_dict({k: v.cpu() for k, v in best_state.items()})
+    if best_step != last_eval:  # the charts end on the kept model's scores
+        yield from metric_points(step, best)
     improved = best_step > 0
     start_value = getattr(start, metric)
     if not improved:

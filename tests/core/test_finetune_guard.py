@@ -75,7 +75,8 @@ def test_a_worse_model_is_never_kept(digits, monkeypatch):
                                                            patience=0)))
     result = _finish(events)
     accuracies = [e.value for e in events if isinstance(e, Metric) and e.name == "val/accuracy" and e.step > 0]
-    assert accuracies and max(accuracies) < start.report["after"]["accuracy"]  # every evaluation was worse
+    assert accuracies[:-1] and max(accuracies[:-1]) < start.report["after"]["accuracy"]  # every evaluation was worse
+    assert accuracies[-1] == start.report["after"]["accuracy"]  # the charts end on the kept (starting) weights
     assert result.report["finetune"]["kept"] == "start" and not result.report["finetune"]["improved"]
     assert result.report["after"]["accuracy"] == start.report["after"]["accuracy"]
     assert any(isinstance(e, Warning) and "never beat the starting accuracy" in e.message for e in events)
