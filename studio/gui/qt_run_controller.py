@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from studio.gui.qt_main_window import MainWindow
 
 
+TALL_WINDOW = 900  # below this the tree needs the height: the Run dock waits for Run plan (F6)
+
+
 class RunController(QObject):
     def __init__(self, window: MainWindow) -> None:
         super().__init__(window)
@@ -93,7 +96,7 @@ class RunController(QObject):
             defaults = model_family(self.window.opened.loaded.module)
             self.run_panel.settings_box.set_auto_hint(f"auto: {defaults.lr:g}, {defaults.schedule} "
                                                       f"({defaults.family})")
-        if not any(dock.isVisible() for dock in self.docks):
+        if not any(dock.isVisible() for dock in self.docks) and self.window.height() >= TALL_WINDOW:
             self.show_run()  # ready below the tree; its first layout and paint happen now, not when a run starts
             # the tree keeps most of the height; the charts stay readable
             self.window.resizeDocks([self.docks[0]], [max(280, int(self.window.height() * 0.36))],
