@@ -251,6 +251,9 @@ class RunController(QObject):
             self.export_panel.show_error(message)
         if self._job == "find-lr":
             self.lr_dialog.stopped(message)
+        if self._job == "run":
+            self.run_panel.failed(message)
+        self.window.statusBar().showMessage(title)
         self.window.show_error(message, title)
 
     def _on_busy(self, busy: bool) -> None:

@@ -194,6 +194,17 @@ class RunPanel(QWidget):
         self.progress.setFormat("starting…")
         self.stage_label.setText("Starting…")
 
+    def failed(self, message: str) -> None:
+        """A run that stopped on an error says so here too, not only in a dialog."""
+        self._log(f"failed: {message}", RED)
+        self.flush()
+        self.progress.setRange(0, 100)
+        self.progress.setFormat(f"failed · {self._stage}" if self._stage else "failed")
+        first = message if len(message) <= 120 else message[:119] + "…"
+        self.stage_label.setText(f"Failed: {first} The original model is unchanged.")
+        self.stage_label.setToolTip(message)
+        self.set_running(False)
+
     # --- events ----------------------------------------------------------------------------
     def handle_event(self, event: object) -> None:
         """Any core event; cheap here, drawn by the next timer flush (Finished/RunCancelled at once)."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
@@ -87,6 +88,8 @@ class RunSettingsBox(QGroupBox):
         self.run_button = named(QPushButton(icon("run"), "Start run"), "runButton")
         self.run_button.setProperty("primary", True)  # styled by resources/style.qss
         self.run_button.clicked.connect(lambda: self.startRequested.emit())
+        self.run_button.setShortcut(QKeySequence("Ctrl+Return"))  # F6 shows the panel, Ctrl+Return starts
+        self.run_button.setToolTip("Start the run (Ctrl+Return)")
         self.cancel_button = named(QPushButton("Cancel"), "cancelButton")
         self.cancel_button.clicked.connect(self._cancel_clicked)
         buttons = QHBoxLayout()

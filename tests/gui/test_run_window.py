@@ -123,3 +123,14 @@ def test_bad_data_gets_a_dialog_and_the_panel_recovers(qtbot, digits_window, tmp
     assert dialog.windowTitle() == "Run failed" and "missing" in dialog.text()
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
     assert window.run.result is None and window.isVisible()
+    # the failure stays in view after the dialog: the log, the stage line and the status bar say it
+    assert "Failed:" in panel.stage_label.text() and "missing" in panel.stage_label.toolTip()
+    assert "Starting" not in panel.stage_label.text() and panel.progress.format().startswith("failed")
+    assert any("failed:" in line and "missing" in line for line, _ in panel._log_lines) or \
+        "failed:" in panel.log.toPlainText()
+    assert window.statusBar().currentMessage() == "Run failed"
+
+
+def test_start_has_a_shortcut(digits_window):
+    button = digits_window.run.run_panel.run_button
+    assert button.shortcut().toString() == "Ctrl+Return" and "Ctrl+Return" in button.toolTip()
