@@ -15,6 +15,7 @@ from typing import Any
 from studio.core.errors import StudioError, UntrustedCodeError
 from studio.core.input_spec import InputSpec
 from studio.core.loaded_model import LoadedModel
+from studio.core.units import clip
 
 MANIFEST = "studio.json"
 FORMAT = "compression-studio/compressed-model"
@@ -82,7 +83,7 @@ def load_compressed_dir(path: Path, trust: bool = False, trust_remote_code: bool
     origin: dict[str, Any] = manifest["original"]
     if is_factory_source(origin["source"]) and not trust:
         raise UntrustedCodeError(
-            f"{path} was compressed from Python code ({_cut(origin['source'])}); reopening it imports and runs "
+            f"{path} was compressed from Python code ({clip(origin['source'], 120)}); reopening it imports and runs "
             "that file. Open it only if you trust that file: --trust (window: confirm the prompt).")
     try:
         spec = InputSpec.parse(manifest["input_spec"], keyword=manifest.get("input_keyword"))
@@ -125,9 +126,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     for key in ("weights", "recipe", "report"):
         name = files[key]
         if Path(name).name != name or name in ("", ".", ".."):
-            raise StudioError(f"{path / MANIFEST}: file names must stay inside the folder, got {_cut(name)!r}.")
+            raise StudioError(f"{path / MANIFEST}: file names must stay inside the folder, got {clip(name, 120)!r}.")
     return manifest
 
-
-def _cut(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"

@@ -4,18 +4,14 @@ from __future__ import annotations
 
 from studio.core.loaded_model import LoadedModel
 from studio.core.model_tree import ModelTree
-from studio.core.units import format_bytes, format_count, format_flops, format_percent, speed_text
+from studio.core.units import clip, format_bytes, format_count, format_flops, format_percent, speed_text
 
 _COLUMNS = (("Layer", 44, "<"), ("Type", 22, "<"), ("Params", 9, ">"), ("Share", 7, ">"),
             ("Size", 9, ">"), ("FLOPs", 13, ">"), ("Output", 18, "<"))
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 def _row(cells: tuple[str, ...]) -> str:
-    return "  ".join(f"{_clip(c, w):{a}{w}}" for c, (_, w, a) in zip(cells, _COLUMNS)).rstrip()
+    return "  ".join(f"{clip(c, w):{a}{w}}" for c, (_, w, a) in zip(cells, _COLUMNS)).rstrip()
 
 
 def layer_table(loaded: LoadedModel, tree: ModelTree, max_depth: int | None = None) -> str:

@@ -5,6 +5,16 @@ from __future__ import annotations
 _SI = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
 
 
+def clip(text: str, limit: int) -> str:
+    """At most `limit` characters, the end replaced by '…' (messages, table cells)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip_left(text: str, limit: int) -> str:
+    """At most `limit` characters, the start replaced by '…' (paths: the file name survives)."""
+    return text if len(text) <= limit else "…" + text[-(limit - 1):]
+
+
 def _scaled(value: float) -> tuple[float, str]:
     for factor, prefix in _SI:
         if abs(value) >= factor:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from studio.core.units import clip_left
 from studio.gui.qt_resources import icon
 
 HINT = "Open a model (Ctrl+O), drop a file here, or pick a sample"
@@ -23,10 +24,6 @@ STEPS = (
     ("Export", "Export (Ctrl+Shift+X)",
      "ONNX or TFLite, fp32 / fp16 / int8, verified in the runtime with its latency next to the fp32 file."),
 )
-
-
-def _elide_path(path: str, limit: int = 60) -> str:
-    return path if len(path) <= limit else "…" + path[-(limit - 1):]
 
 
 class EmptyState(QWidget):
@@ -107,7 +104,7 @@ class EmptyState(QWidget):
         self.recent_layout.addWidget(title)
         for entry in entries[:RECENT_SHOWN]:
             source, weights = entry.get("source") or "", entry.get("weights") or ""
-            button = QPushButton(icon("recent"), _elide_path(source) + (" (+ weights)" if weights else ""))
+            button = QPushButton(icon("recent"), clip_left(source, 60) + (" (+ weights)" if weights else ""))
             button.setObjectName("recentButton")
             button.setFlat(True)
             button.setToolTip(source + (f"\nweights: {weights}" if weights else ""))

@@ -12,7 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
 
 from studio.core.errors import StudioError
-from studio.core.units import format_bytes, format_count, format_flops
+from studio.core.units import clip, format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_PLAN
 from studio.gui.qt_plan_autosave import RESTORED, PlanAutosave
 from studio.gui.qt_plan_document import PlanDocument
@@ -30,10 +30,6 @@ def _change(before: float, after: float) -> str:
 def _nb(text: str) -> str:
     """A figure never wraps between its number and its unit ("18.7 M")."""
     return text.replace(" ", "\u00a0")
-
-
-def _cut(text: str, limit: int = 140) -> str:
-    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 class PlanController(QObject):
@@ -137,7 +133,7 @@ class PlanController(QObject):
             text += f" · non\u2011zero\u00a0{_nb(format_count(a.nonzero))}"
         if p.problems:  # the reason itself, not only a count behind a tooltip
             more = f" (+{len(p.problems) - 1} more, hover)" if len(p.problems) > 1 else ""
-            text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(_cut(p.problems[0]))}"
+            text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(clip(p.problems[0], 140))}"
                      f"{more}</span>")
         self.budget.setText(text)
         self.budget.setToolTip("\n".join(p.problems))

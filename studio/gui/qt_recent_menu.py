@@ -5,6 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMenu, QWidget
 
+from studio.core.units import clip_left
 from studio.gui.qt_resources import clear_recent_sources, icon, recent_sources
 
 
@@ -25,8 +26,7 @@ class RecentMenu(QMenu):
         entries = recent_sources()
         for entry in entries:
             source, weights = entry["source"] or "", entry["weights"] or ""
-            label = source if len(source) <= 70 else "…" + source[-69:]
-            action = self.addAction(label + (" (+ weights)" if weights else ""))
+            action = self.addAction(clip_left(source, 70) + (" (+ weights)" if weights else ""))
             action.setToolTip(source + (f"\nweights: {weights}" if weights else ""))
             action.triggered.connect(lambda _c=False, s=source, w=weights: self.chosen.emit(s, w))
         if entries:
