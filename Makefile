@@ -21,6 +21,7 @@ run: $(STAMP)
 	$(BIN)/studio gui sample:digits-cnn
 
 test: $(STAMP)
+	$(BIN)/lint-imports --no-cache
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(STAMP)

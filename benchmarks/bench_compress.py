@@ -22,10 +22,10 @@ import json, resource, sys, time
 sys.path.insert(0, {root!r})
 import torch
 torch.manual_seed(0)
-from studio.core.compress_pipeline import compress
-from studio.core.events import Finished
-from studio.core.input_spec import InputSpec
-from studio.core.loaded_model import LoadedModel
+from studio.core.pipelines.compress import compress
+from studio.core.base.events import Finished
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.loaded_model import LoadedModel
 from studio.core.plan import CompressionPlan
 
 def rss_kb():

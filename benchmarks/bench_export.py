@@ -22,9 +22,9 @@ VARIANTS = (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "fp32"), ("tflite", "
 
 def bench_model(source: str, samples: int, workdir: Path) -> dict:
     from studio.core.data.sources import open_dataset
-    from studio.core.events import Finished
-    from studio.core.export import ExportRequest, export
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.base.events import Finished
+    from studio.core.pipelines.export import ExportRequest, export
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest(source))
     data = open_dataset("sample", loaded)

@@ -71,11 +71,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from studio.core.data.digits import digits_split
-    from studio.core.data.sources import Dataset
-    from studio.core.events import Finished, StageStarted, Warning
-    from studio.core.export import ExportRequest, export
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.data.dataset import Dataset
+    from studio.core.base.events import Finished, StageStarted, Warning
+    from studio.core.pipelines.export import ExportRequest, export
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaded_model import LoadedModel
 
     torch.manual_seed(0)
     torch.set_num_threads(1)  # feature extraction: a 2-thread pool crawls on a shared, busy machine

@@ -32,7 +32,7 @@ LITE0_RECIPE = {"rules": [{"layers": "_blocks.*._expand_conv", "prune": {"mode":
 
 def minilm():
     from studio.core.data.sources import open_dataset
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest("sample:minilm-sentiment"))
     return loaded, open_dataset("sample", loaded), MINILM_RECIPE, "prune structured 50 % of bert.encoder.layer.*.intermediate.dense"
@@ -43,9 +43,9 @@ def lite0(res: int = 64):
     from bench_export_cnn import fit_head, images, pretrained_lite0
 
     from studio.core.data.digits import digits_split
-    from studio.core.data.sources import Dataset
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.data.dataset import Dataset
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaded_model import LoadedModel
 
     torch.manual_seed(0)
     split = digits_split()
@@ -63,10 +63,10 @@ def lite0(res: int = 64):
 def measure(name: str, build, args) -> dict:
     import torch
 
-    from studio.core.events import Finished, Metric, Note, Warning
-    from studio.core.finetune import FinetuneSettings
+    from studio.core.base.events import Finished, Metric, Note, Warning
+    from studio.core.pipelines.finetune import FinetuneSettings
     from studio.core.plan import CompressionPlan
-    from studio.core.run_pipeline import run
+    from studio.core.pipelines.run import run
 
     loaded, data, recipe, what = build()
     lr = args.lr if args.lr == "auto" else float(args.lr)

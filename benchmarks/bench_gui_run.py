@@ -28,9 +28,9 @@ PROBE_MS = 10
 def measure(app, window, source: str, recipe: str, data: str, epochs: int) -> dict:
     from PySide6.QtCore import QEventLoop, Qt, QTimer
 
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
     from studio.core.plan import CompressionPlan
-    from studio.core.resources import resource
+    from studio.core.base.resources import resource
 
     loop = QEventLoop()
     window.modelShown.connect(loop.quit)

@@ -58,13 +58,13 @@ def populate_seconds(tree) -> float:
 
 
 def main() -> None:
-    from studio.core.input_spec import InputSpec
-    from studio.core.inspect import inspect_model
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.inspection import inspect_model
     from tests.zoo import Wide
 
     import tempfile
 
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     spec = InputSpec.parse("input_ids 1x128 int64 [0,30522); attention_mask 1x128 int64 [1,2)")
     model, build_s = timed(bert_base)

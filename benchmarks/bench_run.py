@@ -22,11 +22,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     args = parser.parse_args()
     from studio.core.data.sources import open_dataset
-    from studio.core.events import Finished
-    from studio.core.finetune import FinetuneSettings
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.base.events import Finished
+    from studio.core.pipelines.finetune import FinetuneSettings
+    from studio.core.pipelines.opening import LoadRequest, load_model
     from studio.core.plan import CompressionPlan
-    from studio.core.run_pipeline import run
+    from studio.core.pipelines.run import run
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     data = open_dataset("digits", loaded)

@@ -37,9 +37,9 @@ def _spread(items: list, count: int) -> list:
 
 def _setup(case: dict, fast_layers: int = 0):
     from studio.core.data.sources import open_dataset
-    from studio.core.loaders.samples import load_sample
-    from studio.core.sensitivity.engine import sample_batches
-    from studio.core.sensitivity.settings import compressible_layers, sweep_settings
+    from studio.core.model.loaders.samples import load_sample
+    from studio.core.pipelines.sensitivity.engine import sample_batches
+    from studio.core.pipelines.sensitivity.settings import compressible_layers, sweep_settings
 
     loaded = load_sample(case["sample"])
     batches, labels = sample_batches(open_dataset("sample", loaded), case["samples"])
@@ -57,8 +57,8 @@ def _since(start: tuple[float, float]) -> tuple[float, float]:
 
 
 def _fast(case: dict, limit: int, fast_layers: int, queue) -> None:
-    from studio.core.inspect import inspect_model
-    from studio.core.sensitivity.engine import CellEngine
+    from studio.core.model.inspection import inspect_model
+    from studio.core.pipelines.sensitivity.engine import CellEngine
 
     loaded, batches, labels, settings, layers = _setup(case, fast_layers)
     tree = inspect_model(loaded.module, loaded.input_spec)
@@ -72,8 +72,8 @@ def _fast(case: dict, limit: int, fast_layers: int, queue) -> None:
 
 
 def _naive(case: dict, limit: int, fast_layers: int, queue, reference_each_cell: bool) -> None:
-    from studio.core.sensitivity.engine import Scorer, forward_all
-    from studio.core.sensitivity.naive import naive_value
+    from studio.core.pipelines.sensitivity.engine import Scorer, forward_all
+    from studio.core.pipelines.sensitivity.naive import naive_value
 
     loaded, batches, labels, settings, layers = _setup(case, fast_layers)
     cells = _spread([(n, s) for n in layers for s in settings], limit)

@@ -33,9 +33,9 @@ def settle(app, seconds: float = 0.4) -> None:
 
 
 def main() -> None:
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
     from studio.core.plan import CompressionPlan
-    from studio.core.resources import resource
+    from studio.core.base.resources import resource
     from studio.gui.qt_app import _application
     from studio.gui.qt_main_window import MainWindow
 

@@ -20,7 +20,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 def main() -> None:
     from PySide6.QtCore import QSettings, Qt
 
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
     from studio.gui.qt_app import _application
     from studio.gui.qt_main_window import MainWindow
 

@@ -5,6 +5,6 @@ import sys
 
 if __name__ == "__main__":
     multiprocessing.freeze_support()  # sensitivity --workers spawns processes from the frozen binary
-    from studio.cli import main
+    from studio.cli.main import main
 
     sys.exit(main())

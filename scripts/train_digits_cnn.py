@@ -10,9 +10,9 @@ import argparse
 import torch
 from torch import nn
 
-from studio.core.atomic import atomic_path
+from studio.core.base.atomic import atomic_path
 from studio.core.data.digits import digits_split
-from studio.core.samples.digits_cnn import WEIGHTS, DigitsCNN
+from studio.core.model.samples.digits_cnn import WEIGHTS, DigitsCNN
 
 EPOCHS = 40
 BATCH = 64

@@ -12,9 +12,9 @@ import argparse
 
 import torch
 
-from studio.core.atomic import atomic_path
+from studio.core.base.atomic import atomic_path
 from studio.core.data.rotten_tomatoes import snippets_split
-from studio.core.samples.minilm_sentiment import (
+from studio.core.model.samples.minilm_sentiment import (
     HEAD_WEIGHTS, SEQ_LEN, MiniLMSentiment, load_encoder, load_tokenizer)
 
 C = 4.0  # inverse L2 strength: a fixed choice, not tuned on the test split

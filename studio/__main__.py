@@ -3,7 +3,7 @@
 import sys
 
 try:
-    from studio.cli import main
+    from studio.cli.main import main
 except KeyboardInterrupt:  # Ctrl-C while starting: the same one line as later
     print("studio: cancelled", file=sys.stderr)
     raise SystemExit(130) from None

@@ -3,7 +3,7 @@
     PYTHONPATH=TREE .venv/bin/python tests/hardening_probe.py [--only CAT ...] [--fuzz N]
 
 Runs against whichever `studio` is first on sys.path, so the same probe measures a tree before
-and after a change. Most cases call `studio.cli.main` in-process; interrupts and stdout purity
+and after a change. Most cases call `studio.cli.main.main` in-process; interrupts and stdout purity
 run the console entry point in a subprocess.
 """
 
@@ -46,7 +46,7 @@ def _alarm(signum, frame):
 
 
 def cli(argv: list[str], timeout: int = 120) -> tuple[object, str, str]:
-    from studio.cli import main
+    from studio.cli.main import main
 
     out, err = io.StringIO(), io.StringIO()
     signal.signal(signal.SIGALRM, _alarm)
@@ -206,9 +206,9 @@ def fuzz_recipe(rng: random.Random) -> str:
 
 def recipe_fuzz(n: int) -> None:
     cat = "recipe fuzz (in-process)"
-    from studio.core.compress_pipeline import validate
-    from studio.core.errors import StudioError
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.compress import validate
+    from studio.core.base.errors import StudioError
+    from studio.core.pipelines.opening import LoadRequest, load_model
     from studio.core.plan import CompressionPlan
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))

@@ -16,8 +16,8 @@ from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from studio.gui.qt_resources import APPLICATION, ORGANIZATION, icon
 
 if TYPE_CHECKING:
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaders import LoadRequest
 
 DEFAULT_SIZE = (1400, 860)
 SETTLE_MS = 300
@@ -70,13 +70,13 @@ def _as_request(source: Any, weights: str | None, trust: bool, input_spec: Any) 
     """Accepts a source string (with options) or a ready `LoadRequest` (the CLI passes one)."""
     if source is None:
         return None
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
 
     if isinstance(source, LoadRequest):
         return source
     spec = input_spec
     if isinstance(spec, str):
-        from studio.core.input_spec import InputSpec
+        from studio.core.model.input_spec import InputSpec
 
         spec = InputSpec.parse(spec)
     return LoadRequest(source=str(source), weights=weights, trust=trust, input_spec=spec)
@@ -117,7 +117,7 @@ def _save_screenshot(app: QApplication, window: Any, path: str) -> int:
 def run_gui(source: str | LoadRequest | None = None, *, weights: str | None = None, trust: bool = False,
             input_spec: str | InputSpec | None = None, screenshot: str | None = None) -> int:
     """Show the window (opening `source` if given); with `screenshot`, save a PNG and exit."""
-    from studio.core.logs import quiet_third_party_logs
+    from studio.core.base.logs import quiet_third_party_logs
 
     quiet_third_party_logs()
     from studio.gui.qt_platform_check import display_problem

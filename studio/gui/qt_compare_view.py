@@ -15,8 +15,8 @@ from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
-from studio.core.report_table import latency_is_simulated
-from studio.core.units import format_bytes, format_count, format_flops, format_percent, speed_text
+from studio.core.report.rows import latency_is_simulated
+from studio.core.base.units import format_bytes, format_count, format_flops, format_percent, speed_text
 from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars, abbreviate, per_layer
 
 DASH, MINUS = "—", "−"

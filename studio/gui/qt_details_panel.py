@@ -8,8 +8,8 @@ from html import escape
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDockWidget, QTextBrowser, QWidget
 
-from studio.core.model_tree import LayerNode
-from studio.core.units import format_bytes, format_count, format_flops, format_percent
+from studio.core.model.model_tree import LayerNode
+from studio.core.base.units import format_bytes, format_count, format_flops, format_percent
 
 EMPTY_HTML = "<p style='color:#80868b'>Select a layer to see its details.</p>"
 _BREAK_AFTER = re.compile(r"\.(?=[A-Za-z_])|,(?=\s?\d+x)")  # name dots; commas between shapes, not in 22,713,986

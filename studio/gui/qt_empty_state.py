@@ -6,7 +6,7 @@ from __future__ import annotations
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from studio.core.units import clip_left
+from studio.core.base.units import clip_left
 from studio.gui.qt_resources import icon
 
 HINT = "Open a model (Ctrl+O), drop a file here, or pick a sample"

@@ -1,7 +1,7 @@
 """Export panel: choose format/precision/file, then read how the file verified and how fast it runs.
 
 The panel only builds an `ExportRequest` and displays events; the window runs
-`studio.core.export.export` in its worker and feeds the events back through `handle_event`.
+`studio.core.pipelines.export.export` in its worker and feeds the events back through `handle_event`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
-from studio.core.events import Finished, StageStarted, Warning
-from studio.core.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
-from studio.core.export.candidates import CANDIDATE_COLUMNS, candidate_table
-from studio.core.units import format_bytes
+from studio.core.base.events import Finished, StageStarted, Warning
+from studio.core.pipelines.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
+from studio.core.pipelines.export.candidates import CANDIDATE_COLUMNS, candidate_table
+from studio.core.base.units import format_bytes
 from studio.gui.qt_export_tables import DASH, VERIFY_ROWS, _cell, _ms, _table, _title, verification_rows
 
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
@@ -307,7 +307,7 @@ class ExportPanel(QWidget):
         self._fill_latency(report)
         self._fill_candidates(report)
         if report.get("slower_than_fp32"):
-            from studio.core.export.pipeline import slower_message
+            from studio.core.pipelines.export.pipeline import slower_message
 
             self._warn(slower_message(report))
         elif report.get("slower_than_uncompressed"):

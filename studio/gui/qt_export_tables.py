@@ -8,7 +8,7 @@ from typing import Any
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem
 
-from studio.core.units import format_bytes, format_count, format_percent
+from studio.core.base.units import format_bytes, format_count, format_percent
 
 VERIFY_ROWS = ("Samples", "Max |diff|", "Cosine", "Top-1 agreement", "Accuracy", "File size", "Int8 mode")
 DASH = "—"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QLineEdit, QVBoxLayout, QWidget
 
-from studio.core.errors import InputSpecError
-from studio.core.input_spec import InputSpec
+from studio.core.base.errors import InputSpecError
+from studio.core.model.input_spec import InputSpec
 
 HELP = ("Entries separated by ';', each <code>[name] SHAPE [dtype] [[low,high)]</code>, e.g. "
         "<code>1x3x224x224 float32</code> or <code>input_ids 1x128 int64 [0,30522)</code>.")

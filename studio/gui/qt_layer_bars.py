@@ -15,7 +15,7 @@ from PySide6.QtCore import QPointF
 from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QWidget
 
-from studio.core.units import format_bytes, format_count
+from studio.core.base.units import format_bytes, format_count
 
 BEFORE_COLOUR, AFTER_COLOUR = "#bdc1c6", "#2f6fde"
 MAX_BARS = 30  # more bars than this turn into a tangle; the rest are summed in one bar

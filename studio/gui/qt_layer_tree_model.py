@@ -12,8 +12,8 @@ from typing import Any, Callable
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QObject, QPersistentModelIndex, Qt
 from PySide6.QtGui import QBrush, QColor, QFont
 
-from studio.core.model_tree import LayerNode, ModelTree
-from studio.core.units import format_bytes, format_count, format_flops, format_percent
+from studio.core.model.model_tree import LayerNode, ModelTree
+from studio.core.base.units import format_bytes, format_count, format_flops, format_percent
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1  # raw numbers/strings, so sorting is numeric
 NODE_ROLE = Qt.ItemDataRole.UserRole + 2  # the LayerNode behind a row

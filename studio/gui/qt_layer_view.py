@@ -6,7 +6,7 @@ from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyM
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
 
-from studio.core.model_tree import LayerNode, ModelTree
+from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.gui.qt_layer_tree_model import (
     COL_FLOPS, COL_NAME, COL_OUTPUT, COL_PARAMS, COL_PLAN, COL_SENSITIVITY, COL_SHARE, COL_SIZE, COL_TYPE, NODE_ROLE,
     SORT_ROLE, LayerTreeModel,

@@ -11,7 +11,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
-from studio.core.events import Finished, LrProbe, Progress, RunCancelled, StageStarted
+from studio.core.base.events import Finished, LrProbe, Progress, RunCancelled, StageStarted
 from studio.gui.qt_run_settings import named
 
 ACCENT, GREY, GREEN = "#2f6fde", "#9aa0a6", "#188038"

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow, QMenu, QMessageBox, QProgressBar, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
-from studio.core.events import Finished, StageStarted
+from studio.core.base.events import Finished, StageStarted
 from studio.gui.qt_details_panel import DetailsPanel
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
@@ -27,23 +27,23 @@ from studio.gui.qt_summary_strip import SummaryStrip
 from studio.gui.qt_worker import JobRunner
 
 if TYPE_CHECKING:
-    from studio.core.cancel import CancelToken
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaders import LoadRequest
-    from studio.core.open_pipeline import OpenedModel
+    from studio.core.base.cancel import CancelToken
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaders import LoadRequest
+    from studio.core.pipelines.opening import OpenedModel
 
 LAYOUT_VERSION = 2  # bump when docks are added or renamed: an old saved layout is then ignored
 TRUST_TITLES = {"trust": "Untrusted code", "trust_remote_code": "Remote code"}
 
 
 def _sample_names() -> list[str]:
-    from studio.core.loaders.samples import SAMPLES  # torch-free
+    from studio.core.model.loaders.samples import SAMPLES  # torch-free
 
     return list(SAMPLES)
 
 
 def _make_request(source: str, weights: str | None = None) -> LoadRequest:
-    from studio.core.loaders import LoadRequest  # torch-free, but kept off the import path
+    from studio.core.model.loaders import LoadRequest  # torch-free, but kept off the import path
 
     return LoadRequest(source=source, weights=weights)
 
@@ -148,7 +148,7 @@ class MainWindow(QMainWindow):
 
         self.sample_menu = QMenu("Open &Sample", self)
         self.sample_menu.setIcon(icon("sample"))
-        from studio.core.loaders.samples import SAMPLES  # torch-free
+        from studio.core.model.loaders.samples import SAMPLES  # torch-free
 
         for name, sample in SAMPLES.items():
             action = self.sample_menu.addAction(icon("sample"), name)
@@ -228,7 +228,7 @@ class MainWindow(QMainWindow):
     def open_source(self, request: LoadRequest) -> None:
         """Load and inspect `request` on the worker thread; the current model stays until it succeeds."""
         def job(token: CancelToken) -> Any:
-            from studio.core.open_pipeline import open_model  # imports torch: worker thread only
+            from studio.core.pipelines.opening import open_model  # imports torch: worker thread only
 
             return open_model(request, token)
 
@@ -265,7 +265,7 @@ class MainWindow(QMainWindow):
         loaded = self.opened.loaded
 
         def job(token: CancelToken) -> Any:
-            from studio.core.open_pipeline import reinspect
+            from studio.core.pipelines.opening import reinspect
 
             return reinspect(loaded, spec, token)
 
@@ -307,7 +307,7 @@ class MainWindow(QMainWindow):
     def show_loaded(self, loaded: Any) -> None:
         """Show an in-memory model (a kept compression result); it is inspected on the worker."""
         def job(token: CancelToken) -> Any:
-            from studio.core.open_pipeline import reinspect
+            from studio.core.pipelines.opening import reinspect
 
             return reinspect(loaded, loaded.input_spec, token)
 

@@ -1,6 +1,6 @@
 """Open dialog: every source the loaders accept, with the security trade-offs spelled out.
 
-`studio.core.loaders` is imported only when a request is built, never at import time.
+`studio.core.model.loaders` is imported only when a request is built, never at import time.
 """
 
 from __future__ import annotations
@@ -12,18 +12,18 @@ from PySide6.QtWidgets import (
     QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
-from studio.core.errors import InputSpecError
-from studio.core.input_spec import InputSpec
+from studio.core.base.errors import InputSpecError
+from studio.core.model.input_spec import InputSpec
 
 if TYPE_CHECKING:
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
 
 FACTORY_WARNING = "Loading a Python factory runs code from that file — open only code you trust."
 SAMPLE, FILE, FACTORY = range(3)
 
 
 def _sample_choices() -> list[tuple[str, str]]:
-    from studio.core.loaders.samples import SAMPLES  # torch-free listing
+    from studio.core.model.loaders.samples import SAMPLES  # torch-free listing
 
     return [(name, sample.description) for name, sample in SAMPLES.items()]
 
@@ -206,7 +206,7 @@ class OpenModelDialog(QDialog):
         return f"{self.factory_file_edit.text().strip()}:{self.factory_name_edit.text().strip()}"
 
     def request(self) -> LoadRequest:
-        from studio.core.loaders import LoadRequest
+        from studio.core.model.loaders import LoadRequest
 
         weights = self.weights_edit.text().strip() if self.kind() == FACTORY else ""
         return LoadRequest(source=self.source(), weights=weights or None, trust=self.trust_check.isChecked(),

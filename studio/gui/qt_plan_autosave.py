@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 from studio.core.plan import CompressionPlan, PlanError
 from studio.gui.qt_resources import settings
 

@@ -11,8 +11,8 @@ from PySide6.QtCore import QModelIndex, QObject, QPoint, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
 
-from studio.core.errors import StudioError
-from studio.core.units import clip, format_bytes, format_count, format_flops
+from studio.core.base.errors import StudioError
+from studio.core.base.units import clip, format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_PLAN
 from studio.gui.qt_plan_autosave import RESTORED, PlanAutosave
 from studio.gui.qt_plan_document import PlanDocument

@@ -21,7 +21,7 @@ from studio.core.techniques.base import Technique, TechniqueConfig
 if TYPE_CHECKING:
     from torch import nn
 
-    from studio.core.model_tree import ModelTree
+    from studio.core.model.model_tree import ModelTree
     from studio.core.plan.projection import PlanProjection
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QMenu, QWidget
 
-from studio.core.units import clip_left
+from studio.core.base.units import clip_left
 from studio.gui.qt_resources import clear_recent_sources, icon, recent_sources
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from PySide6.QtCore import QSettings
 from PySide6.QtGui import QIcon
 
-from studio.core.resources import resource
+from studio.core.base.resources import resource
 
 ORGANIZATION = "CompressionStudio"
 APPLICATION = "Compression Studio"

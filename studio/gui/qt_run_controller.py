@@ -11,12 +11,12 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea
 
-from studio.core.events import Finished, RunCancelled
+from studio.core.base.events import Finished, RunCancelled
 from studio.gui.qt_resources import icon
 from studio.gui.qt_worker import JobRunner
 
 if TYPE_CHECKING:
-    from studio.core.cancel import CancelToken
+    from studio.core.base.cancel import CancelToken
     from studio.gui.qt_main_window import MainWindow
 
 
@@ -91,7 +91,7 @@ class RunController(QObject):
         if settings:
             self.run_panel.load_settings(settings)
         if self.window.opened is not None:
-            from studio.core.finetune import model_family
+            from studio.core.pipelines.finetune import model_family
 
             defaults = model_family(self.window.opened.loaded.module)
             self.run_panel.settings_box.set_auto_hint(f"auto: {defaults.lr:g}, {defaults.schedule} "
@@ -125,8 +125,8 @@ class RunController(QObject):
 
         def job(token: CancelToken) -> Any:
             from studio.core.data.sources import open_dataset
-            from studio.core.finetune import FinetuneSettings
-            from studio.core.run_pipeline import run
+            from studio.core.pipelines.finetune import FinetuneSettings
+            from studio.core.pipelines.run import run
 
             dataset = open_dataset(settings["data"], loaded) if settings.get("data") else None
             return run(loaded, plan, dataset, FinetuneSettings.from_dict(settings.get("finetune")), token)
@@ -151,8 +151,8 @@ class RunController(QObject):
 
         def job(token: CancelToken) -> Any:
             from studio.core.data.sources import open_dataset
-            from studio.core.finetune import FinetuneSettings
-            from studio.core.lr_finder import find_lr
+            from studio.core.pipelines.finetune import FinetuneSettings
+            from studio.core.pipelines.lr_finder import find_lr
 
             dataset = open_dataset(settings["data"], loaded)
             return find_lr(loaded, plan, dataset, FinetuneSettings.from_dict(settings.get("finetune")), token,
@@ -195,7 +195,7 @@ class RunController(QObject):
         saved = replace(self.result.compression, compressed=self.result.model, report=self.result.report)
 
         def job(_token: CancelToken) -> Any:
-            from studio.core.compressed_dir import save_compressed
+            from studio.core.pipelines.compressed_dir import save_compressed
 
             yield Finished(save_compressed(saved, folder, force=False))
 
@@ -216,7 +216,7 @@ class RunController(QObject):
 
         def job(token: CancelToken) -> Any:
             from studio.core.data.sources import open_dataset
-            from studio.core.export import export
+            from studio.core.pipelines.export import export
 
             dataset = open_dataset(spec, loaded) if spec else None
             return export(loaded, request, dataset, baseline=baseline, cancel=token)

@@ -16,8 +16,8 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
-from studio.core.events import Finished, LayerDone, Metric, Note, Progress, RunCancelled, StageStarted, Warning
-from studio.core.units import format_bytes, format_count, format_percent
+from studio.core.base.events import Finished, LayerDone, Metric, Note, Progress, RunCancelled, StageStarted, Warning
+from studio.core.base.units import format_bytes, format_count, format_percent
 from studio.gui.qt_run_settings import RunSettingsBox, named
 from studio.gui.qt_summary_strip import ElidedLabel
 

@@ -20,10 +20,10 @@ from PySide6.QtCore import QObject, Qt
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog
 
-from studio.core.errors import StudioError
-from studio.core.events import Finished, RunCancelled, StageStarted
-from studio.core.sensitivity import CellDone, SensitivityResult, SweepPlanned
-from studio.core.units import format_bytes, format_count, format_flops
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, RunCancelled, StageStarted
+from studio.core.pipelines.sensitivity import CellDone, SensitivityResult, SweepPlanned
+from studio.core.base.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_SENSITIVITY
 from studio.gui.qt_resources import icon
 from studio.gui.qt_sensitivity_jobs import SweepBatch, SweepFailed, default_cache_dir, enveloped, load_result
@@ -33,7 +33,7 @@ from studio.gui.qt_sensitivity_plan import (Prediction, plan_choices, plan_for_s
                                             tree_marks)
 
 if TYPE_CHECKING:
-    from studio.core.cancel import CancelToken
+    from studio.core.base.cancel import CancelToken
     from studio.gui.qt_main_window import MainWindow
 
 JSON_FILTER = "Sensitivity results (*.json)"
@@ -120,7 +120,7 @@ class SensitivityController(QObject):
 
         def job(token: CancelToken) -> Iterator[object]:
             from studio.core.data.sources import open_dataset
-            from studio.core.sensitivity import sweep
+            from studio.core.pipelines.sensitivity import sweep
 
             dataset = open_dataset(data, loaded) if data else None
             return sweep(loaded, dataset, spec, token, cache_dir=cache)
@@ -143,7 +143,7 @@ class SensitivityController(QObject):
         loaded = opened.loaded
 
         def job(_token: CancelToken) -> Iterator[object]:
-            from studio.core.sensitivity import fit_to_target
+            from studio.core.pipelines.sensitivity import fit_to_target
 
             yield Finished(fit_to_target(result, loaded, target))
 
@@ -274,7 +274,7 @@ class SensitivityController(QObject):
                                                   JSON_FILTER)
         if not path:
             return
-        from studio.core.atomic import write_text_atomic
+        from studio.core.base.atomic import write_text_atomic
 
         try:
             write_text_atomic(path, json.dumps(self.result.to_dict(), indent=1) + "\n")

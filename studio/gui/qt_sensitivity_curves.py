@@ -13,7 +13,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QWidget
 
-from studio.core.sensitivity import SensitivityCell
+from studio.core.pipelines.sensitivity import SensitivityCell
 from studio.gui.qt_layer_bars import abbreviate
 from studio.gui.qt_sensitivity_model import SensitivityTableModel, is_percent
 

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from PySide6.QtCore import QStandardPaths
 
-from studio.core.cancel import Cancelled
-from studio.core.errors import StudioError
-from studio.core.events import Progress
-from studio.core.sensitivity import CellDone, SensitivityResult
+from studio.core.base.cancel import Cancelled
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Progress
+from studio.core.pipelines.sensitivity import CellDone, SensitivityResult
 
 if TYPE_CHECKING:
-    from studio.core.cancel import CancelToken
+    from studio.core.base.cancel import CancelToken
 
 BATCH_S = 0.04  # cells cross to the GUI thread in batches of at most this age
 

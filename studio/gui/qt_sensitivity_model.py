@@ -14,8 +14,8 @@ from typing import Any, Sequence
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QObject, QPersistentModelIndex, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 
-from studio.core.sensitivity.result import INVERSE_SETTING, SensitivityCell, SensitivityResult, SweepSetting
-from studio.core.units import format_bytes, format_count, format_flops
+from studio.core.pipelines.sensitivity.result import INVERSE_SETTING, SensitivityCell, SensitivityResult, SweepSetting
+from studio.core.base.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_bars import abbreviate
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1   # numbers; pending and failed cells sort last

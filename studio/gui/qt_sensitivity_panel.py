@@ -11,8 +11,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
-from studio.core.errors import StudioError
-from studio.core.sensitivity import SweepSpec, Target
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.sensitivity import SweepSpec, Target
 from studio.gui.qt_resources import icon
 from studio.gui.qt_run_settings import DATA_SPECS, named
 from studio.gui.qt_sensitivity_curves import AXES, SensitivityCurves
@@ -47,7 +47,7 @@ def parse_target(kind: str, text: str) -> Target:
     if not raw:
         raise StudioError("Enter a target value first.")
     if kind == "size":
-        from studio.core.sensitivity.report import parse_size  # the CLI's --target-size reads sizes alike
+        from studio.core.pipelines.sensitivity.report import parse_size  # the CLI's --target-size reads sizes alike
 
         return Target("size", parse_size(text))
     percent = raw.endswith("%") or raw.endswith("pp")

@@ -9,13 +9,13 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from studio.core.units import format_bytes, format_count
+from studio.core.base.units import format_bytes, format_count
 
 if TYPE_CHECKING:
     from torch import nn
 
     from studio.core.plan import CompressionPlan
-    from studio.core.sensitivity import SensitivityResult, SweepSetting
+    from studio.core.pipelines.sensitivity import SensitivityResult, SweepSetting
     from studio.core.techniques.base import TechniqueConfig
 
 
@@ -45,7 +45,7 @@ class Prediction:
 def setting_configs(setting: SweepSetting, layer: nn.Module | None = None) -> dict[str, TechniqueConfig]:
     """The setting's technique configs, as the sweep applied them to `layer` (low rank gets
     the layer's own method, as a plan would)."""
-    from studio.core.sensitivity.settings import layer_rule
+    from studio.core.pipelines.sensitivity.settings import layer_rule
     from studio.core.techniques import all_techniques
 
     techniques = all_techniques()

@@ -6,8 +6,8 @@ from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QPainter, QPaintEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
-from studio.core.model_tree import ModelTree
-from studio.core.units import format_bytes, format_count, format_flops
+from studio.core.model.model_tree import ModelTree
+from studio.core.base.units import format_bytes, format_count, format_flops
 
 CAPTIONS = ("Model", "Source", "Parameters", "Size", "FLOPs", "Input", "Layers")
 _WIDE = frozenset(("Model", "Input"))

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, 
                                QGroupBox, QHBoxLayout, QLabel, QLineEdit, QSizePolicy, QSpinBox, QStackedWidget,
                                QVBoxLayout, QWidget)
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 from studio.core.plan import pattern_matches
 from studio.core.techniques import all_techniques
 from studio.core.techniques.base import Technique, TechniqueConfig

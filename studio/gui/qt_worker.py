@@ -14,9 +14,9 @@ from typing import Callable, Iterator
 
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
-from studio.core.cancel import CancelToken, Cancelled
-from studio.core.errors import StudioError, UntrustedCodeError
-from studio.core.events import LayerDone, Metric, Progress
+from studio.core.base.cancel import CancelToken, Cancelled
+from studio.core.base.errors import StudioError, UntrustedCodeError
+from studio.core.base.events import LayerDone, Metric, Progress
 from studio.gui.qt_gui_priority import gui_priority
 
 JobFactory = Callable[[CancelToken], Iterator[object]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studio.core.cancel import CancelToken
+from studio.core.base.cancel import CancelToken
 from studio.core.techniques.base import ApplyContext
 from studio.core.techniques.lowrank import LowRank
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studio.core.data.sources import Dataset
-from studio.core.input_spec import InputSpec
-from studio.core.loaded_model import LoadedModel
+from studio.core.data.dataset import Dataset
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.loaded_model import LoadedModel
 from tests import zoo
 
 

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from studio.cli import main
+from studio.cli.main import main
 from tests import zoo
 
 LAYER_KEYS = {"name", "type", "params", "total_params", "bytes", "flops", "input_shape", "output_shape",

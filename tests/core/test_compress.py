@@ -7,13 +7,13 @@ import json
 import pytest
 import torch
 
-from studio.cli import main
-from studio.core.apply import editable_copy
-from studio.core.cancel import CancelToken, Cancelled
-from studio.core.compress_pipeline import compress
-from studio.core.errors import StudioError
-from studio.core.events import Finished, LayerDone, Progress, StageStarted
-from studio.core.loaders import LoadRequest, load_model
+from studio.cli.main import main
+from studio.core.pipelines.apply import editable_copy
+from studio.core.base.cancel import CancelToken, Cancelled
+from studio.core.pipelines.compress import compress
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, LayerDone, Progress, StageStarted
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
 from studio.core.plan.resolve import resolve
 
@@ -98,8 +98,8 @@ def test_cancel_stops_and_leaves_original(digits):
 
 
 def test_saved_folder_reopens_with_identical_outputs(digits, tmp_path):
-    from studio.core.compressed_dir import save_compressed
-    from studio.core.inspect import inspect_model
+    from studio.core.pipelines.compressed_dir import save_compressed
+    from studio.core.model.inspection import inspect_model
 
     _, result = run(digits, DIGITS_PLAN)
     out = save_compressed(result, tmp_path / "small")

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.input_spec import InputSpec
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.base.errors import StudioError
+from studio.core.model.input_spec import InputSpec
+from studio.core.pipelines.opening import LoadRequest, load_model
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +81,7 @@ def test_csv_needs_a_tokenizer_and_header(digits, tmp_path):
 
 
 def test_model_without_data_of_its_own(tmp_path):
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.model.loaded_model import LoadedModel
 
     loaded = LoadedModel(torch.nn.Linear(2, 2), "x", "x", "factory", InputSpec.parse("1x2 float32"))
     with pytest.raises(StudioError, match="no data of its own"):

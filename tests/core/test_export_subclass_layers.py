@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.compress_pipeline import compress, validate
-from studio.core.errors import StudioError
-from studio.core.events import Finished
-from studio.core.input_spec import InputSpec
-from studio.core.inspect import flops_by_kind, inspect_model, layer_kind
-from studio.core.loaded_model import LoadedModel
+from studio.core.pipelines.compress import compress, validate
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.inspection import flops_by_kind, inspect_model, layer_kind
+from studio.core.model.loaded_model import LoadedModel
 from studio.core.plan import CompressionPlan
 from studio.core.techniques.base import ApplyContext
 from studio.core.techniques.quantization import Quantize, QuantizeConfig
@@ -39,7 +39,7 @@ def test_subclasses_count_as_their_op(loaded):
     assert layer_kind(model.stem) == "Conv2d" and layer_kind(model.head) == "Linear"
     kinds = flops_by_kind(model, inspect_model(model, SPEC))
     assert kinds["Conv2d"] > kinds["Linear"] > 0
-    from studio.core.export.pipeline import conv_heavy
+    from studio.core.pipelines.export.pipeline import conv_heavy
 
     assert conv_heavy(model, loaded)
 
@@ -65,7 +65,7 @@ def test_quantized_subclass_keeps_its_forward_exactly(loaded):
     assert type(compressed.stem).__name__ == "QuantConv2d"
     torch.testing.assert_close(compressed(x), expected, rtol=1e-5, atol=1e-5)
     assert compressed.stem.weight is compressed.stem.float_module.weight
-    from studio.core.export.prepare import float_copy
+    from studio.core.pipelines.export.prepare import float_copy
 
     restored, marks = float_copy(compressed)
     assert isinstance(restored.stem, SamePadConv2d) and isinstance(restored.head, ScaledLinear)

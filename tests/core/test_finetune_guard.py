@@ -9,16 +9,16 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from studio.core import finetune_loop
+from studio.core.pipelines import finetune_loop
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.evaluate import Metrics, predict
-from studio.core.events import Finished, Metric, Warning
-from studio.core.finetune import (LARGE_CNN, SMALL_NET, TRANSFORMER, FinetuneSettings, lr_factor, model_family,
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.evaluate import Metrics, predict
+from studio.core.base.events import Finished, Metric, Warning
+from studio.core.pipelines.finetune import (LARGE_CNN, SMALL_NET, TRANSFORMER, FinetuneSettings, lr_factor, model_family,
                                   resolve)
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
-from studio.core.run_pipeline import run
+from studio.core.pipelines.run import run
 
 PLAN = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.8}}]})
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from studio.core.data.sources import open_dataset
-from studio.core.events import Finished, StageStarted
-from studio.core.finetune import FinetuneSettings
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.base.events import Finished, StageStarted
+from studio.core.pipelines.finetune import FinetuneSettings
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -23,7 +23,7 @@ PLAN = CompressionPlan.from_dict({"rules": [
 
 
 def test_finetune_on_cuda_recovers_and_leaves_the_original():
-    from studio.core.run_pipeline import run
+    from studio.core.pipelines.run import run
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     weights = {k: v.clone() for k, v in loaded.module.state_dict().items()}

@@ -10,8 +10,8 @@ import textwrap
 import pytest
 from torch import nn
 
-from studio.cli import main
-from studio.core.errors import StudioError
+from studio.cli.main import main
+from studio.core.base.errors import StudioError
 from studio.core.plan import CompressionPlan, PlanError
 
 BOMB = ("a: &a [x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
@@ -183,7 +183,7 @@ def test_raw_pickle_refused_without_a_warning(capsys, tmp_path):
 
 
 def test_unexpected_errors_are_one_bug_line_and_debug_shows_the_traceback(capsys, monkeypatch):
-    import studio.core.open_pipeline as open_pipeline
+    import studio.core.pipelines.opening as open_pipeline
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
@@ -197,8 +197,8 @@ def test_unexpected_errors_are_one_bug_line_and_debug_shows_the_traceback(capsys
 
 
 def test_cancel_escaping_a_pipeline_exits_130(capsys, monkeypatch):
-    import studio.core.open_pipeline as open_pipeline
-    from studio.core.cancel import Cancelled
+    import studio.core.pipelines.opening as open_pipeline
+    from studio.core.base.cancel import Cancelled
 
     def cancelled(*args, **kwargs):
         raise Cancelled()
@@ -218,7 +218,7 @@ def test_file_system_errors_are_user_errors(capsys):
 @pytest.mark.parametrize("case", ["under a file", "long name", "long path", "proc", "taken folder",
                                   "forced foreign folder", "taken file"])
 def test_compress_out_checked_before_the_model_loads(capsys, tmp_path, monkeypatch, case):
-    import studio.core.loaders as loaders
+    import studio.core.model.loaders as loaders
 
     monkeypatch.setattr(loaders, "load_model", lambda *a, **k: pytest.fail("loaded before checking --out"))
     (tmp_path / "file").write_text("x")
@@ -274,7 +274,7 @@ def test_data_spec_arguments_are_never_ignored(capsys, tmp_path, spec, fragment)
 
 def test_random_n_gives_n_samples():
     from studio.core.data.sources import open_dataset
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     assert len(open_dataset("random:5", load_model(LoadRequest("sample:digits-cnn")))) == 5
 
@@ -297,11 +297,11 @@ def test_two_rows_split_into_train_and_validation():
     import numpy as np
     import torch
 
-    from studio.core.data.sources import _split
+    from studio.core.data.sources import split_indices
 
-    train, val = _split(2)
+    train, val = split_indices(2)
     assert len(train) == 1 and len(val) == 1 and set(torch.cat([train, val]).tolist()) == {0, 1}
-    assert np.array_equal(*_split(1))
+    assert np.array_equal(*split_indices(1))
 
 
 def test_image_bomb_refused(capsys, tmp_path, monkeypatch):

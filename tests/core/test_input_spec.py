@@ -1,8 +1,8 @@
 import pytest
 import torch
 
-from studio.core.errors import InputSpecError
-from studio.core.input_spec import InputSpec
+from studio.core.base.errors import InputSpecError
+from studio.core.model.input_spec import InputSpec
 
 
 @pytest.mark.parametrize("text", [

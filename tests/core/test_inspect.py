@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.errors import StudioError
-from studio.core.input_spec import InputSpec
-from studio.core.inspect import describe_shapes, inspect_model
+from studio.core.base.errors import StudioError
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.inspection import describe_shapes, inspect_model
 from tests import zoo
 
 
@@ -29,7 +29,7 @@ def _bert_mlm():
 TEXT = InputSpec.parse("input_ids 1x16 int64 [0,120); attention_mask 1x16 int64 [1,2)")
 CASES = {
     "mobilenet": (lambda: zoo.TinyMobileNet().eval(), InputSpec.parse("2x3x16x16 float32")),
-    "digits": (lambda: __import__("studio.core.samples.digits_cnn", fromlist=["x"]).build_digits_cnn(),
+    "digits": (lambda: __import__("studio.core.model.samples.digits_cnn", fromlist=["x"]).build_digits_cnn(),
                InputSpec.parse("1x1x8x8 float32")),
     "bert": (_bert, TEXT),
     "bert-mlm-tied": (_bert_mlm, TEXT),

@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from studio.core.latency import compare_latency
-from studio.core.units import speed_text
+from studio.core.pipelines.latency import compare_latency
+from studio.core.base.units import speed_text
 
 
 def _mlp(width: int) -> nn.Module:

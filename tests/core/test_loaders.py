@@ -8,12 +8,12 @@ import os
 import pytest
 import torch
 
-from studio.core.errors import StudioError, UntrustedPickleError
-from studio.core.input_spec import InputSpec
-from studio.core.inspect import inspect_model
-from studio.core.loaders import LoadRequest, load_model
-from studio.core.open_pipeline import open_model
-from studio.core.events import Finished, StageStarted
+from studio.core.base.errors import StudioError, UntrustedPickleError
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.inspection import inspect_model
+from studio.core.pipelines.opening import LoadRequest, load_model
+from studio.core.pipelines.opening import open_model
+from studio.core.base.events import Finished, StageStarted
 from tests import zoo
 
 

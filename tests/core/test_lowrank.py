@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.cancel import CancelToken, Cancelled
-from studio.core.errors import StudioError
+from studio.core.base.cancel import CancelToken, Cancelled
+from studio.core.base.errors import StudioError
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import resolve
 from studio.core.techniques.base import Estimate

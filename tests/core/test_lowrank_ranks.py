@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 from studio.core.techniques.lowrank import (LowRankConfig, Ranks, break_even_rank, choose_ranks, evbmf_rank,
                                             factored_params, kept_energy, rank_for_energy, rank_for_fraction,
                                             suggest_rank, suggest_ranks)

@@ -9,13 +9,13 @@ import math
 import pytest
 import torch
 
-from studio.cli import main
-from studio.core.cancel import CancelToken
+from studio.cli.main import main
+from studio.core.base.cancel import CancelToken
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.events import Finished, LrProbe, RunCancelled
-from studio.core.loaders import LoadRequest, load_model
-from studio.core.lr_finder import LrFinderResult, find_lr, suggest
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, LrProbe, RunCancelled
+from studio.core.pipelines.opening import LoadRequest, load_model
+from studio.core.pipelines.lr_finder import LrFinderResult, find_lr, suggest
 from studio.core.plan import CompressionPlan
 
 PLAN = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.8}}]})

@@ -24,8 +24,8 @@ def test_pure_core_modules_do_not_import_torch():
     """The window imports these before torch is ready, so start-up stays fast."""
     code = (
         "import sys\n"
-        "import studio.core.model_tree, studio.core.units, studio.core.input_spec, studio.core.events\n"
-        "import studio.core.cancel, studio.core.errors, studio.core.loaders, studio.core.loaders.samples\n"
+        "import studio.core.model.model_tree, studio.core.base.units, studio.core.model.input_spec, studio.core.base.events\n"
+        "import studio.core.base.cancel, studio.core.base.errors, studio.core.model.loaders, studio.core.model.loaders.samples\n"
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -45,7 +45,7 @@ def test_round_trip_files(tmp_path, suffix):
 def test_shipped_recipes_parse_and_resolve_on_their_samples():
     from pathlib import Path
 
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     recipes = sorted(Path("resources/recipes").glob("*.yaml"))
     assert recipes
@@ -129,7 +129,7 @@ def test_structural_errors(data, fragment):
 
 
 def test_bad_files(tmp_path):
-    from studio.core.errors import StudioError
+    from studio.core.base.errors import StudioError
 
     with pytest.raises(StudioError, match="no such recipe"):
         CompressionPlan.load(tmp_path / "none.yaml")

@@ -8,8 +8,8 @@ from studio.core.plan import CompressionPlan
 from studio.core.plan.editing import add_pattern_rule, clear_layers, mark_layers, remove_rule
 from studio.core.plan.projection import project_plan
 from studio.core.plan.resolve import resolve
-from studio.core.inspect import inspect_model
-from studio.core.input_spec import InputSpec
+from studio.core.model.inspection import inspect_model
+from studio.core.model.input_spec import InputSpec
 from studio.core.techniques.pruning import PruneConfig
 
 
@@ -48,9 +48,9 @@ def test_projection_tracks_marks_without_running():
 
 
 def _measured(module, spec, plan):
-    from studio.core.compress_pipeline import compress
-    from studio.core.events import Finished
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.pipelines.compress import compress
+    from studio.core.base.events import Finished
+    from studio.core.model.loaded_model import LoadedModel
 
     loaded = LoadedModel(module=module, name="m", source="m", kind="test", input_spec=spec)
     return [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.report["after"]

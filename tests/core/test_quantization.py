@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from studio.core.cancel import CancelToken, Cancelled
-from studio.core.errors import StudioError
+from studio.core.base.cancel import CancelToken, Cancelled
+from studio.core.base.errors import StudioError
 from studio.core.techniques.base import TECHNIQUES
 from studio.core.techniques.base import ApplyContext, Estimate
 from studio.core.techniques.quantization import (Quantize, QuantizeConfig, QuantConv2d, QuantLinear, calibrate_,
@@ -105,7 +105,7 @@ def test_int4_ragged_last_group_is_quantized_per_group():
 @pytest.fixture(scope="module")
 def digits():
     from studio.core.data.digits import digits_split
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     return load_model(LoadRequest("sample:digits-cnn")).module.eval(), digits_split()
 

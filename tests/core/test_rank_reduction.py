@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from studio.core.cancel import CancelToken, Cancelled
+from studio.core.base.cancel import CancelToken, Cancelled
 from studio.core.techniques.base import ApplyContext
 from studio.core.techniques.lowrank import (LowRank, LowRankConfig, break_even_rank, choose_ranks, evbmf_rank,
                                             rank_for_energy, suggest_rank)

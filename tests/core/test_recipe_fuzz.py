@@ -12,10 +12,10 @@ import time
 import pytest
 import yaml
 
-from studio.cli import main, one_line
-from studio.core.compress_pipeline import validate
-from studio.core.errors import StudioError
-from studio.core.loaders import LoadRequest, load_model
+from studio.cli.main import main, one_line
+from studio.core.pipelines.compress import validate
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
 
 RECIPES = 240

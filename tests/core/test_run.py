@@ -6,14 +6,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from studio.core.cancel import CancelToken
+from studio.core.base.cancel import CancelToken
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.events import Finished, LayerDone, Metric, Progress, RunCancelled, StageStarted
-from studio.core.finetune import FinetuneSettings, distillation_loss
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, LayerDone, Metric, Progress, RunCancelled, StageStarted
+from studio.core.pipelines.finetune import FinetuneSettings, distillation_loss
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
-from studio.core.run_pipeline import run
+from studio.core.pipelines.run import run
 
 AGGRESSIVE = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.9}}]})
 

@@ -9,7 +9,7 @@ import torch
 
 from studio.core.data.digits import digits_split
 from studio.core.data.rotten_tomatoes import load_snippets, snippets_split
-from studio.core.loaders import LoadRequest, load_model
+from studio.core.pipelines.opening import LoadRequest, load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,7 @@ def test_digits_training_is_deterministic(tmp_path):
 
     from safetensors.torch import load_file
 
-    from studio.core.samples.digits_cnn import WEIGHTS
+    from studio.core.model.samples.digits_cnn import WEIGHTS
 
     fresh = []
     for name in ("a", "b"):
@@ -59,7 +59,7 @@ def test_snippets_data_and_split():
 
 @pytest.mark.slow
 def test_minilm_sentiment_beats_majority_on_held_out_snippets():
-    from studio.core.samples.minilm_sentiment import load_tokenizer
+    from studio.core.model.samples.minilm_sentiment import load_tokenizer
 
     loaded = load_model(LoadRequest("sample:minilm-sentiment"))
     model = loaded.module

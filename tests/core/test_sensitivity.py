@@ -10,14 +10,14 @@ import math
 import pytest
 import torch
 
-from studio.core.errors import StudioError
-from studio.core.events import Finished, RunCancelled
-from studio.core.inspect import inspect_model
-from studio.core.sensitivity import (CellDone, SensitivityCell, SensitivityResult, SweepPlanned, SweepSetting,
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, RunCancelled
+from studio.core.model.inspection import inspect_model
+from studio.core.pipelines.sensitivity import (CellDone, SensitivityCell, SensitivityResult, SweepPlanned, SweepSetting,
                                      SweepSpec, sweep)
-from studio.core.sensitivity.engine import CellEngine, Scorer, sample_batches
-from studio.core.sensitivity.naive import naive_value
-from studio.core.sensitivity.settings import compressible_layers, parse_setting, sweep_settings
+from studio.core.pipelines.sensitivity.engine import CellEngine, Scorer, sample_batches
+from studio.core.pipelines.sensitivity.naive import naive_value
+from studio.core.pipelines.sensitivity.settings import compressible_layers, parse_setting, sweep_settings
 from tests.core.sensitivity_helpers import ARCHITECTURES, dataset, loaded_model
 
 SETTINGS = {"prune": ("0.5", "struct 30%"), "lowrank": ("rank 50%",), "quantize": ("int8 w+a", "int4", "fp16")}
@@ -111,7 +111,7 @@ def test_sweep_refuses_bad_input():
 
 def test_cancel_within_a_cell():
     loaded = loaded_model("bert")
-    from studio.core.cancel import CancelToken
+    from studio.core.base.cancel import CancelToken
 
     token = CancelToken()
     events = []

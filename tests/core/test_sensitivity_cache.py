@@ -7,11 +7,11 @@ import dataclasses
 
 import torch
 
-from studio.core.cancel import CancelToken
-from studio.core.events import Finished, RunCancelled
-from studio.core.loaded_model import LoadedModel
-from studio.core.sensitivity import CellDone, SweepSpec, sweep
-from studio.core.sensitivity import engine as engine_module
+from studio.core.base.cancel import CancelToken
+from studio.core.base.events import Finished, RunCancelled
+from studio.core.model.loaded_model import LoadedModel
+from studio.core.pipelines.sensitivity import CellDone, SweepSpec, sweep
+from studio.core.pipelines.sensitivity import engine as engine_module
 from tests.core.sensitivity_helpers import dataset, loaded_model
 
 SPEC = SweepSpec(techniques=("prune", "quant"), settings={"prune": ("0.3", "0.6"), "quant": ("int8 w+a", "int4")},

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from studio.cli import main
+from studio.cli.main import main
 from studio.core.plan import CompressionPlan
 
 FAST = ["--technique", "prune,quant", "--layers", "classifier.*", "--settings", "prune=0.5,0.9",

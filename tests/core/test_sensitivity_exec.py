@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from studio.core.data.sources import open_dataset
-from studio.core.loaders.samples import load_sample
-from studio.core.sensitivity import SweepSpec, sweep
+from studio.core.model.loaders.samples import load_sample
+from studio.core.pipelines.sensitivity import SweepSpec, sweep
 
 SPEC = SweepSpec(techniques=("prune", "quant"), layers="classifier.*", settings={"prune": ("0.5",), "quant": ("int4",)},
                  samples=48, inverse=False)

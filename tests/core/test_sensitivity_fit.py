@@ -10,13 +10,13 @@ import random
 import pytest
 
 from studio.core.data.sources import open_dataset
-from studio.core.errors import StudioError
-from studio.core.events import Finished
-from studio.core.loaders.samples import load_sample
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished
+from studio.core.model.loaders.samples import load_sample
 from studio.core.plan import CompressionPlan
-from studio.core.sensitivity import SensitivityCell, SweepSpec, Target, fit_to_target, sweep
-from studio.core.sensitivity.fit import _solve_drop, _solve_saving
-from studio.core.sensitivity.report import verify
+from studio.core.pipelines.sensitivity import SensitivityCell, SweepSpec, Target, fit_to_target, sweep
+from studio.core.pipelines.sensitivity.fit import _solve_drop, _solve_saving
+from studio.core.pipelines.sensitivity.report import verify
 
 
 def _cell(layer: str, label: str, drop: float, saved: int) -> SensitivityCell:
@@ -55,13 +55,13 @@ def digits_sweep():
 
 
 def _measured(loaded, data, plan: CompressionPlan, samples: int) -> dict:
-    from studio.core.sensitivity.spec import FittedPlan
+    from studio.core.pipelines.sensitivity.spec import FittedPlan
 
     return verify(loaded, data, FittedPlan(plan, 0.0, 0, 0, 0, (), "uniform", True), samples)
 
 
 def test_params_target_is_met_and_beats_the_uniform_plan(digits_sweep):
-    from studio.core.compress_pipeline import compress
+    from studio.core.pipelines.compress import compress
 
     loaded, data, result = digits_sweep
     uniform = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.5}}]})

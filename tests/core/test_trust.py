@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from studio.cli import main
-from studio.core.compress_pipeline import compress
-from studio.core.errors import StudioError, UntrustedCodeError
-from studio.core.loaders import LoadRequest, load_model
+from studio.cli.main import main
+from studio.core.pipelines.compress import compress
+from studio.core.base.errors import StudioError, UntrustedCodeError
+from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
 
 PAYLOAD = "import pathlib; pathlib.Path({marker!r}).write_text('ran')\n"
@@ -76,7 +76,7 @@ def test_factory_original_reopens_when_trusted(tmp_path):
     loaded = load_model(LoadRequest(f"{code}:Net"))
     plan = CompressionPlan.from_dict({"rules": [{"layers": "0", "prune": {"mode": "unstructured", "amount": 0.5}}]})
     result = list(compress(loaded, plan))[-1].result
-    from studio.core.compressed_dir import save_compressed
+    from studio.core.pipelines.compressed_dir import save_compressed
 
     out = save_compressed(result, tmp_path / "small")
     with pytest.raises(UntrustedCodeError):

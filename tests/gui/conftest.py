@@ -51,8 +51,8 @@ def collect_on_main_thread():
 
 @pytest.fixture(scope="session")
 def digits_tree():
-    from studio.core.inspect import inspect_model
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.model.inspection import inspect_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     return inspect_model(loaded.module, loaded.input_spec)
@@ -76,10 +76,10 @@ def digits_run_events() -> list[object]:
     """Every event of one real digits run (90 % unstructured, one epoch of KD), shared by the
     panels' tests."""
     from studio.core.data.sources import open_dataset
-    from studio.core.finetune import FinetuneSettings
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.finetune import FinetuneSettings
+    from studio.core.pipelines.opening import LoadRequest, load_model
     from studio.core.plan import CompressionPlan
-    from studio.core.run_pipeline import run
+    from studio.core.pipelines.run import run
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     data = open_dataset("digits", loaded)
@@ -99,7 +99,7 @@ def window(show):
 
 @pytest.fixture
 def digits_window(qtbot, window):
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
 
     with qtbot.waitSignal(window.modelShown, timeout=60000):
         window.open_source(LoadRequest("sample:digits-cnn"))

@@ -9,7 +9,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from studio.core.units import format_bytes, format_count, format_flops, format_percent  # noqa: E402
+from studio.core.base.units import format_bytes, format_count, format_flops, format_percent  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +68,8 @@ def test_bars_one_per_layer_per_series(view, report):
 
 def test_quantized_layer_shows_its_real_bytes(digits_tree):
     """int8 weights: a quarter of the float bytes plus per-channel scales, as the report's totals."""
-    from studio.core.compress_pipeline import compress
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.compress import compress
+    from studio.core.pipelines.opening import LoadRequest, load_model
     from studio.core.plan import CompressionPlan
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))

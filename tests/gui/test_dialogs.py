@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PySide6.QtWidgets import QDialogButtonBox
 
-from studio.core.input_spec import InputSpec
+from studio.core.model.input_spec import InputSpec
 from studio.gui.qt_input_spec_dialog import InputSpecDialog
 from studio.gui.qt_open_dialog import FACTORY, FACTORY_WARNING, FILE, SAMPLE, OpenModelDialog
 

@@ -13,9 +13,9 @@ import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 from PySide6.QtWidgets import QMessageBox  # noqa: E402
 
-from studio.core.events import Finished, StageStarted, Warning  # noqa: E402
-from studio.core.export import ExportRequest, ExportResult  # noqa: E402
-from studio.core.units import format_bytes  # noqa: E402
+from studio.core.base.events import Finished, StageStarted, Warning  # noqa: E402
+from studio.core.pipelines.export import ExportRequest, ExportResult  # noqa: E402
+from studio.core.base.units import format_bytes  # noqa: E402
 from studio.gui.qt_export_panel import ExportPanel  # noqa: E402
 
 
@@ -27,8 +27,8 @@ def panel(show):
 @pytest.fixture(scope="module")
 def digits_events(tmp_path_factory):
     """One real ONNX export of the digits sample, shared by the tests that read its events."""
-    from studio.core.export import export
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.export import export
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     out = tmp_path_factory.mktemp("export") / "d.onnx"
@@ -160,7 +160,7 @@ def test_warning_event_and_error(panel):
 def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events):
     """The table shows the rows core computes (fp32 + every candidate, the winner marked), and
     an int8 file slower than the fp32 file of the same runtime is a prominent warning."""
-    from studio.core.export.candidates import candidate_table
+    from studio.core.pipelines.export.candidates import candidate_table
 
     finished = digits_events[-1]
     report = copy.deepcopy(finished.result.report)

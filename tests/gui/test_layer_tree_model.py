@@ -6,8 +6,8 @@ import time
 
 from PySide6.QtCore import QModelIndex, Qt
 
-from studio.core.model_tree import LayerNode, ModelTree
-from studio.core.units import format_bytes, format_count, format_percent
+from studio.core.model.model_tree import LayerNode, ModelTree
+from studio.core.base.units import format_bytes, format_count, format_percent
 from studio.gui.qt_layer_tree_model import (
     COL_NAME, COL_PARAMS, COL_SHARE, COL_SIZE, HEADERS, NODE_ROLE, SORT_ROLE, LayerTreeModel,
 )

@@ -10,9 +10,9 @@ from PySide6.QtCore import QMimeData, QModelIndex, QPoint, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QMessageBox
 
-from studio.core.input_spec import InputSpec
-from studio.core.loaders import LoadRequest
-from studio.core.units import format_count
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.loaders import LoadRequest
+from studio.core.base.units import format_count
 from studio.gui.qt_layer_tree_model import COL_PARAMS, COL_TYPE, NODE_ROLE
 from studio.gui.qt_resources import recent_sources
 

@@ -3,7 +3,7 @@ when the same model is opened again; saving the recipe retires the autosave."""
 
 from __future__ import annotations
 
-from studio.core.loaders import LoadRequest
+from studio.core.model.loaders import LoadRequest
 from studio.core.plan import CompressionPlan
 from studio.gui.qt_plan_autosave import RESTORED, autosave_folder
 

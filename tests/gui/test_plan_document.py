@@ -11,7 +11,7 @@ import importlib.util  # noqa: E402
 import pytest  # noqa: E402
 
 from studio.core import techniques as techniques_pkg  # noqa: E402
-from studio.core.errors import StudioError  # noqa: E402
+from studio.core.base.errors import StudioError  # noqa: E402
 from studio.core.plan import CompressionPlan, Rule  # noqa: E402
 from studio.core.plan.editing import clear_layers  # noqa: E402
 from studio.core.techniques.pruning import PruneConfig  # noqa: E402
@@ -146,7 +146,7 @@ def test_undo_actions_follow_stack(qtbot, document):
 
 
 def test_projection_uses_the_current_plan(document, digits_tree):
-    from studio.core.loaders import LoadRequest, load_model
+    from studio.core.pipelines.opening import LoadRequest, load_model
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     name = next(n.name for n in digits_tree.nodes() if n.type in ("Conv2d", "Linear"))

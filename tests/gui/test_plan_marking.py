@@ -89,7 +89,7 @@ def test_recipe_round_trip_and_problems_in_budget(qtbot, digits_window, tmp_path
 
 def test_new_model_starts_a_new_plan(qtbot, digits_window, tmp_path):
     """(Reopening the same model restores its unsaved plan instead: test_plan_autosave.py.)"""
-    from studio.core.loaders import LoadRequest
+    from studio.core.model.loaders import LoadRequest
 
     window = digits_window
     mark_via_menu(qtbot, window, "quantize", ["classifier.1"])

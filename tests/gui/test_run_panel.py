@@ -10,7 +10,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from studio.core.events import Finished, Metric, Progress, RunCancelled, StageStarted  # noqa: E402
+from studio.core.base.events import Finished, Metric, Progress, RunCancelled, StageStarted  # noqa: E402
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def test_cancelled_run_is_logged_and_start_enabled_again(qtbot, panel):
 
 
 def test_settings_round_trip_and_core_accepts_them(panel):
-    from studio.core.finetune import FinetuneSettings
+    from studio.core.pipelines.finetune import FinetuneSettings
 
     defaults = panel.settings_dict()
     assert defaults["data"] == "sample"
@@ -159,7 +159,7 @@ def test_auto_learning_rate_and_find_lr_button(qtbot, panel):
 
 
 def test_best_step_is_marked_and_notes_are_logged(qtbot, panel):
-    from studio.core.events import Note
+    from studio.core.base.events import Note
 
     panel.reset()
     panel.set_running(True)
@@ -179,8 +179,8 @@ def test_best_step_is_marked_and_notes_are_logged(qtbot, panel):
 def test_lr_finder_dialog_shows_the_curve_and_hands_back_the_rate(qtbot, show):
     import math
 
-    from studio.core.events import LrProbe
-    from studio.core.lr_finder import LrFinderResult
+    from studio.core.base.events import LrProbe
+    from studio.core.pipelines.lr_finder import LrFinderResult
     from studio.gui.qt_lr_finder import LrFinderDialog
 
     dialog = show(LrFinderDialog(), 560, 420)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from studio.core.plan import CompressionPlan
-from studio.core.resources import resource
-from studio.core.units import format_bytes
+from studio.core.base.resources import resource
+from studio.core.base.units import format_bytes
 
 RECIPE = resource("recipes", "digits-prune-quantize.yaml")
 

@@ -9,9 +9,9 @@ import math
 import pytest
 from PySide6.QtCore import Qt
 
-from studio.core.errors import StudioError
-from studio.core.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
-from studio.core.sensitivity.result import INVERSE_SETTING
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
+from studio.core.pipelines.sensitivity.result import INVERSE_SETTING
 from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, format_drop
 from studio.gui.qt_sensitivity_panel import SensitivityPanel, eta_text, parse_settings, parse_target
 from studio.gui.qt_sensitivity_plan import Prediction, predicted_vs_measured

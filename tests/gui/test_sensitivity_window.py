@@ -175,7 +175,7 @@ def test_start_disabled_while_a_run_is_busy(qtbot, digits_window):
 
 
 def test_saved_table_opens_and_a_new_model_clears_it(qtbot, digits_window, tmp_path):
-    from studio.core.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
+    from studio.core.pipelines.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
 
     window = digits_window
     layers = ("features.0.0", "classifier.4")

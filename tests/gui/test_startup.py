@@ -18,7 +18,7 @@ def _run(code: str) -> None:
 def test_window_modules_do_not_import_torch():
     _run("import sys\n"
          "import studio.gui.qt_main_window, studio.gui.qt_app, studio.gui.qt_open_dialog\n"
-         "heavy = [m for m in ('torch', 'transformers', 'studio.core.inspect', 'studio.core.open_pipeline')"
+         "heavy = [m for m in ('torch', 'transformers', 'studio.core.model.inspection', 'studio.core.pipelines.opening')"
          " if m in sys.modules]\n"
          "assert not heavy, heavy\n")
 

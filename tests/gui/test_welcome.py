@@ -7,7 +7,7 @@ from importlib import metadata
 
 from PySide6.QtWidgets import QApplication, QLabel
 
-from studio.core.loaders import LoadRequest
+from studio.core.model.loaders import LoadRequest
 
 
 def test_welcome_lists_steps_and_recent_models(qtbot, window):

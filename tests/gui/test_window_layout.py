@@ -5,7 +5,7 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QToolButton
 
-from studio.core.loaders import LoadRequest
+from studio.core.model.loaders import LoadRequest
 from studio.core.plan import CompressionPlan
 from studio.gui.qt_layer_tree_model import COL_NAME, COL_PLAN
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from studio.core.cancel import Cancelled
-from studio.core.errors import StudioError, UntrustedPickleError
-from studio.core.events import Finished, StageStarted
+from studio.core.base.cancel import Cancelled
+from studio.core.base.errors import StudioError, UntrustedPickleError
+from studio.core.base.events import Finished, StageStarted
 from studio.gui.qt_worker import JobRunner
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 
 if TYPE_CHECKING:
-    from studio.core.data.sources import Dataset
-    from studio.core.loaded_model import LoadedModel
+    from studio.core.data.dataset import Dataset
+    from studio.core.model.loaded_model import LoadedModel
 
 
 def _first_line(exc: BaseException) -> str:
@@ -22,7 +22,7 @@ def check_fits(dataset: Dataset, loaded: LoadedModel) -> Dataset:
     """Raise a StudioError when the data cannot feed this model; return the dataset otherwise."""
     import torch
 
-    from studio.core.measure import primary_output
+    from studio.core.model.measure import primary_output
 
     rows = len(dataset)
     if rows == 0 or len(dataset.train_idx) == 0 or len(dataset.val_idx) == 0:

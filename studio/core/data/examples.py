@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.core.loaded_model import LoadedModel
+from studio.core.model.loaded_model import LoadedModel
 
 Batch = tuple[tuple[Any, ...], dict[str, Any]]
 
@@ -20,7 +20,7 @@ def example_batches(loaded: LoadedModel, count: int = 4, batch_size: int = 32, s
         return [((x[i:i + batch_size],), {}) for i in range(0, min(len(x), count * batch_size), batch_size)]
     if data == "rotten-tomatoes":
         from studio.core.data.rotten_tomatoes import snippets_split
-        from studio.core.samples.minilm_sentiment import SEQ_LEN, load_tokenizer
+        from studio.core.model.samples.minilm_sentiment import SEQ_LEN, load_tokenizer
 
         rows = getattr(snippets_split(), split)[: count * batch_size]
         tokenizer = load_tokenizer()

@@ -10,9 +10,9 @@ from typing import Iterator
 
 import torch
 
-from studio.core.data.sources import Dataset, _split
-from studio.core.errors import StudioError
-from studio.core.loaded_model import LoadedModel
+from studio.core.data.dataset import Dataset, split_indices
+from studio.core.base.errors import StudioError
+from studio.core.model.loaded_model import LoadedModel
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 
@@ -95,7 +95,7 @@ def imagefolder(path: Path, loaded: LoadedModel, query: str = "") -> Dataset:
     stacked = torch.stack(images)
     if norm is not None:
         stacked = (stacked - torch.tensor(norm[0]).view(1, -1, 1, 1)) / torch.tensor(norm[1]).view(1, -1, 1, 1)
-    train, val = _split(len(images))
+    train, val = split_indices(len(images))
     return Dataset(f"imagefolder:{path}" + (f"?{query}" if query else ""),
                    {spec.name: stacked.to(getattr(torch, spec.dtype))},
                    torch.tensor(labels), loaded.input_spec.keyword, train, val, classes)
@@ -117,7 +117,7 @@ TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model
 
 def _tokenizer(loaded: LoadedModel):
     if loaded.extras.get("data") == "rotten-tomatoes":
-        from studio.core.samples.minilm_sentiment import load_tokenizer
+        from studio.core.model.samples.minilm_sentiment import load_tokenizer
 
         return load_tokenizer()
     if loaded.kind == "huggingface":
@@ -167,7 +167,7 @@ def csv_text(path: Path, loaded: LoadedModel) -> Dataset:
 
     enc = tokenize_texts(_tokenizer(loaded), [t for t, _ in rows], length)
     inputs = {k: enc[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc and (k in names or not names)}
-    train, val = _split(len(rows))
+    train, val = split_indices(len(rows))
     return Dataset(f"csv:{path}", inputs, labels, True, train, val, classes)
 
 
@@ -203,5 +203,5 @@ def tensor_file(path: Path, loaded: LoadedModel) -> Dataset:
             raise StudioError(f"{path}: {t.name} has shape {tuple(value.shape)}; expected N x "
                               f"{'x'.join(map(str, t.shape[1:]))} to match the input spec.")
         inputs[t.name] = value.to(getattr(torch, t.dtype))
-    train, val = _split(len(next(iter(inputs.values()))))
+    train, val = split_indices(len(next(iter(inputs.values()))))
     return Dataset(f"tensors:{path}", inputs, None, spec.keyword, train, val)

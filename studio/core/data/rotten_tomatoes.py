@@ -7,7 +7,7 @@ import csv
 import random
 from dataclasses import dataclass
 
-from studio.core.resources import resource
+from studio.core.base.resources import resource
 
 DATA_FILE = resource("data", "rotten_tomatoes_snippets.csv.bz2")
 SPLIT_SEED = 0

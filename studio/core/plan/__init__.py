@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 from studio.core.plan.schema import MAX_BYTES, MAX_STRING, config_problems, parse_text, short
 from studio.core.techniques.base import TechniqueConfig
 
@@ -146,7 +146,7 @@ class CompressionPlan:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: str | Path) -> None:
-        from studio.core.atomic import write_text_atomic
+        from studio.core.base.atomic import write_text_atomic
 
         path = Path(path)
         write_text_atomic(path, self.dumps("json" if path.suffix == ".json" else "yaml"))

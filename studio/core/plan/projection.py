@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from studio.core.model_tree import LayerNode, ModelTree
+from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.core.plan import CompressionPlan
 from studio.core.plan.resolve import resolve_with_problems
 from studio.core.techniques import all_techniques

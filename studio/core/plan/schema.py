@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 
 MAX_BYTES = 1_000_000      # a recipe of 10k exact layer names is well below this
 MAX_DEPTH = 24             # recipes nest four levels; the rest is settings

@@ -11,12 +11,12 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 
 if TYPE_CHECKING:
     from torch import nn
 
-    from studio.core.cancel import CancelToken
+    from studio.core.base.cancel import CancelToken
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Iterator
 import torch
 from torch import nn
 
-from studio.core.errors import StudioError
+from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          register, replace_submodule_)
 from studio.core.techniques.lowrank_layers import CPConv2d, LowRankConv1x1, LowRankLinear, TuckerConv2d

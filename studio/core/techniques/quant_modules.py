@@ -271,6 +271,8 @@ class _QuantBase(nn.Module):
 class QuantLinear(_QuantBase):
     """nn.Linear with simulated quantization of its weight (and input for int8)."""
 
+    layer_kind = "Linear"  # the op it computes, for code that must not import techniques
+
     def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, config: QuantizeConfig) -> None:
         super().__init__()
         self._init_quant(weight, bias, config)
@@ -292,6 +294,8 @@ class QuantLinear(_QuantBase):
 
 class QuantConv2d(_QuantBase):
     """nn.Conv2d (grouped/depthwise too) with simulated quantization, per-channel along dim 0."""
+
+    layer_kind = "Conv2d"
 
     def __init__(self, weight: nn.Parameter, bias: nn.Parameter | None, config: QuantizeConfig, *,
                  stride: tuple[int, int], padding: tuple[int, int] | str, dilation: tuple[int, int],

@@ -1,0 +1,1 @@
+"""The headless front end: argument parsing, terminal rendering and progress."""

@@ -1,0 +1,1 @@
+"""Ground types every part of the core uses: errors, events, cancellation, units, atomic files."""

@@ -1,0 +1,1 @@
+"""A model as the studio sees it: loading it from a source, its input spec and its measured tree."""

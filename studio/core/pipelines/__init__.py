@@ -1,0 +1,1 @@
+"""Long jobs as cancellable generators of events: open, compress, run, sensitivity, export."""

@@ -1,0 +1,119 @@
+"""Validate a plan, apply it to a copy of the model and measure before/after, as a
+cancellable generator of events shared by the CLI, the tests and the window."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from torch import nn
+
+from studio.core.pipelines.apply import apply_assignments_, editable_copy
+from studio.core.base.cancel import CancelToken
+from studio.core.data.examples import Batch, example_batches
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished, LayerDone, Progress, StageStarted, Warning
+from studio.core.model.inspection import inspect_model
+from studio.core.model.loaded_model import LoadedModel
+from studio.core.model.measure import fidelity, figures, stored_bytes
+from studio.core.model.model_tree import ModelTree
+from studio.core.plan import CompressionPlan, PlanError
+from studio.core.plan.resolve import Assignments, resolve
+from studio.core.techniques import all_techniques
+from studio.core.techniques.base import ApplyContext, LayerChange
+
+TORCHSCRIPT_REFUSAL = ("This is a TorchScript model: rank reduction, pruning and quantization replace modules and "
+                       "need the eager model. Open the model's code with its weights (file.py:Net --weights W).")
+
+
+@dataclass(frozen=True)
+class CompressionResult:
+    original: LoadedModel
+    compressed: nn.Module
+    plan: CompressionPlan
+    changes: tuple[LayerChange, ...]
+    before_tree: ModelTree
+    after_tree: ModelTree
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+MEASURE_STEPS = 5
+
+
+def validate(loaded: LoadedModel, plan: CompressionPlan) -> Assignments:
+    """Every problem of the plan on this model, before anything runs."""
+    if not loaded.eager and plan.rules:
+        raise StudioError(TORCHSCRIPT_REFUSAL)
+    assignments = resolve(plan, loaded.module)
+    techniques = all_techniques()
+    problems: list[str] = []
+    for key, layers in assignments.items():
+        problems += techniques[key].check_model(loaded.module, layers, loaded.example_inputs())
+    if problems:
+        raise PlanError(problems)
+    return assignments
+
+
+def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | None = None,
+             batches: list[Batch] | None = None, calibration: list[Batch] | None = None) -> Iterator[object]:
+    cancel = cancel or CancelToken()
+    yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
+    assignments = validate(loaded, plan)
+    total = sum(len(layers) for layers in assignments.values())
+    yield StageStarted("apply", f"{total} layer assignment(s)")
+    start = time.perf_counter()
+    model = editable_copy(loaded.module, assignments)
+    calibration_batches = calibration if calibration is not None else example_batches(loaded, split="train")
+    context = ApplyContext(example_inputs=loaded.example_inputs(), calibration=lambda: iter(calibration_batches),
+                           cancel=cancel)
+    changes = []
+    for change in apply_assignments_(model, assignments, context):
+        changes.append(change)
+        yield LayerDone(change)
+        yield Progress(len(changes), max(total, len(changes)), change.name)
+    model.eval()
+    apply_seconds = time.perf_counter() - start
+    for message in context.warnings:
+        yield Warning(message)
+    cancel.raise_if_cancelled()
+    yield StageStarted("measure", "params, bytes, FLOPs and output fidelity")
+    start = time.perf_counter()
+    spec = loaded.input_spec
+    yield Progress(0, MEASURE_STEPS, "inspecting the original")  # determinate: the window shows an ETA
+    before_tree = inspect_model(loaded.module, spec)
+    cancel.raise_if_cancelled()
+    yield Progress(1, MEASURE_STEPS, "inspecting the compressed model")
+    after_tree = inspect_model(model, spec)
+    cancel.raise_if_cancelled()
+    yield Progress(2, MEASURE_STEPS, "bytes of the original")
+    before = figures(loaded.module, spec, before_tree)
+    cancel.raise_if_cancelled()
+    yield Progress(3, MEASURE_STEPS, "bytes of the compressed model")
+    after = figures(model, spec, after_tree)
+    cancel.raise_if_cancelled()
+    yield Progress(4, MEASURE_STEPS, "output fidelity")
+    fid = fidelity(loaded.module, model, batches if batches is not None else example_batches(loaded))
+    yield Progress(MEASURE_STEPS, MEASURE_STEPS, "measured")
+    report = {
+        "model": loaded.name, "source": loaded.source, "input_spec": str(spec),
+        "recipe": plan.to_dict(),
+        "before": before.to_dict(), "after": after.to_dict(),
+        "ratios": {k: (getattr(after, k) / getattr(before, k) if getattr(before, k) else None)
+                   for k in ("params", "bytes", "compressed_bytes", "flops")},
+        "fidelity": fid.to_dict(),
+        "layers": [_layer_row(c, before_tree, after_tree, model) for c in changes],
+        "warnings": list(context.warnings),
+        "timing": {"apply_s": round(apply_seconds, 3), "measure_s": round(time.perf_counter() - start, 3)},
+    }
+    yield Finished(CompressionResult(loaded, model, plan, tuple(changes), before_tree, after_tree, report))
+
+
+def _layer_row(change: LayerChange, before: ModelTree, after: ModelTree, model: nn.Module) -> dict[str, Any]:
+    """`bytes_after` at the layer's real bit widths (int8/int4 codes + scales), as the report's totals."""
+    row = {"name": change.name, "technique": change.technique, "detail": change.detail,
+           "params_before": change.params_before, "params_after": change.params_after, "skipped": change.skipped}
+    if change.name in before and change.name in after:
+        row.update(flops_before=before[change.name].flops, flops_after=after[change.name].flops,
+                   bytes_before=before[change.name].bytes, bytes_after=stored_bytes(model.get_submodule(change.name)))
+    return row

@@ -1,0 +1,173 @@
+"""ONNX export with torch.onnx's dynamo exporter (torch.export based: it handles both our
+CNNs and Hugging Face transformers with dynamic batch and sequence axes, and records each
+node's module path, which lets int8 be restricted to the layers the plan marked), and
+precision realized by ONNX Runtime's own tools (pre-processing, fp16 converter, dynamic /
+static QDQ int8 over every op type it supports)."""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import io
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from studio.core.base.logs import quiet_loggers
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.export.wrap import ExportWrapper, example_args
+from studio.core.model.input_spec import InputSpec
+
+OPSET = 18
+WEIGHT_OPS = {"MatMul", "Gemm", "Conv"}  # the ops that carry a layer's weight
+
+
+def dynamic_shapes(spec: InputSpec) -> tuple[dict[int, object], ...]:
+    batch = torch.export.Dim("batch", max=4096)
+    sequence = torch.export.Dim("sequence", max=8192)
+    shapes = []
+    for t in spec.tensors:
+        axes: dict[int, object] = {0: batch}
+        if t.is_integer and len(t.shape) == 2:
+            axes[1] = sequence  # token ids and masks: any sequence length
+        shapes.append(axes)
+    return tuple(shapes)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The exporter narrates every step; the CLI's output is for the user's results."""
+    quiet_loggers("torch.onnx")
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def export_fp32(model: torch.nn.Module, spec: InputSpec, path: Path, output_name: str) -> None:
+    wrapper = ExportWrapper(model, spec).eval()
+    try:
+        with _quiet(), torch.no_grad():
+            program = torch.onnx.export(wrapper, example_args(spec), dynamo=True, opset_version=OPSET,
+                                        input_names=[t.name for t in spec.tensors], output_names=[output_name],
+                                        dynamic_shapes=(dynamic_shapes(spec),), optimize=True, verbose=False)
+            program.save(str(path), external_data=False)
+    except Exception as exc:
+        raise StudioError(f"ONNX export failed: {_summary(exc)} Try exporting the uncompressed model, "
+                          "or TFLite.") from exc
+
+
+def _summary(exc: Exception) -> str:
+    """The exporter's own one-line cause (its 'Exception summary'), without colour codes."""
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "## Exception summary" in lines:
+        lines = lines[lines.index("## Exception summary") + 1:]
+    return (lines[0][:400] if lines else type(exc).__name__).rstrip(".") + "."
+
+
+def optimize(src: Path, dst: Path) -> None:
+    """ONNX Runtime's recommended pre-processing before quantization (graph optimization +
+    shape inference). The exporter's own optimizer (onnxscript, `optimize=True`) already folded
+    constants and BatchNorm into the convolutions, so the quantizer sees Conv+act patterns."""
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    with _quiet():
+        quant_pre_process(str(src), str(dst), skip_symbolic_shape=True)
+
+
+def to_fp16(src: Path, dst: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True)
+    onnx.save(model, str(dst))
+
+
+def node_module(node) -> str | None:
+    """The innermost module path the exporter recorded for a node."""
+    for prop in node.metadata_props:
+        if prop.key == "pkg.torch.onnx.name_scopes":
+            try:
+                scopes = ast.literal_eval(prop.value)
+            except (ValueError, SyntaxError):
+                return None
+            modules = [s for s in scopes[:-1] if s]
+            return modules[-1].removeprefix("model.") if modules else None
+    return None
+
+
+def _layer_of(node, initializers: set[str]) -> str | None:
+    """The module a weight node implements: read from its weight's name (`model.a.b.weight`,
+    which survives the optimizer folding BatchNorm into the conv) or else from the module path
+    the exporter recorded."""
+    for name in node.input[1:2]:
+        if name in initializers and name.startswith("model.") and name.endswith(".weight"):
+            return name[len("model."):-len(".weight")]
+    return node_module(node)
+
+
+def weight_nodes(path: Path) -> list[tuple[str, str | None]]:
+    """(node name, module path) of every Conv/Gemm/MatMul node, in graph order."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    return [(n.name, _layer_of(n, initializers)) for n in graph.node if n.op_type in WEIGHT_OPS]
+
+
+def layer_nodes(path: Path, layers: Iterable[str]) -> list[str]:
+    """ONNX weight-bearing nodes (Conv/Gemm/MatMul) that implement the named modules."""
+    wanted = set(layers)
+    return [node for node, module in weight_nodes(path) if module in wanted]
+
+
+nodes_for_layers = layer_nodes
+
+
+def count_ops(path: Path) -> dict[str, int]:
+    import onnx
+
+    counts: dict[str, int] = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        counts[node.op_type] = counts.get(node.op_type, 0) + 1
+    return counts
+
+
+def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
+                  calibration: list[dict[str, object]] | None, method: str = "minmax") -> None:
+    """ONNX Runtime's quantizer as its maintainers recommend: on the pre-processed graph
+    (BatchNorm folded into Conv, shape inference), every op type it supports (not only
+    Conv/Gemm/MatMul: restricting it leaves float islands that cost accuracy and time),
+    symmetric per-channel int8 weights; static QDQ calibrated on `calibration`."""
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_dynamic, quantize_static)
+
+    quiet_loggers("")  # the quantizer logs advice on the root logger
+    if mode == "dynamic":
+        # The dynamic quantizer first splits Gemm into <name>_MatMul + <name>_Add.
+        names = exclude + [f"{name}_MatMul" for name in exclude]
+        with _quiet():
+            quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=names or None)
+        return
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(calibration or [])
+
+        def get_next(self):
+            return next(self.items, None)
+
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
+               "entropy": CalibrationMethod.Entropy}
+    extra = {"WeightSymmetric": True, "ActivationSymmetric": False}
+    if method == "percentile":
+        extra["CalibPercentile"] = 99.999
+    with _quiet():
+        quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        nodes_to_exclude=exclude or None, calibrate_method=methods[method], extra_options=extra)

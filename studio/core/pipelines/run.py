@@ -1,0 +1,151 @@
+"""A compression run: apply the plan, evaluate, optionally fine-tune the compressed model
+(knowledge distillation from the original, keeping the best weights), evaluate again. A generator of events that
+honours a cancel token between steps; the original model is never modified."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from studio.core.base.cancel import CancelToken, Cancelled
+from studio.core.pipelines.compress import CompressionResult, compress
+from studio.core.data.dataset import Dataset
+from studio.core.base.errors import StudioError
+from studio.core.pipelines.evaluate import Metrics, batch_one, metrics_from
+from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
+from studio.core.pipelines.finetune import FinetuneSettings
+from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points, validation_outputs
+from studio.core.pipelines.latency import compare_latency
+from studio.core.model.loaded_model import LoadedModel
+from studio.core.model.measure import fidelity, figures
+from studio.core.plan import CompressionPlan
+
+FIDELITY_BATCHES = 8
+__all__ = ["EVAL_BATCH", "RunResult", "pick_device", "run", "spread_batches"]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    compression: CompressionResult
+    model: nn.Module
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
+        settings: FinetuneSettings | None = None, cancel: CancelToken | None = None) -> Iterator[object]:
+    settings = settings or FinetuneSettings()
+    cancel = cancel or CancelToken()
+    problems = settings.problems()
+    if problems:
+        raise StudioError("settings.finetune: " + " ".join(problems))
+    torch.manual_seed(settings.seed)
+    if settings.epochs and dataset is None:
+        raise StudioError("Fine-tuning needs data: pass --data (e.g. digits, sample, imagefolder:PATH).")
+    if settings.epochs and not settings.distill and not dataset.labeled:
+        raise StudioError(f"{dataset.name} has no labels: fine-tune with distillation (--distill) instead.")
+    stage, steps_done = "compress", 0
+    try:
+        batches = calibration = None
+        if dataset is not None:
+            batches = spread_batches(dataset, "val", 32, FIDELITY_BATCHES)
+            calibration = [(a, k) for a, k, _ in dataset.batches("train", 32, pad="longest")][:FIDELITY_BATCHES]
+        result: CompressionResult | None = None
+        for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration):
+            if isinstance(event, Finished):
+                result = event.result
+            else:
+                yield event
+        assert result is not None
+        report = dict(result.report)
+        yield Metric(0, "size/original_bytes", report["before"]["bytes"])
+        yield Metric(0, "size/bytes", report["after"]["bytes"])
+        student = result.compressed
+        history: list[dict[str, Any]] = []
+        outcome: FinetuneOutcome | None = None
+        if dataset is not None:
+            stage = "evaluate"
+            yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
+            reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
+            before = metrics_from(reference, dataset, reference=reference)
+            if before.accuracy is not None:
+                yield Metric(0, "original/accuracy", float(before.accuracy))
+            after = metrics_from((yield from validation_outputs(student, dataset, cancel, "compressed")), dataset,
+                                 reference=reference)
+            for point in metric_points(0, after):
+                history.append(point.__dict__)
+                yield point
+            if settings.epochs:
+                stage = "finetune"
+                student = copy.deepcopy(student)  # untouched layers are shared with the original until now
+                device = pick_device()
+                teacher = copy.deepcopy(loaded.module) if device.type != "cpu" else loaded.module  # never moved
+                masks = _pruning_masks(student, result)
+                outcome = yield from _tracked(finetune(teacher.to(device).eval(), student, dataset, settings,
+                                                       reference, after, masks, cancel, device), history)
+                steps_done = outcome.steps
+                after = outcome.best  # the validation metrics of the weights kept
+                report["after"] = figures(student, loaded.input_spec).to_dict()
+                report["fidelity"] = fidelity(loaded.module, student, batches or []).to_dict()
+            report["before"] = {**report["before"], **_scores(before)}
+            report["after"] = {**report["after"], **_scores(after)}
+            report["fidelity"] = {**report["fidelity"], "kl": after.kl}  # KL(original ‖ final), validation split
+            example = batch_one(dataset)
+        else:
+            example = loaded.example_inputs()
+        stage = "latency"
+        yield StageStarted("latency", "batch-1 forward passes, original and compressed interleaved")
+        timing = compare_latency(loaded.module, student, example)
+        report["before"]["latency_ms"], report["after"]["latency_ms"] = timing.before_ms, timing.after_ms
+        report["latency"] = timing.to_dict()
+        report.update(history=history, data=dataset.name if dataset else None,
+                      settings={"finetune": settings.to_dict(), "device": str(pick_device())})
+        if outcome is not None:
+            report["finetune"] = outcome.to_dict()
+        yield Finished(RunResult(result, student.eval(), report))
+    except Cancelled:
+        if stage == "finetune":
+            steps_done = max([0] + [h["step"] for h in history if h["name"] == "train/loss"])
+        yield RunCancelled(stage, f"cancelled during {stage}" + (f" after {steps_done} fine-tuning steps" if steps_done else "")
+                           + "; the original model is unchanged")
+
+
+def _tracked(events: Iterator[object], history: list[dict[str, Any]]) -> Iterator[object]:
+    """Pass events on, recording metric points in the history; returns the generator's value."""
+    while True:
+        try:
+            event = next(events)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(event, Metric):
+            history.append(event.__dict__)
+        yield event
+
+
+def spread_batches(dataset: Dataset, split: str, batch_size: int, count: int) -> list[tuple[Any, ...]]:
+    """`count` batches from across the split (validation text is sorted by length: the first
+    batches alone would be the shortest sentences), each cut to its longest sequence."""
+    every = max(1, dataset.steps(split, batch_size) // count)
+    picked = [(a, k) for i, (a, k, _) in enumerate(dataset.batches(split, batch_size, pad="longest")) if i % every == 0]
+    return picked[:count]
+
+
+def _scores(metrics: Metrics) -> dict[str, float]:
+    return {k: v for k, v in metrics.to_dict().items() if k in ("accuracy", "loss")}
+
+
+def _pruning_masks(student: nn.Module, result: CompressionResult) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Zeros made by unstructured/2:4 pruning must stay zero while fine-tuning."""
+    masks = []
+    for change in result.changes:
+        if change.technique == "prune" and not change.detail.startswith("structured"):
+            weight = student.get_submodule(change.name).weight
+            masks.append((weight, (weight != 0).to(weight.dtype)))
+    return masks
