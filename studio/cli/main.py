@@ -15,6 +15,7 @@ from typing import Sequence
 
 from studio.cli.requests import request_from_args
 from studio.core.base.errors import StudioError
+from studio.core.data.specs import DATA_SPECS
 
 EXIT_USER_ERROR = 2
 
@@ -45,8 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     compress.add_argument("--out", required=True, help="output folder (weights, recipe, report.json)")
     compress.add_argument("--force", action="store_true", help="replace an existing output folder")
     compress.add_argument("--json", action="store_true", help="print report.json instead of a summary")
-    compress.add_argument("--data", metavar="SPEC", help="data: digits, sample, imagefolder:PATH, csv:PATH, random, "
-                                                         "tensors:PATH (default: the recipe's settings.data)")
+    compress.add_argument("--data", metavar="SPEC", help=f"data: {DATA_SPECS} (default: the recipe's settings.data)")
     compress.add_argument("--finetune-epochs", type=int, metavar="N", help="fine-tune the compressed model for N epochs")
     compress.add_argument("--distill", action=argparse.BooleanOptionalAction, default=None,
                           help="fine-tune by knowledge distillation from the original (default: on)")
@@ -143,11 +143,10 @@ def _compress(args: argparse.Namespace) -> int:
         if cancel.cancelled:  # Ctrl-C in a stage that finished without checking (latency)
             print("studio: cancelled; nothing was written", file=sys.stderr)
             return 130
-        result = replace(result.compression, compressed=result.model, report=result.report)
         out = save_compressed(result, out, force=args.force)
         _drop_replaced_file(out)
     if args.json:
-        print(json.dumps(result.report, indent=1))
+        print(json.dumps(result.report.to_dict(), indent=1))
     else:
         print(compression_summary(result.report))
         print(f"\nSaved to {out} (inspect it: studio inspect {out})")
@@ -173,7 +172,7 @@ def _export(args: argparse.Namespace) -> int:
     from studio.core.pipelines.export import ExportRequest, export
     from studio.core.pipelines.opening import load_model
     from studio.core.pipelines.export import report_path_for
-    from studio.core.pipelines.export.summary import export_summary
+    from studio.cli.tables import export_summary
     from studio.core.base.out_paths import check_free_space, check_output
     from studio.cli.terminal import TerminalProgress, cancel_on_sigint, user_stdout_to_stderr
 
@@ -203,7 +202,7 @@ def _export(args: argparse.Namespace) -> int:
     if result is None:
         print("studio: cancelled; nothing was written", file=sys.stderr)
         return 130
-    print(json.dumps(result.report, indent=1) if args.json else export_summary(result.report))
+    print(json.dumps(result.report.to_dict(), indent=1) if args.json else export_summary(result.report))
     return 0
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Callable
 
 from studio.core.base.errors import StudioError
+from studio.core.data.specs import DATA_SPECS
 
 COMMANDS = ("sensitivity", "plan")
 
@@ -19,8 +20,7 @@ def add_parsers(sub, add_model_options: Callable[[argparse.ArgumentParser], None
     sens = sub.add_parser("sensitivity", help="layer-by-layer sensitivity sweep (pruning, rank, precision)")
     sens.add_argument("model", help="the model (any source `inspect` accepts)")
     add_model_options(sens)
-    sens.add_argument("--data", metavar="SPEC", help="digits, sample, imagefolder:PATH, csv:PATH, random, tensors:PATH "
-                                                     "(default: the sample's own data, else random inputs)")
+    sens.add_argument("--data", metavar="SPEC", help=f"{DATA_SPECS} (default: the sample's own data, else random inputs)")
     sens.add_argument("--technique", default="prune,lowrank,quant", help="comma list of prune, lowrank, quant")
     sens.add_argument("--layers", metavar="GLOB", help="layer pattern like recipe rules (glob or re:REGEX)")
     sens.add_argument("--settings", action="append", metavar="TECH=V,V",

@@ -1,6 +1,6 @@
 """Marking layers from the tree: context menu, in-place editing of the plan column, rules by
 pattern, undo/redo, recipes on disk and the live what-if budget. Edits change the plan and
-nothing else (house rule 4); techniques come from the registry, never from a list here."""
+nothing else (a plan is data); techniques come from the registry, never from a list here."""
 
 from __future__ import annotations
 

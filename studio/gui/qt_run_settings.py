@@ -10,9 +10,10 @@ from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
+from studio.core.data.specs import spec_choices
 from studio.gui.qt_resources import icon
 
-DATA_SPECS = ("sample", "digits", "random", "imagefolder:…", "csv:…", "tensors:…")
+DATA_SPECS = spec_choices()
 # The fields this box edits; other FinetuneSettings keys from a recipe are carried through.
 FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 0, "lr": "auto", "distill": True, "temperature": 4.0, "alpha": 0.7}
 _BROWSE = {"imagefolder": "", "csv": "CSV files (*.csv);;All files (*)",

@@ -1,7 +1,7 @@
 """The heatmap's data: a `QAbstractTableModel` of layers × settings, coloured by metric drop.
 
 Cells arrive one by one while a sweep runs; the model stores them at once and repaints at
-most ~15 times a second (house rule 8), so a fast sweep never floods the GUI thread. The
+most ~15 times a second (charts and tables update at 10-20 Hz), so a fast sweep never floods the GUI thread. The
 last columns are the quantization inverse view ("keep float": how much of the all-int8
 drop keeping only this layer in float wins back) and the row's mean drop, its robustness.
 """

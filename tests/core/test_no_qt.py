@@ -1,4 +1,4 @@
-"""studio.core must never import Qt (house rule 1) and stays importable headless."""
+"""studio.core must never import Qt and stays importable headless."""
 
 import pkgutil
 import subprocess

@@ -1,4 +1,4 @@
-"""The window appears before torch loads (house rule 2): checked in a fresh interpreter."""
+"""The window appears before torch loads: checked in a fresh interpreter."""
 
 from __future__ import annotations
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import torch
 
 from studio.core.base.errors import StudioError
+from studio.core.data.specs import DATA_SPECS
 from studio.core.data.dataset import Dataset, split_indices
 from studio.core.model.loaded_model import LoadedModel
 
 RANDOM_SAMPLES = 64
-DATA_SPECS = "digits, sample, imagefolder:PATH, csv:PATH, random[:N], tensors:PATH"
 
 
 def open_dataset(spec: str, loaded: LoadedModel) -> Dataset:

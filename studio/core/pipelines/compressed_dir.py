@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
+from studio.core.base.atomic import atomic_dir
 from studio.core.base.errors import StudioError, UntrustedCodeError
 from studio.core.model.input_spec import InputSpec
 from studio.core.model.loaded_model import LoadedModel
@@ -39,29 +38,11 @@ def save_compressed(result, out_dir: str | os.PathLike[str], force: bool = False
         "input_spec": str(original.input_spec), "input_keyword": original.input_spec.keyword,
         "files": {"weights": "model.safetensors", "recipe": "recipe.yaml", "report": "report.json"},
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:  # what --force replaces goes only once the new folder is in place
         save_model(result.compressed, str(tmp / "model.safetensors"))
         (tmp / "recipe.yaml").write_text(result.plan.dumps("yaml"), encoding="utf-8")
-        (tmp / "report.json").write_text(json.dumps(result.report, indent=2) + "\n", encoding="utf-8")
+        (tmp / "report.json").write_text(json.dumps(result.report.to_dict(), indent=2) + "\n", encoding="utf-8")
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
-        for item in tmp.iterdir():
-            os.chmod(item, 0o644)
-        os.chmod(tmp, 0o755)
-        old = None
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{os.getpid()}"
-            os.replace(out, old)
-        os.replace(tmp, out)
-        if old is not None:  # what --force replaced: a folder, or a regular file of that name
-            if old.is_dir() and not old.is_symlink():
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                old.unlink(missing_ok=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
@@ -106,7 +87,17 @@ def load_compressed_dir(path: Path, trust: bool = False, trust_remote_code: bool
     return LoadedModel(module=model, name=path.name, source=str(path), kind="compressed", input_spec=spec,
                        notes=(f"Compressed from {origin['source']} with {len(plan.rules)} rule(s).",),
                        extras={"original": origin, "data": original.extras.get("data"),
-                               "report": path / manifest["files"]["report"]})
+                               "report": _saved_report(path / manifest["files"]["report"])})
+
+
+def _saved_report(path: Path):
+    """The folder's report, as a kept model carries it (`extras["report"]`); None if unreadable."""
+    from studio.core.report.compression import read_report
+
+    try:
+        return read_report(path)
+    except StudioError:
+        return None
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

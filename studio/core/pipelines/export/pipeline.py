@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -19,8 +18,10 @@ from studio.core.base.errors import StudioError
 from studio.core.base.events import Finished, StageStarted, Warning
 from studio.core.pipelines.export.request import (FORMATS, RANDOM_VERIFY_SAMPLES, VERIFY_SAMPLES, ExportRequest, ExportResult,
                                 report_path_for)
-from studio.core.pipelines.export.runtimes import RUNTIME_NAMES, runtime_for
+from studio.core.pipelines.export.runtimes import runtime_for
 from studio.core.model.loaded_model import LoadedModel
+from studio.core.report.export import ExportCheck, ExportReport, FileRow
+from studio.core.report.export_rows import slower_message, slower_than_uncompressed_message
 
 FRAGILE_NOTE = ("first weight layer and classifier (heuristic: they see the raw input and produce the logits; "
                 "no per-layer quantization sensitivity was available)")
@@ -168,60 +169,48 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
             cancel.raise_if_cancelled()
         best = latency["2_thread"]
         fp32_row.setdefault("latency_ms", best["runtime_fp32"]["median_ms"])
-        report = {
-            "format": request.format, "precision": request.precision,
-            "int8_mode": choice[0].mode if choice else None,
-            "float_layers": list(choice[0].float_layers) if choice else None,
-            "quantized_layers": (sorted(marks) if marks else None) if request.precision == "int8" else None,
-            "calibration": ({"method": request.calibration, "samples": len(calibration),
-                             "split": "train" if dataset is not None else "inputs from the input spec",
-                             "runtime_method": runtime.calibration_label(request.calibration)}
-                            if choice and choice[0].mode == "static" else None),
-            "file": str(out), "file_bytes": final.stat().st_size, "fp32_file_bytes": base.stat().st_size,
-            "size_vs_fp32": round(final.stat().st_size / base.stat().st_size, 3),
-            "model": loaded.name, "source": loaded.source,
-            "input_spec": str(loaded.input_spec), "data": getattr(dataset, "name", None),
-            "verification": agreement, "fp32": {k: v for k, v in fp32_row.items() if k != "path"},
-            "latency": latency,
-            "speedup_vs_fp32": round(best["runtime_fp32"]["median_ms"] / best["runtime"]["median_ms"], 3),
-            "speedup_vs_pytorch": round(best["pytorch"]["median_ms"] / best["runtime"]["median_ms"], 3),
-            "slower_than_fp32": request.precision != "fp32"
-                                and best["runtime"]["median_ms"] > best["runtime_fp32"]["median_ms"],
-            "slower_than_uncompressed": best["runtime"]["median_ms"] > best["pytorch_uncompressed"]["median_ms"],
-            "candidates": [{k: v for k, v in r.items() if k != "path"} for r in rows] or None,
-            "choice": choice[1] if choice else None,
-            "float_layers_rule": FRAGILE_NOTE if request.precision == "int8" and request.int8_mode == "auto" else None,
-            "warnings": warnings,
-        }
-        os.replace(final, out)
-        from studio.core.base.atomic import write_text_atomic
+        report = ExportReport(
+            format=request.format, precision=request.precision,
+            int8_mode=choice[0].mode if choice else None,
+            float_layers=tuple(choice[0].float_layers) if choice else None,
+            quantized_layers=(tuple(sorted(marks)) if marks else None) if request.precision == "int8" else None,
+            calibration=({"method": request.calibration, "samples": len(calibration),
+                          "split": "train" if dataset is not None else "inputs from the input spec",
+                          "runtime_method": runtime.calibration_label(request.calibration)}
+                         if choice and choice[0].mode == "static" else None),
+            file=str(out), file_bytes=final.stat().st_size, fp32_file_bytes=base.stat().st_size,
+            size_vs_fp32=round(final.stat().st_size / base.stat().st_size, 3),
+            model=loaded.name, source=loaded.source,
+            input_spec=str(loaded.input_spec), data=getattr(dataset, "name", None),
+            verification=ExportCheck.from_dict(_plain_row(agreement)), fp32=FileRow.from_dict(_plain_row(fp32_row)),
+            latency=latency,
+            speedup_vs_fp32=round(best["runtime_fp32"]["median_ms"] / best["runtime"]["median_ms"], 3),
+            speedup_vs_pytorch=round(best["pytorch"]["median_ms"] / best["runtime"]["median_ms"], 3),
+            slower_than_fp32=request.precision != "fp32"
+                             and best["runtime"]["median_ms"] > best["runtime_fp32"]["median_ms"],
+            slower_than_uncompressed=best["runtime"]["median_ms"] > best["pytorch_uncompressed"]["median_ms"],
+            candidates=tuple(FileRow.from_dict(_plain_row(r)) for r in rows) or None,
+            choice=choice[1] if choice else None,
+            float_layers_rule=FRAGILE_NOTE if request.precision == "int8" and request.int8_mode == "auto" else None,
+            warnings=tuple(warnings),
+        )
+        from studio.core.base.atomic import atomic_path, write_text_atomic
 
-        write_text_atomic(report_path_for(out), json.dumps(report, indent=2, default=_plain) + "\n")
+        with atomic_path(out) as tmp:
+            shutil.move(final, tmp)
+        write_text_atomic(report_path_for(out), json.dumps(report.to_dict(), indent=2) + "\n")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     for message in warnings:
         yield Warning(message)
-    if report["slower_than_fp32"]:
+    if report.slower_than_fp32:
         yield Warning(slower_message(report))
-    elif report["slower_than_uncompressed"]:
-        yield Warning("The exported model is slower than the uncompressed PyTorch model at batch 1 "
-                      f"({best['runtime']['median_ms']:.3f} ms vs {best['pytorch_uncompressed']['median_ms']:.3f} ms).")
+    elif report.slower_than_uncompressed:
+        yield Warning(slower_than_uncompressed_message(report))
     yield Finished(ExportResult(out, report_path_for(out), report))
 
 
-def slower_message(report: dict) -> str:
-    """The prominent warning, shared by the CLI and the window."""
-    best = report["latency"]["2_thread"]
-    name = RUNTIME_NAMES.get(report["format"], report["format"])
-    return (f"SLOWER THAN FP32 IN {name.upper()}: this {report['precision']} file takes "
-            f"{best['runtime']['median_ms']:.3f} ms vs {best['runtime_fp32']['median_ms']:.3f} ms for the fp32 file "
-            f"({1 / report['speedup_vs_fp32']:.2f}× the time, 2 threads, batch 1). Export fp32 instead, or try the "
-            "other format.")
-
-
-def _plain(value):
-    if isinstance(value, (np.floating, np.integer)):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value).__name__)
+def _plain_row(row: dict) -> dict:
+    """A measured row as JSON takes it: numpy numbers become Python's, the work file's path goes."""
+    return {k: (v.item() if isinstance(v, (np.floating, np.integer, np.bool_)) else v)
+            for k, v in row.items() if k != "path"}
