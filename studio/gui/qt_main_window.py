@@ -1,4 +1,5 @@
-"""The main window: composes the panels and actions; all work runs through `JobRunner`.
+"""The main window: composes the panels, the controllers and the actions, and wires the
+controllers' signals to each other. All work runs through the window's one `JobRunner`.
 
 Nothing here imports torch or the loaders at import time, so the window appears
 before the heavy libraries load (the open pipeline is imported on the worker thread).
@@ -6,7 +7,6 @@ before the heavy libraries load (the open pipeline is imported on the worker thr
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QMimeData, Qt, Signal
@@ -15,25 +15,20 @@ from PySide6.QtWidgets import (
     QMainWindow, QMenu, QMessageBox, QProgressBar, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
-from studio.core.base.events import Finished, StageStarted
 from studio.gui.qt_details_panel import DetailsPanel
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
-from studio.gui.qt_resources import (
-    APPLICATION, add_recent_source, icon, recent_sources, settings,
-)
+from studio.gui.qt_open_controller import CurrentModel, OpenController, make_request
+from studio.gui.qt_resources import APPLICATION, icon, recent_sources, settings
 from studio.gui.qt_recent_menu import RecentMenu
 from studio.gui.qt_summary_strip import SummaryStrip
 from studio.gui.qt_worker import JobRunner
 
 if TYPE_CHECKING:
-    from studio.core.base.cancel import CancelToken
-    from studio.core.model.input_spec import InputSpec
-    from studio.core.model.loaders import LoadRequest
     from studio.core.pipelines.opening import OpenedModel
 
 LAYOUT_VERSION = 2  # bump when docks are added or renamed: an old saved layout is then ignored
-TRUST_TITLES = {"trust": "Untrusted code", "trust_remote_code": "Remote code"}
+TALL_WINDOW = 900  # below this the tree needs the height: the Run dock waits for Run plan (F6)
 
 
 def _sample_names() -> list[str]:
@@ -42,14 +37,8 @@ def _sample_names() -> list[str]:
     return list(SAMPLES)
 
 
-def _make_request(source: str, weights: str | None = None) -> LoadRequest:
-    from studio.core.model.loaders import LoadRequest  # torch-free, but kept off the import path
-
-    return LoadRequest(source=source, weights=weights)
-
-
 class MainWindow(QMainWindow):
-    """Open, inspect and browse a model; errors never close the window."""
+    """Open, inspect, plan, run and export a model; errors never close the window."""
 
     modelShown = Signal()
     loadFailed = Signal(str)
@@ -59,25 +48,28 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setWindowTitle(APPLICATION)
         self.setAcceptDrops(True)
-        self.runner = JobRunner(self)
-        self.runner.event.connect(self._on_event)
-        self.runner.failed.connect(self._on_failed)
+        self.runner = JobRunner(self)  # the only one: every controller's jobs go through it
         self.runner.busyChanged.connect(self._set_busy)
-        self.opened: OpenedModel | None = None
+        self.current = CurrentModel()
         self.last_error_dialog: QMessageBox | None = None
-        self.last_trust_dialog: QMessageBox | None = None
-        self._request: LoadRequest | None = None  # what Reload reopens
-        self._job: tuple[str, Any] = ("", None)  # ("open", request) | ("reinspect", spec)
 
         self.summary = SummaryStrip()
         self.layers = LayerTreePanel()
         self.details = DetailsPanel(self)
-        self.layers.layerSelected.connect(self.details.show_node)
         self.empty = EmptyState(_sample_names())
-        self.empty.sampleChosen.connect(lambda source: self.open_source(_make_request(source)))
-        self.empty.openRequested.connect(self.open_dialog)
-        self.empty.recentChosen.connect(lambda source, weights: self.open_source(_make_request(source, weights or None)))
         self.empty.set_recent(recent_sources())
+        from studio.gui.qt_plan_controller import PlanController
+        from studio.gui.qt_run_controller import RunController
+        from studio.gui.qt_sensitivity_controller import SensitivityController
+
+        status, errors, runner, current = self._show_status, self.show_error, self.runner, self.current
+        self.opening = OpenController(runner, current, status, errors, self)
+        self.plan = PlanController(current, self.layers, runner, status, errors, self)
+        self.run = RunController(runner, current, self.plan.document, status, errors, self)
+        self.sensitivity = SensitivityController(runner, current, self.plan.document, self.layers, status, errors,
+                                                 self)
+        self.open_source, self.reload = self.opening.open_source, self.opening.reload
+        self.reinspect, self.show_loaded = self.opening.reinspect, self.opening.show_loaded
 
         content = QWidget()
         content.setObjectName("contentPage")
@@ -85,9 +77,6 @@ class MainWindow(QMainWindow):
         column.setContentsMargins(12, 12, 6, 6)
         column.setSpacing(10)
         column.addWidget(self.summary)
-        from studio.gui.qt_plan_controller import PlanController
-
-        self.plan = PlanController(self)
         column.addWidget(self.plan.budget)
         column.addWidget(self.layers, 1)
         self.stack = QStackedWidget()
@@ -96,6 +85,7 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.stack)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
         self.details.hide()
+        self._place_docks()
 
         self.progress = QProgressBar()
         self.progress.setObjectName("busyIndicator")
@@ -105,15 +95,42 @@ class MainWindow(QMainWindow):
         self.progress.hide()
         self.statusBar().addPermanentWidget(self.progress)
         self.statusBar().showMessage("Ready")
-        from studio.gui.qt_run_controller import RunController
-
-        self.run = RunController(self)
-        from studio.gui.qt_sensitivity_controller import SensitivityController
-
-        self.sensitivity = SensitivityController.from_window(self)
+        self._wire()
         self._create_actions()
         self._set_busy(False)
         self._restore_layout()
+
+    @property
+    def opened(self) -> OpenedModel | None:
+        return self.current.opened
+
+    @property
+    def last_trust_dialog(self) -> QMessageBox | None:
+        return self.opening.last_trust_dialog
+
+    def _place_docks(self) -> None:
+        """Run, Compare, Export and Sensitivity tabbed below the tree, hidden until asked for."""
+        docks = [*self.run.docks, self.sensitivity.dock]
+        for dock in docks:
+            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
+        for first, second in zip(docks, docks[1:]):
+            self.tabifyDockWidget(first, second)
+        for dock in docks:
+            dock.hide()
+
+    def _wire(self) -> None:
+        """Sibling reactions: each controller knows only its collaborators; the window connects them."""
+        opening, run, sensitivity = self.opening, self.run, self.sensitivity
+        self.layers.layerSelected.connect(self.details.show_node)
+        self.empty.sampleChosen.connect(lambda source: opening.open_source(make_request(source)))
+        self.empty.openRequested.connect(opening.open_dialog)
+        self.empty.recentChosen.connect(lambda source, weights: opening.open_source(make_request(source, weights or None)))
+        opening.shown.connect(self._show_opened)
+        opening.failed.connect(self.loadFailed)
+        run.keepRequested.connect(opening.show_loaded)
+        run.runStarted.connect(lambda: run.compare.set_prediction(sensitivity.prediction_for_run()))
+        self.plan.projectionChanged.connect(sensitivity.set_projection)
+        self.modelShown.connect(sensitivity.model_shown)
 
     def _restore_layout(self) -> None:
         """Geometry and dock layout as the user left them (never on the first start)."""
@@ -134,10 +151,11 @@ class MainWindow(QMainWindow):
         return action
 
     def _create_actions(self) -> None:
-        key = QKeySequence.StandardKey
-        self.open_action = self._action("&Open…", self.open_dialog, key.Open, "open", "Open a model file, folder or factory")
-        self.reload_action = self._action("&Reload", self.reload, "F5", "reload", "Load the current model again")
-        self.spec_action = self._action("&Input spec…", self.edit_input_spec, "Ctrl+I", "input_spec",
+        key, opening = QKeySequence.StandardKey, self.opening
+        self.open_action = self._action("&Open…", opening.open_dialog, key.Open, "open",
+                                        "Open a model file, folder or factory")
+        self.reload_action = self._action("&Reload", opening.reload, "F5", "reload", "Load the current model again")
+        self.spec_action = self._action("&Input spec…", opening.edit_input_spec, "Ctrl+I", "input_spec",
                                         "Change the example input used for FLOPs and shapes")
         self.expand_action = self._action("&Expand all", self.layers.expand_all, "Ctrl+E", "expand")
         self.collapse_action = self._action("&Collapse all", self.layers.collapse_all, "Ctrl+Shift+E", "collapse")
@@ -154,9 +172,9 @@ class MainWindow(QMainWindow):
             action = self.sample_menu.addAction(icon("sample"), name)
             action.setStatusTip(sample.description)
             action.setToolTip(sample.description)
-            action.triggered.connect(lambda _c=False, n=name: self.open_source(_make_request(f"sample:{n}")))
+            action.triggered.connect(lambda _c=False, n=name: opening.open_source(make_request(f"sample:{n}")))
         self.recent_menu = RecentMenu(self)
-        self.recent_menu.chosen.connect(lambda source, weights: self.open_source(_make_request(source, weights or None)))
+        self.recent_menu.chosen.connect(lambda source, weights: opening.open_source(make_request(source, weights or None)))
         self.recent_menu.changed.connect(lambda: self.empty.set_recent(recent_sources()))
 
         file_menu = self.menuBar().addMenu("&File")
@@ -215,80 +233,23 @@ class MainWindow(QMainWindow):
         toolbar.addActions([self.run.run_action, self.run.export_action, self.sensitivity.action])
 
     def _set_busy(self, busy: bool) -> None:
+        """Opening stays possible while a job runs: it asks to cancel the job first."""
         self.progress.setVisible(busy)
-        for widget in (self.open_action, self.sample_menu, self.recent_menu, self.sample_button, self.empty):
-            widget.setEnabled(not busy)
-        self.reload_action.setEnabled(not busy and self._request is not None)
-        self.spec_action.setEnabled(not busy and self.opened is not None)
+        self.reload_action.setEnabled(self.current.request is not None)
+        self.spec_action.setEnabled(self.current.opened is not None)
         for action in (self.expand_action, self.collapse_action, self.find_action, self.run.run_action,
                        self.run.export_action):
-            action.setEnabled(self.opened is not None)
+            action.setEnabled(self.current.opened is not None)
 
-    # --- opening -------------------------------------------------------------------
-    def open_source(self, request: LoadRequest) -> None:
-        """Load and inspect `request` on the worker thread; the current model stays until it succeeds."""
-        def job(token: CancelToken) -> Any:
-            from studio.core.pipelines.opening import open_model  # imports torch: worker thread only
+    def _show_status(self, text: str, timeout_ms: int = 0) -> None:
+        self.statusBar().showMessage(text, timeout_ms)
 
-            return open_model(request, token)
-
-        self._job = ("open", request)
-        self.statusBar().showMessage(f"Loading {request.source}…")
-        self.runner.start(job)
-
-    def open_dialog(self) -> None:
-        from studio.gui.qt_open_dialog import OpenModelDialog
-
-        dialog = OpenModelDialog(self)
-        dialog.accepted.connect(lambda: self.open_source(dialog.request()))
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.open()
-
-    def reload(self) -> None:
-        if self._request is not None and not self.runner.busy:
-            self.open_source(self._request)
-
-    def edit_input_spec(self) -> None:
-        if self.opened is None or self.runner.busy:
-            return
-        from studio.gui.qt_input_spec_dialog import InputSpecDialog
-
-        dialog = InputSpecDialog(str(self.opened.loaded.input_spec), self)
-        dialog.accepted.connect(lambda: self.reinspect(dialog.spec()))
-        dialog.finished.connect(dialog.deleteLater)
-        dialog.open()
-
-    def reinspect(self, spec: InputSpec | None) -> None:
-        """Inspect the loaded model again with `spec` (no reload); failure keeps the old tree."""
-        if self.opened is None or spec is None:
-            return
-        loaded = self.opened.loaded
-
-        def job(token: CancelToken) -> Any:
-            from studio.core.pipelines.opening import reinspect
-
-            return reinspect(loaded, spec, token)
-
-        self._job = ("reinspect", spec)
-        self.runner.start(job)
-
-    # --- job events ----------------------------------------------------------------
-    def _on_event(self, event: object) -> None:
-        if isinstance(event, StageStarted):
-            verb = "Loading" if event.name == "load" else "Inspecting with" if event.name == "inspect" else event.name
-            self.statusBar().showMessage(f"{verb} {event.detail}…")
-        elif isinstance(event, Finished):
-            self._show_opened(event.result)
-
-    def _show_opened(self, opened: OpenedModel) -> None:
-        kind, payload = self._job
-        self.opened = opened
-        if kind == "open":
-            self._request = payload
-            add_recent_source(payload.source, payload.weights)
+    # --- a model was opened --------------------------------------------------------
+    def _show_opened(self, opened: OpenedModel, kind: str) -> None:
         loaded, tree = opened.loaded, opened.tree
         self.setWindowTitle(f"{APPLICATION} — {loaded.name}")
-        stored = ((loaded.extras.get("run_report") or {}).get("after") or {}).get("bytes")
+        report = loaded.extras.get("report")  # a kept run or a reopened folder: the same typed report
+        stored = report.after.bytes if report is not None else None
         self.summary.show_model(loaded.name, loaded.kind, tree, stored)
         self.details.set_notes(tuple(tree.notes))
         self.layers.set_tree(tree)
@@ -297,36 +258,16 @@ class MainWindow(QMainWindow):
         if kind in ("open", "loaded"):
             self.plan.model_changed()
             self.run.model_changed()
+            if not any(dock.isVisible() for dock in self.run.docks) and self.height() >= TALL_WINDOW:
+                self.run.show_run()  # ready below the tree; its first layout and paint happen now
+                # the tree keeps most of the height; the charts stay readable
+                self.resizeDocks([self.run.docks[0]], [max(280, int(self.height() * 0.36))], Qt.Orientation.Vertical)
         else:
             self.plan.refresh()
-        seconds = opened.load_seconds + opened.inspect_seconds
-        verb = "Loaded" if kind == "open" else f"Inspected with {tree.input_spec}"
-        self.statusBar().showMessage(f"{verb} in {seconds:.2f} s")
+        self._set_busy(self.runner.busy)
         self.modelShown.emit()
 
-    def show_loaded(self, loaded: Any) -> None:
-        """Show an in-memory model (a kept compression result); it is inspected on the worker."""
-        def job(token: CancelToken) -> Any:
-            from studio.core.pipelines.opening import reinspect
-
-            return reinspect(loaded, loaded.input_spec, token)
-
-        self._job = ("loaded", loaded)
-        self.runner.start(job)
-
-    def _on_failed(self, message: str, untrusted: str) -> None:
-        kind, payload = self._job
-        self.statusBar().showMessage("Could not open the model" if kind == "open" else "Inspection failed")
-        if untrusted and kind == "open":
-            self._ask_trust(payload, message, untrusted)
-        else:
-            self._show_error(message, "Could not open model" if kind == "open" else "Could not inspect model")
-        self.loadFailed.emit(message)
-
     def show_error(self, message: str, title: str = "Error") -> None:
-        self._show_error(message, title)
-
-    def _show_error(self, message: str, title: str) -> None:
         if self.last_error_dialog is not None:
             self.last_error_dialog.deleteLater()
         box = QMessageBox(QMessageBox.Icon.Warning, title, message, QMessageBox.StandardButton.Ok, self)
@@ -334,45 +275,13 @@ class MainWindow(QMainWindow):
         self.last_error_dialog = box
         box.open()
 
-    def _ask_trust(self, request: LoadRequest, message: str, option: str) -> None:
-        """Trust is asked each time, never remembered: the question is the loader's own reason."""
-        question = f"{message}\n\nLoad it only if you trust its source. Load anyway?"
-        box = QMessageBox(QMessageBox.Icon.Question, TRUST_TITLES.get(option, "Untrusted code"), question,
-                          QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No, self)
-        box.setObjectName("trustDialog")
-        box.setDefaultButton(QMessageBox.StandardButton.No)
-        yes = box.button(QMessageBox.StandardButton.Yes)
-        yes.setText("Load anyway")
-
-        def answered(_result: int) -> None:
-            if box.clickedButton() is yes:
-                self.open_source(replace(request, **{option: True}))
-
-        box.finished.connect(answered)
-        self.last_trust_dialog = box
-        box.open()
-
     # --- window --------------------------------------------------------------------
     def open_dropped(self, mime: QMimeData) -> bool:
         """Open the first local file/folder in `mime`; a .py asks for the factory name."""
-        paths = [url.toLocalFile() for url in mime.urls() if url.isLocalFile()]
-        if not paths or self.runner.busy:
-            return False
-        path = paths[0]
-        if path.endswith(".py"):
-            from studio.gui.qt_open_dialog import OpenModelDialog
-
-            dialog = OpenModelDialog(self)
-            dialog.preset_factory(path)
-            dialog.accepted.connect(lambda: self.open_source(dialog.request()))
-            dialog.finished.connect(dialog.deleteLater)
-            dialog.open()
-        else:
-            self.open_source(_make_request(path))
-        return True
+        return self.opening.open_paths([url.toLocalFile() for url in mime.urls() if url.isLocalFile()])
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if any(url.isLocalFile() for url in event.mimeData().urls()) and not self.runner.busy:
+        if any(url.isLocalFile() for url in event.mimeData().urls()):
             event.acceptProposedAction()
         else:
             event.ignore()
@@ -392,7 +301,5 @@ class MainWindow(QMainWindow):
         store = settings()
         store.setValue("window/geometry", self.saveGeometry())
         store.setValue("window/state", self.saveState(LAYOUT_VERSION))
-        self.run.shutdown()  # cancels a running compression and joins its thread
-        self.runner.shutdown()
+        self.runner.shutdown()  # cancels whatever runs and joins its thread
         super().closeEvent(event)
-

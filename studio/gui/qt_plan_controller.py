@@ -5,11 +5,11 @@ nothing else (a plan is data); techniques come from the registry, never from a l
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QModelIndex, QObject, QPoint, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMenu
+from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QWidget
 
 from studio.core.base.errors import StudioError
 from studio.core.base.units import clip, format_bytes, format_count, format_flops
@@ -18,7 +18,9 @@ from studio.gui.qt_plan_autosave import RESTORED, PlanAutosave
 from studio.gui.qt_plan_document import PlanDocument
 
 if TYPE_CHECKING:
-    from studio.gui.qt_main_window import MainWindow
+    from studio.gui.qt_layer_view import LayerTreePanel
+    from studio.gui.qt_open_controller import CurrentModel
+    from studio.gui.qt_worker import JobRunner
 
 RECIPE_FILTER = "Recipes (*.yaml *.yml *.json)"
 
@@ -33,13 +35,17 @@ def _nb(text: str) -> str:
 
 
 class PlanController(QObject):
-    """Owns the PlanDocument of the model shown in `window`."""
+    """Owns the PlanDocument of the current model; edits it from the layer tree."""
 
     projectionChanged = Signal(object)  # PlanProjection | None
 
-    def __init__(self, window: MainWindow) -> None:
-        super().__init__(window)
-        self.window = window
+    def __init__(self, current: CurrentModel, layers: LayerTreePanel, runner: JobRunner,
+                 status: Callable[..., None], errors: Callable[[str, str], None], parent: QWidget) -> None:
+        super().__init__(parent)
+        self.current, self.layers, self.runner = current, layers, runner
+        self._status, self._errors, self._parent = status, errors, parent
+        self._untraced = False  # the last projection ran while a job used the module: redo when idle
+        runner.busyChanged.connect(lambda busy: None if busy or not self._untraced else self.refresh())
         self.document = PlanDocument(parent=self)
         self.autosave = PlanAutosave(self.document, self)
         self.projection: Any = None
@@ -48,7 +54,7 @@ class PlanController(QObject):
         self.budget.setWordWrap(True)
         self.budget.setText("No plan yet: select layers and right-click to prune, quantize or factorize them.")
         self.document.planChanged.connect(self.refresh)
-        view = window.layers.view
+        view = layers.view
         view.customContextMenuRequested.connect(self.show_context_menu)
         view.doubleClicked.connect(self._on_double_click)
         self.undo_action, self.redo_action = self.document.create_actions(self)
@@ -75,15 +81,15 @@ class PlanController(QObject):
         for it last time."""
         self.autosave.key = None  # the reset below must not discard the previous model's autosave
         self.document.reset()
-        opened, request = self.window.opened, getattr(self.window, "_request", None)
+        opened, request = self.current.opened, self.current.request
         key = None
         if opened is not None and request is not None and opened.loaded.kind != "compressed":
             key = f"{request.source}|{request.weights or ''}"
         if self.autosave.attach(key):
-            QTimer.singleShot(0, lambda: self.window.statusBar().showMessage(RESTORED, 15000))
+            QTimer.singleShot(0, lambda: self._status(RESTORED, 15000))
 
-    def _opened(self):
-        return self.window.opened
+    def _opened(self) -> Any:
+        return self.current.opened
 
     def _update_enabled(self) -> None:
         """Plan actions need a model; Clear needs a plan."""
@@ -98,19 +104,19 @@ class PlanController(QObject):
         self._update_enabled()
         if opened is None or not opened.loaded.eager:
             self.projection = None
-            self.window.layers.model.set_projection({})
+            self.layers.model.set_projection({})
             self.projectionChanged.emit(None)
             return
         from studio.core.plan.projection import project_plan
 
         # Coupled layers come from tracing the model with hooks; never while a job runs on the
         # same module in the worker (the window refreshes again when the job ends).
-        run = getattr(self.window, "run", None)
-        idle = run is None or not run.runner.busy
+        idle = not self.runner.busy
+        self._untraced = not idle
         projection = project_plan(self.document.plan, opened.loaded.module, opened.tree,
                                   opened.loaded.example_inputs() if idle else None)
         self.projection = projection
-        self.window.layers.model.set_projection(projection.layers)
+        self.layers.model.set_projection(projection.layers)
         self._show_budget(projection)
         self.projectionChanged.emit(projection)
 
@@ -140,20 +146,20 @@ class PlanController(QObject):
 
     # --- marking -----------------------------------------------------------------------
     def selected_names(self) -> list[str]:
-        return [node.name for node in self.window.layers.selected_nodes() if node.name]
+        return [node.name for node in self.layers.selected_nodes() if node.name]
 
     def show_context_menu(self, pos: QPoint) -> None:
         if self._opened() is None:
             return
         menu = self.build_menu()
-        menu.popup(self.window.layers.view.viewport().mapToGlobal(pos))
+        menu.popup(self.layers.view.viewport().mapToGlobal(pos))
 
     def build_menu(self) -> QMenu:
         """The tree's context menu; one entry per registered technique."""
         from studio.core.techniques import all_techniques
 
         names = self.selected_names()
-        menu = QMenu(self.window)
+        menu = QMenu(self._parent)
         menu.setObjectName("layerMenu")
         for key, technique in all_techniques().items():
             action = menu.addAction(technique.label, lambda k=key: self.mark_selected(k))
@@ -175,7 +181,7 @@ class PlanController(QObject):
         names = self.selected_names()
         if not names:
             return
-        dialog = TechniqueDialog(key, names, config, self.window)
+        dialog = TechniqueDialog(key, names, config, self._parent)
         dialog.accepted.connect(lambda: self.document.mark(names, key, dialog.config()))
         dialog.finished.connect(dialog.deleteLater)
         dialog.open()
@@ -185,15 +191,14 @@ class PlanController(QObject):
         """The plan column is edited in place: double-click opens that layer's settings."""
         if index.column() != COL_PLAN or self._opened() is None:
             return
-        node = self.window.layers.proxy.mapToSource(index).internalPointer()
+        node = self.layers.proxy.mapToSource(index).internalPointer()
         from studio.core.plan.resolve import resolve_with_problems
 
         assignments, _ = resolve_with_problems(self.document.plan, self._opened().loaded.module)
         for key, layers in assignments.items():
             if node.name in layers:
-                self.window.layers.view.selectionModel().select(
-                    index, self.window.layers.view.selectionModel().SelectionFlag.ClearAndSelect
-                    | self.window.layers.view.selectionModel().SelectionFlag.Rows)
+                selection = self.layers.view.selectionModel()
+                selection.select(index, selection.SelectionFlag.ClearAndSelect | selection.SelectionFlag.Rows)
                 self.mark_selected(key, layers[node.name])
                 return
 
@@ -202,7 +207,7 @@ class PlanController(QObject):
 
         opened = self._opened()
         names = [n.name for n in opened.tree.nodes() if n.name] if opened else []
-        dialog = PatternRuleDialog(names, parent=self.window)
+        dialog = PatternRuleDialog(names, parent=self._parent)
         dialog.accepted.connect(lambda: self.document.add_rule(*dialog.result_rule()))
         dialog.finished.connect(dialog.deleteLater)
         dialog.open()
@@ -216,16 +221,16 @@ class PlanController(QObject):
     # --- recipes -----------------------------------------------------------------------
     def open_recipe(self, path: str | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self.window, "Open recipe", "", RECIPE_FILTER)
+            path, _ = QFileDialog.getOpenFileName(self._parent, "Open recipe", "", RECIPE_FILTER)
         if path:
             try:
                 self.document.load(path)
             except StudioError as exc:
-                self.window.show_error(str(exc), "Could not open recipe")
+                self._errors(str(exc), "Could not open recipe")
 
     def save_recipe(self, path: str | None = None, settings: dict | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self.window, "Save recipe", str(self.document.path or "recipe.yaml"),
+            path, _ = QFileDialog.getSaveFileName(self._parent, "Save recipe", str(self.document.path or "recipe.yaml"),
                                                   RECIPE_FILTER)
         if not path:
             return
@@ -236,6 +241,6 @@ class PlanController(QObject):
                                    "Update run settings")
         try:
             self.document.save(path)
-            self.window.statusBar().showMessage(f"Saved recipe to {path}")
+            self._status(f"Saved recipe to {path}")
         except (StudioError, OSError) as exc:
-            self.window.show_error(str(exc), "Could not save recipe")
+            self._errors(str(exc), "Could not save recipe")

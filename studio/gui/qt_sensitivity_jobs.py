@@ -1,65 +1,15 @@
-"""The sweep as a window job: the core generator's events in a private envelope, so other
-listeners of the shared job runner pass them by, and errors as an event of their own (the
-runner's `failed` signal belongs to the run controller's dialogs)."""
+"""Files of the Sensitivity dock: where sweeps cache their cells, and reading a saved table."""
 
 from __future__ import annotations
 
 import json
-import sys
-import time
-import traceback
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator
+from typing import Any
 
 from PySide6.QtCore import QStandardPaths
 
-from studio.core.base.cancel import Cancelled
 from studio.core.base.errors import StudioError
-from studio.core.base.events import Progress
-from studio.core.pipelines.sensitivity import CellDone, SensitivityResult
-
-if TYPE_CHECKING:
-    from studio.core.base.cancel import CancelToken
-
-BATCH_S = 0.04  # cells cross to the GUI thread in batches of at most this age
-
-
-@dataclass(frozen=True)
-class SweepBatch:
-    events: tuple[object, ...]
-
-
-@dataclass(frozen=True)
-class SweepFailed:
-    message: str
-
-
-def enveloped(factory: Callable[[CancelToken], Iterator[object]], token: CancelToken) -> Iterator[object]:
-    """The job's generator: the sweep's events in time-boxed batches; errors become SweepFailed."""
-    events = None
-    pending: list[object] = []
-    sent = time.monotonic()
-    try:
-        events = factory(token)
-        for event in events:
-            pending.append(event)
-            if not isinstance(event, (CellDone, Progress)) or time.monotonic() - sent >= BATCH_S:
-                yield SweepBatch(tuple(pending))
-                pending, sent = [], time.monotonic()
-        if pending:
-            yield SweepBatch(tuple(pending))
-    except Cancelled:
-        raise
-    except StudioError as exc:
-        yield SweepFailed(str(exc))
-    except Exception as exc:  # a bug: keep the window alive, log the traceback
-        traceback.print_exc(file=sys.stderr)
-        yield SweepFailed(f"Unexpected error: {type(exc).__name__}: {exc}")
-    finally:
-        close = getattr(events, "close", None)
-        if close is not None:
-            close()
+from studio.core.pipelines.sensitivity import SensitivityResult
 
 
 def default_cache_dir() -> Path:

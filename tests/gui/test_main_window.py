@@ -42,13 +42,41 @@ def test_empty_state_then_digits(qtbot, window):
     qtbot.waitUntil(lambda: window.reload_action.isEnabled(), timeout=5000)
 
 
-def test_busy_state_disables_actions(qtbot, window):
+def test_busy_state_shows_progress_and_keeps_open_available(qtbot, window):
+    """While a job runs Open stays enabled (it asks to cancel the job first); model actions wait for a model."""
     window.open_source(LoadRequest("sample:digits-cnn"))
-    assert not window.open_action.isEnabled()
-    assert window.progress.isVisibleTo(window)
-    qtbot.waitUntil(lambda: window.open_action.isEnabled(), timeout=60000)
+    assert window.runner.busy and window.progress.isVisibleTo(window)
+    assert window.open_action.isEnabled() and not window.spec_action.isEnabled()
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=60000)
     assert not window.progress.isVisibleTo(window)
-    assert window.spec_action.isEnabled()
+    assert window.spec_action.isEnabled() and window.reload_action.isEnabled()
+
+
+def test_the_window_has_exactly_one_job_runner(window):
+    from studio.gui.qt_worker import JobRunner
+
+    assert window.findChildren(JobRunner) == [window.runner]
+    for controller in (window.opening, window.plan, window.run, window.sensitivity):
+        assert controller.runner is window.runner
+        assert not hasattr(controller, "window")  # collaborators, never the window
+
+
+def test_opening_while_loading_asks_and_no_keeps_the_load(qtbot, window, slow_factory, monkeypatch):
+    asked: list[str] = []
+
+    def answer(parent, title, text, *args):
+        asked.append(text)
+        return QMessageBox.StandardButton.No
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(answer))
+    window.open_source(LoadRequest(f"{slow_factory}:SlowNet"))
+    handle = window.runner.current
+    window.open_source(LoadRequest("sample:digits-cnn"))
+    assert len(asked) == 1 and "SlowNet" in asked[0] and "Cancel it to open sample:digits-cnn?" in asked[0]
+    assert window.runner.current is handle and not handle.outcome
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        pass
+    assert window.opened.loaded.module.__class__.__name__ == "Sequential" and handle.outcome == "done"
 
 
 def test_sort_by_params_descending(digits_window):
@@ -149,8 +177,8 @@ def test_declining_trust_loads_nothing(qtbot, window, tmp_path):
     torch.save(PickledNet(), path)
     with qtbot.waitSignal(window.loadFailed, timeout=30000):
         window.open_source(LoadRequest(str(path)))
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=5000)
     window.last_trust_dialog.button(QMessageBox.StandardButton.No).click()
-    qtbot.wait(100)
     assert not window.runner.busy and window.opened is None
 
 
@@ -191,8 +219,8 @@ def test_recent_menu_lists_opened_sources(qtbot, digits_window):
 
 
 def test_close_during_load_joins_thread(qtbot, window, slow_factory):
-    window.open_source(LoadRequest(f"{slow_factory}:SlowNet"))
-    qtbot.wait(300)
+    with qtbot.waitSignal(window.runner.event, timeout=10000):  # the load has started
+        window.open_source(LoadRequest(f"{slow_factory}:SlowNet"))
     assert window.runner.busy
     thread = window.runner._thread
     start = time.perf_counter()

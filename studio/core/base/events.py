@@ -1,9 +1,18 @@
-"""Typed events yielded by core pipelines; the CLI, tests and the Qt adapter consume them."""
+"""Typed events yielded by core pipelines; the CLI, tests and the Qt adapter consume them.
+
+Every event is a frozen dataclass of plain data (plus the result objects), so a front end
+recognises it by type, never by parsing a message, and it can cross a process boundary.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+if TYPE_CHECKING:
+    from studio.core.techniques.base import LayerChange
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -20,20 +29,29 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class EvaluationProgress(Progress):
+    """A pass over the validation data inside a stage (before, between or after training steps):
+    a front end shows it as its own bar without an ETA for the stage. A Progress, so a consumer
+    that only knows Progress keeps working."""
+
+
+@dataclass(frozen=True)
 class Warning:  # noqa: A001 - the event's natural name; never shadows builtins at import sites
     message: str
 
 
 @dataclass(frozen=True)
-class Finished:
-    result: Any
+class Finished(Generic[T]):
+    """The job's result, the last event of a successful job (e.g. `Finished[RunResult]`)."""
+
+    result: T
 
 
 @dataclass(frozen=True)
 class LayerDone:
-    """One layer changed (or skipped) by a technique; `change` is a techniques.base.LayerChange."""
+    """One layer changed (or skipped) by a technique."""
 
-    change: Any
+    change: LayerChange
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,8 @@ class Metric:
 
 @dataclass(frozen=True)
 class RunCancelled:
-    """The run stopped on request; `detail` says what had been done."""
+    """The job stopped on request: its last event, delivered to the front end after a cancel.
+    `detail` is a full sentence saying what had been done (shown verbatim)."""
 
     stage: str
     detail: str

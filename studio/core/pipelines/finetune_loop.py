@@ -19,7 +19,7 @@ from studio.core.base.cancel import CancelToken
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
-from studio.core.base.events import Metric, Note, Progress, StageStarted, Warning
+from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, StageStarted, Warning
 from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Resolved, distillation_loss, hidden_mse,
                                   lr_factor, param_groups, resolve)
 from studio.core.model.measure import primary_output
@@ -110,7 +110,7 @@ def validation_outputs(model: nn.Module, dataset: Dataset, cancel: CancelToken, 
     for step, output in enumerate(iter_predict(model, dataset, "val", EVAL_BATCH, device), 1):
         outputs.append(output)
         cancel.raise_if_cancelled()
-        yield Progress(step, total, f"evaluating the {label} model")
+        yield EvaluationProgress(step, total, f"evaluating the {label} model")
     return outputs
 
 
