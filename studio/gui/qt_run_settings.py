@@ -128,6 +128,21 @@ class RunSettingsBox(QGroupBox):
         self.temperature.setValue(float(values["temperature"]))
         self.alpha.setValue(float(values["alpha"]))
 
+    def set_own_data(self, has_own: bool) -> None:
+        """"sample" means the opened model's own data: offered only when it has some (a model
+        opened from a file has none, so the default becomes none: compress and measure only)."""
+        text = self.data_combo.currentText().strip()
+        item = self.data_combo.model().item(DATA_SPECS.index("sample"))
+        item.setEnabled(has_own)
+        item.setToolTip("" if has_own else "This model has no data of its own: choose digits, a folder or a file.")
+        self.data_combo.setEditText(text)  # changing the item resets the edit text to it
+        if not has_own and text == "sample":
+            self.data_combo.setEditText("")
+            self._last_data = ""
+        elif has_own and not text:
+            self.data_combo.setEditText("sample")
+            self._last_data = "sample"
+
     def set_auto_hint(self, text: str) -> None:
         """What "auto" means for the opened model, e.g. "auto: 3e-05 (pretrained transformer)"."""
         self.auto_hint.setText(text)

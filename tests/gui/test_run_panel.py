@@ -10,7 +10,9 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
-from studio.core.base.events import Finished, Metric, Progress, RunCancelled, StageStarted  # noqa: E402
+from studio.core.base.events import (  # noqa: E402
+    EvaluationProgress, Finished, Metric, Progress, RunCancelled, StageStarted,
+)
 
 
 @pytest.fixture
@@ -30,7 +32,7 @@ def test_real_run_fills_curves_progress_and_log(qtbot, panel, digits_run_events)
     panel.set_running(True)
     for event in digits_run_events[:-1]:
         panel.handle_event(event)
-    qtbot.wait(150)  # the ~15 Hz timer has flushed the buffered points
+    qtbot.waitUntil(lambda: not panel._timer.isActive(), timeout=2000)  # the ~15 Hz timer has flushed the points
     assert len(panel.curve_points("train/loss")[0]) == _count(digits_run_events, "train/loss") > 0
     assert len(panel.curve_points("val/loss")[0]) == _count(digits_run_events, "val/loss")
     assert len(panel.curve_points("val/accuracy")[0]) == _count(digits_run_events, "val/accuracy") > 0
@@ -59,12 +61,39 @@ def test_progress_text_has_stage_and_eta(qtbot, panel):
     panel.reset()
     panel.set_running(True)
     panel.handle_event(StageStarted("finetune", "3 epoch(s), 300 steps on cpu"))
-    time.sleep(0.05)
+    panel._stage_t0 -= 0.05  # the stage began 50 ms ago
     panel.handle_event(Progress(120, 300, "epoch 1/3, 0.012 s/step"))
     panel.flush()
     text = panel.progress.format()
     assert text.startswith("finetune · 120/300 · ETA ")
     assert panel.progress.value() == 120 and panel.progress.maximum() == 300
+
+
+def test_evaluation_progress_is_its_own_bar_without_eta(qtbot, panel, digits_run_events):
+    """The panel tells evaluation from training steps by the event's type, not by its message."""
+    evaluations = [e for e in digits_run_events if isinstance(e, EvaluationProgress)]
+    assert evaluations and all(e.message.startswith("evaluating the ") for e in evaluations)
+    panel.reset()
+    panel.set_running(True)
+    panel.handle_event(StageStarted("evaluate", "original and compressed on 360 samples"))
+    panel._stage_t0 -= 1.0
+    panel.handle_event(EvaluationProgress(3, 12, "evaluating the original model"))
+    panel.flush()
+    assert panel.progress.format() == "evaluating the original model · 3/12"  # its own label, no ETA
+    panel.handle_event(Progress(3, 12, "evaluating is only a word here"))
+    panel.flush()
+    assert panel.progress.format().startswith("evaluate · 3/12 · ETA ")  # a plain Progress: the stage's bar
+
+
+def test_cancel_shows_the_pipelines_own_message(qtbot, panel):
+    panel.reset()
+    panel.set_running(True)
+    panel.handle_event(StageStarted("finetune", "300 steps"))
+    detail = "cancelled during finetune after 42 fine-tuning steps; the original model is unchanged"
+    panel.handle_event(RunCancelled("finetune", detail))
+    assert panel.stage_label.text() == "C" + detail[1:]
+    assert detail in panel.log.toPlainText() and panel.progress.format() == "cancelled · finetune"
+    assert panel.run_button.isEnabled() and not panel.cancel_button.isEnabled()
 
 
 def test_buttons_emit_and_follow_running_state(qtbot, panel):
@@ -130,9 +159,9 @@ def test_twenty_thousand_points_stay_fast(qtbot, panel):
         panel.handle_event(Progress(step, 20000, "epoch 1/1"))
         if step % 500 == 0:
             panel.handle_event(Metric(step, "val/loss", 1.0 / step))
-            qtbot.wait(1)  # let timer flushes and repaints happen while points stream in
+            qtbot.waitUntil(lambda: not panel._timer.isActive(), timeout=2000)  # flushes happen while points stream in
     feed_s = time.perf_counter() - start
-    qtbot.wait(150)
+    qtbot.waitUntil(lambda: not panel._timer.isActive(), timeout=2000)
     assert len(panel.curve_points("train/loss")[0]) == 20000
     start = time.perf_counter()
     panel.loss_plot.grab()  # a full repaint of the 20k-point chart (downsampled, clipped)
@@ -216,3 +245,20 @@ def test_find_lr_from_the_window_sets_the_rate(qtbot, digits_window):
     dialog.use_button.click()
     assert panel.settings_dict()["finetune"]["lr"] == pytest.approx(max(round(dialog.suggested, 6), 1e-6))
     assert not dialog.isVisible()
+
+
+def test_sample_data_is_offered_only_for_models_with_data_of_their_own(qtbot):
+    from studio.gui.qt_run_settings import DATA_SPECS, RunSettingsBox
+
+    box = RunSettingsBox()
+    qtbot.addWidget(box)
+    sample = box.data_combo.model().item(DATA_SPECS.index("sample"))
+    assert box.data_combo.currentText() == "sample"
+    box.set_own_data(False)  # a model from a file: "sample" would fail, so the default is none
+    assert box.data_combo.currentText() == "" and not sample.isEnabled()
+    assert box.settings_dict()["data"] == ""
+    box.set_own_data(True)
+    assert box.data_combo.currentText() == "sample" and sample.isEnabled()
+    box.data_combo.setEditText("digits")
+    box.set_own_data(False)  # a spec the user chose stays
+    assert box.data_combo.currentText() == "digits"
