@@ -67,11 +67,14 @@ def node_tooltip(node: LayerNode) -> str:
 
 
 class LayerTreeModel(QAbstractItemModel):
-    """Shows the model root as the single top-level row, its modules beneath."""
+    """Shows the model root as the single top-level row, its modules beneath; or, flat, every
+    layer that holds parameters as a top-level row (sorted, it answers "which layers are largest")."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._tree: ModelTree | None = None
+        self._flat: list[LayerNode] | None = None  # the leaf layers, when shown flat
+        self._flat_row: dict[int, int] = {}
         self._plan: dict[str, Any] = {}  # layer name → LayerProjection (the what-if budget)
         self._sensitivity: dict[str, Any] = {}  # layer name → mark (.text .value .colour .tooltip) from a sweep
         self._marked = QBrush(QColor("#e8f0fe"))
@@ -85,7 +88,29 @@ class LayerTreeModel(QAbstractItemModel):
         self._tree = tree
         self._plan = {}
         self._sensitivity = {}
+        if self._flat is not None:
+            self._set_flat_rows()
         self.endResetModel()
+
+    @property
+    def flat(self) -> bool:
+        return self._flat is not None
+
+    def set_flat(self, flat: bool) -> None:
+        """Flat: the layers that own parameters (leaves of the module tree), one row each."""
+        if flat == self.flat:
+            return
+        self.beginResetModel()
+        if flat:
+            self._set_flat_rows()
+        else:
+            self._flat, self._flat_row = None, {}
+        self.endResetModel()
+
+    def _set_flat_rows(self) -> None:
+        nodes = self._tree.nodes() if self._tree is not None else ()
+        self._flat = [n for n in nodes if n.parent is not None and not n.children and n.total_params]
+        self._flat_row = {id(node): row for row, node in enumerate(self._flat)}
 
     def set_sensitivity(self, marks: dict[str, Any]) -> None:
         """The Sensitivity column: one mark per swept layer (drop at a reference setting)."""
@@ -95,7 +120,8 @@ class LayerTreeModel(QAbstractItemModel):
         for name in set(old) | set(self._sensitivity):
             if name in self._tree and old.get(name) != self._sensitivity.get(name):
                 index = self.index_of(self._tree[name], COL_SENSITIVITY)
-                self.dataChanged.emit(index, index)
+                if index.isValid():
+                    self.dataChanged.emit(index, index)
 
     def set_projection(self, layers: dict[str, Any]) -> None:
         """Show each marked layer's techniques and projected saving; only changed rows repaint."""
@@ -105,7 +131,8 @@ class LayerTreeModel(QAbstractItemModel):
         for name in set(old) | set(self._plan):
             if name in self._tree and old.get(name) != self._plan.get(name):
                 index = self.index_of(self._tree[name], COL_PLAN)
-                self.dataChanged.emit(index, index)
+                if index.isValid():
+                    self.dataChanged.emit(index, index)
 
     def plan_text(self, node: LayerNode) -> str:
         projection = self._plan.get(node.name)
@@ -127,13 +154,19 @@ class LayerTreeModel(QAbstractItemModel):
         return index.internalPointer() if index.isValid() else None
 
     def index_of(self, node: LayerNode, column: int = 0) -> QModelIndex:
-        """Index of a node (e.g. to select a layer by name)."""
+        """Index of a node (e.g. to select a layer by name); invalid when the flat list omits it."""
+        if self._flat is not None:
+            row = self._flat_row.get(id(node))
+            return QModelIndex() if row is None else self.createIndex(row, column, node)
         return self.createIndex(node.row() if node.parent else 0, column, node)
 
     # --- structure -----------------------------------------------------------------
     def index(self, row: int, column: int, parent: _IndexLike = QModelIndex()) -> QModelIndex:
         if self._tree is None or not 0 <= column < len(HEADERS) or row < 0:
             return QModelIndex()
+        if self._flat is not None:
+            valid = not parent.isValid() and row < len(self._flat)
+            return self.createIndex(row, column, self._flat[row]) if valid else QModelIndex()
         if not parent.isValid():
             return self.createIndex(row, column, self._tree.root) if row == 0 else QModelIndex()
         children = parent.internalPointer().children
@@ -142,7 +175,7 @@ class LayerTreeModel(QAbstractItemModel):
     def parent(self, index: _IndexLike | None = None) -> QModelIndex:  # type: ignore[override]
         if index is None:  # QObject.parent() shares the name
             return super().parent()  # type: ignore[return-value]
-        if not index.isValid():
+        if not index.isValid() or self._flat is not None:
             return QModelIndex()
         parent = index.internalPointer().parent
         if parent is None:
@@ -152,6 +185,8 @@ class LayerTreeModel(QAbstractItemModel):
     def rowCount(self, parent: _IndexLike = QModelIndex()) -> int:
         if self._tree is None:
             return 0
+        if self._flat is not None:
+            return 0 if parent.isValid() else len(self._flat)
         if not parent.isValid():
             return 1
         if parent.column() != 0:
@@ -164,6 +199,8 @@ class LayerTreeModel(QAbstractItemModel):
     def hasChildren(self, parent: _IndexLike = QModelIndex()) -> bool:
         if self._tree is None:
             return False
+        if self._flat is not None:
+            return not parent.isValid() and bool(self._flat)
         if not parent.isValid():
             return True
         return parent.column() == 0 and bool(parent.internalPointer().children)
@@ -199,9 +236,11 @@ class LayerTreeModel(QAbstractItemModel):
                         f"{format_bytes(p.after.bytes)}, {format_flops(p.before.flops)} → {format_flops(p.after.flops)}"
                         "<br><i>Double-click to edit</i>")
         if role == Qt.ItemDataRole.DisplayRole:
+            if column == COL_NAME and self._flat is not None:
+                return node.name  # flat rows have no parents to say where they sit
             return _DISPLAY[column](node)
         if role == SORT_ROLE:
-            return _SORT_KEY[column](node)
+            return node.name.lower() if column == COL_NAME and self._flat is not None else _SORT_KEY[column](node)
         if role == NODE_ROLE:
             return node
         if role == Qt.ItemDataRole.TextAlignmentRole:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLineEdit, QTreeView, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLineEdit, QToolButton, QTreeView,
+                               QVBoxLayout, QWidget)
 
 from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.gui.qt_layer_tree_model import (
@@ -75,7 +76,18 @@ class LayerTreePanel(QWidget):
         clear = QShortcut(QKeySequence(Qt.Key.Key_Escape), self.filter_edit)
         clear.setContext(Qt.ShortcutContext.WidgetShortcut)
         clear.activated.connect(self.filter_edit.clear)
-        layout.addWidget(self.filter_edit)
+        self.flat_button = QToolButton()
+        self.flat_button.setObjectName("flatLayers")
+        self.flat_button.setText("Largest layers")
+        self.flat_button.setCheckable(True)
+        self.flat_button.setToolTip("A flat list of every layer with parameters, largest first (click again "
+                                    "for the tree); sort it by any column.")
+        self.flat_button.toggled.connect(self.set_flat)
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
+        bar.addWidget(self.filter_edit, 1)
+        bar.addWidget(self.flat_button)
+        layout.addLayout(bar)
 
         self.model = LayerTreeModel(self)
         self.proxy = LayerFilterProxy(self)
@@ -120,6 +132,23 @@ class LayerTreePanel(QWidget):
         if first.isValid():
             self.view.setCurrentIndex(first)
 
+    def set_flat(self, flat: bool) -> None:
+        """Flat list sorted by size (largest first), or the module tree in model order."""
+        current = self.view.currentIndex().data(NODE_ROLE)
+        self.flat_button.setChecked(flat)
+        self.view.setRootIsDecorated(not flat)
+        self.model.set_flat(flat)
+        if flat:
+            self.view.sortByColumn(COL_SIZE, Qt.SortOrder.DescendingOrder)
+        else:
+            self.view.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+            self.proxy.sort(-1)
+            self._expand_default()
+        index = self.model.index_of(current) if current is not None else QModelIndex()
+        if index.isValid():
+            self.view.setCurrentIndex(self.proxy.mapFromSource(index))
+            self.view.scrollTo(self.view.currentIndex())
+
     def apply_filter(self, text: str) -> None:
         self.proxy.set_needle(text)
         if self.proxy.needle:
@@ -134,7 +163,7 @@ class LayerTreePanel(QWidget):
         """Open level by level (always the model row) while the rows fit on a screen."""
         self.view.collapseAll()
         tree = self.model.tree
-        if tree is None:
+        if tree is None or self.model.flat:
             return
         level, visible, depth = [tree.root], 1, 0
         while level:
@@ -152,7 +181,8 @@ class LayerTreePanel(QWidget):
 
     def collapse_all(self) -> None:
         self.view.collapseAll()
-        self.view.expand(self.proxy.index(0, 0))  # keep the model row open: its children are the map
+        if not self.model.flat:
+            self.view.expand(self.proxy.index(0, 0))  # keep the model row open: its children are the map
 
     def focus_filter(self) -> None:
         self.filter_edit.setFocus(Qt.FocusReason.ShortcutFocusReason)
