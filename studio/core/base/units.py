@@ -60,3 +60,18 @@ def speed_text(latency: dict | None) -> str:
         return "same speed"
     speedup = float(latency["speedup"])
     return f"{speedup:.1f}× faster" if speedup > 1 else f"{1 / speedup:.1f}× slower"
+
+
+def format_duration(seconds: float) -> str:
+    """Elapsed or remaining time as a clock reads it: 0:07, 12:05, 1:02:03."""
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def eta_seconds(first: tuple[float, int], now: tuple[float, int], total: int) -> float | None:
+    """Seconds left at the rate measured since `first` = (time, step); None until a rate exists."""
+    (t0, s0), (t1, s1) = first, now
+    if s1 <= s0 or t1 <= t0:
+        return None
+    return (total - s1) * (t1 - t0) / (s1 - s0)
