@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import threading
 import time
+
+from PySide6.QtWidgets import QMessageBox
 
 from studio.core.base.cancel import Cancelled
 from studio.core.base.errors import StudioError, UntrustedPickleError
-from studio.core.base.events import Finished, StageStarted
-from studio.gui.qt_worker import JobRunner
+from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
+from studio.gui.qt_worker import Job, JobRunner, ask_to_cancel
 
 
 def _collect(runner: JobRunner) -> dict[str, list]:
@@ -63,26 +66,109 @@ def test_cancelled_job_is_silent(qtbot):
     assert got["failed"] == []
 
 
-def test_restart_cancels_previous_and_drops_its_signals(qtbot):
+def _until_cancelled(token, seconds: float = 10.0) -> None:
+    """Work that notices a cancel at once (the token's flag is a threading.Event)."""
+    token._event.wait(seconds)
+
+
+def test_restart_cancels_previous_then_runs_the_new_one(qtbot):
+    """One job at a time: the new job starts only after the cancelled one has ended."""
     runner = JobRunner()
     got = _collect(runner)
+    order: list[str] = []
 
     def slow(token):
         yield StageStarted("load", "old")
-        while not token.cancelled:
-            time.sleep(0.01)
-        yield Finished("old")
+        _until_cancelled(token)
+        order.append("old ends")
+        yield Finished("old")  # after the cancel: dropped
 
     def fast(token):
+        order.append("new starts")
         yield Finished("new")
 
-    runner.start(slow)
+    old = runner.start(slow)
     qtbot.waitUntil(lambda: bool(got["event"]), timeout=5000)
     with qtbot.waitSignal(runner.done, timeout=5000):
-        runner.start(fast)
-    qtbot.wait(50)
-    results = [e.result for e in got["event"] if isinstance(e, Finished)]
-    assert results == ["new"]
+        new = runner.start(fast)
+        assert runner.busy and runner.current is new
+    assert order == ["old ends", "new starts"]
+    assert [e.result for e in got["event"] if isinstance(e, Finished)] == ["new"]
+    assert (old.outcome, new.outcome) == ("cancelled", "done") and not runner.busy
+
+
+def test_cancel_delivers_the_jobs_own_cancel_event(qtbot):
+    """Cancel throws Cancelled into the generator at its yield: its `except Cancelled` still speaks."""
+    runner = JobRunner()
+    seen: list[object] = []
+
+    def job(token):
+        step = 0
+        try:
+            while True:
+                step += 1
+                yield Metric(step, "train/loss", 1.0 / step)
+                time.sleep(0.005)  # a training step
+        except Cancelled:
+            yield RunCancelled("finetune", f"cancelled during finetune after {step} steps")
+
+    handle = runner.start(Job("run", "the run", job))
+    handle.event.connect(seen.append)
+    qtbot.waitUntil(lambda: len(seen) >= 3, timeout=5000)
+    with qtbot.waitSignal(handle.ended, timeout=5000) as ended:
+        handle.cancel()
+    assert ended.args == ["cancelled"]
+    assert isinstance(seen[-1], RunCancelled) and seen[-1].detail.startswith("cancelled during finetune after ")
+    assert all(isinstance(e, Metric) for e in seen[:-1])
+
+
+def test_a_queued_job_replaced_before_it_ran_never_runs(qtbot):
+    runner = JobRunner()
+    release = threading.Event()
+    ran: list[str] = []
+
+    def blocking(token):
+        release.wait(10)  # a step that does not look at the token
+        yield Finished("first")
+
+    def job(name):
+        def run(token):
+            ran.append(name)
+            yield Finished(name)
+        return run
+
+    runner.start(blocking)
+    second = runner.start(job("second"))
+    third = runner.start(job("third"))
+    assert second.outcome == "cancelled" and not third.outcome
+    with qtbot.waitSignal(runner.done, timeout=5000):
+        release.set()
+    assert ran == ["third"] and third.outcome == "done"
+
+
+def test_ask_to_cancel(qtbot, monkeypatch):
+    runner = JobRunner()
+    asked: list[str] = []
+    answer = {"button": QMessageBox.StandardButton.No}
+
+    def question(parent, title, text, *args):
+        asked.append(text)
+        return answer["button"]
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    assert ask_to_cancel(runner, None, "open x") and not asked  # idle: nothing to ask
+
+    def job(token):
+        yield StageStarted("sensitivity", "")
+        _until_cancelled(token)
+
+    runner.start(Job("sweep", "the sensitivity sweep", job))
+    assert not ask_to_cancel(runner, None, "open x")
+    assert asked == ["The sensitivity sweep is still running.\n\nCancel it to open x?"]
+    answer["button"] = QMessageBox.StandardButton.Yes
+    assert ask_to_cancel(runner, None, "open x")
+    with qtbot.waitSignal(runner.done, timeout=5000):
+        runner.cancel()
 
 
 def test_shutdown_joins_a_running_job(qtbot):
