@@ -7,10 +7,11 @@ from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QGroupBox,
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                                QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSpinBox, QVBoxLayout, QWidget)
 
 from studio.core.data.specs import spec_choices
+from studio.gui.qt_file_dialogs import open_file, open_folder
 from studio.gui.qt_resources import icon
 
 DATA_SPECS = spec_choices()
@@ -155,10 +156,8 @@ class RunSettingsBox(QGroupBox):
     def browse_data(self, kind: str) -> str | None:
         """Ask for the folder or file of an `imagefolder:` / `csv:` / `tensors:` spec."""
         if kind == "imagefolder":
-            path = QFileDialog.getExistingDirectory(self, "Image folder (one sub-folder per class)")
-        else:
-            path, _ = QFileDialog.getOpenFileName(self, f"Choose the {kind} file", "", _BROWSE[kind])
-        return path or None
+            return open_folder(self, "Image folder (one sub-folder per class)", "data")
+        return open_file(self, f"Choose the {kind} file", "data", _BROWSE[kind])
 
     def _data_chosen(self, text: str) -> None:
         kind = text.partition(":")[0]
