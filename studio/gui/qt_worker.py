@@ -137,7 +137,7 @@ class JobHandle(QObject):
     ended = Signal(str)  # "done" | "failed" | "cancelled"
 
     def __init__(self, job: Job, runner: JobRunner) -> None:
-        super().__init__(runner)
+        super().__init__()  # no parent: freed with its last reference, and with it whatever its slots hold
         self.job = job
         self.outcome = ""  # set when ended
         self.has_failed = False

@@ -29,6 +29,6 @@ def test_showing_the_window_does_not_import_torch():
          "from studio.gui.qt_main_window import MainWindow\n"
          "app = QApplication([])\n"
          "w = MainWindow(); w.show(); app.processEvents()\n"
-         "w.open_dialog(); app.processEvents()\n"
+         "w.opening.open_dialog(); app.processEvents()\n"
          "assert 'torch' not in sys.modules\n"
          "w.close()\n")
