@@ -1,15 +1,15 @@
 """Dialogs that edit a technique's config, built from its dataclass fields.
 
 Nothing here names a technique: a new technique module with a config dataclass gets a
-dialog for free. Choices for string fields come from the technique module's constants
-(`MODES`, `DTYPES`, ...), falling back to `CHOICES` below, then to a free text field.
+dialog for free. Each field's choices, label, help, spin-box range and the value an unset
+optional field starts from come from its dataclass field metadata (`techniques.base.option`);
+a field without choices gets the editor of its type.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-import sys
 import types
 import typing
 from typing import Any, Callable, Sequence
@@ -25,15 +25,11 @@ from studio.core.techniques import all_techniques
 from studio.core.techniques.base import Technique, TechniqueConfig
 from studio.gui.qt_plan_document import layers_text, technique_verb
 
-# Fallback choices for config classes whose module has no matching constant, keyed by
-# config class name ({"MyConfig": {"field": ("a", "b")}}) so adding one never branches on a technique.
-CHOICES: dict[str, dict[str, tuple[Any, ...]]] = {}
-FRACTION_WORDS = ("amount", "fraction", "energy", "ratio", "sparsity")
 NONE_TEXT = "none"
 
 
-def field_label(name: str) -> str:
-    return name.replace("_", " ").capitalize()
+def field_label(f: dataclasses.Field) -> str:
+    return str(f.metadata.get("label") or f.name.replace("_", " ").capitalize())
 
 
 def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
@@ -45,23 +41,18 @@ def _unwrap_optional(hint: Any) -> tuple[Any, bool]:
     return hint, False
 
 
-def _module_constant(config_type: type[TechniqueConfig], name: str) -> Any:
-    return getattr(sys.modules.get(config_type.__module__), name, None)
-
-
 def config_help(config_type: type[TechniqueConfig]) -> str:
     """The config's own docstring (dataclass's generated signature text is not help)."""
     doc = " ".join((config_type.__doc__ or "").replace("`", "").split())
     return "" if not doc or doc.startswith(f"{config_type.__name__}(") else doc
 
 
-def field_choices(config_type: type[TechniqueConfig], name: str) -> tuple[Any, ...] | None:
-    """The technique module's constant (NAME, NAMES, NAMEES) wins over `CHOICES`."""
-    for const in (name.upper(), f"{name.upper()}S", f"{name.upper()}ES"):
-        value = _module_constant(config_type, const)
-        if isinstance(value, (tuple, list, dict, frozenset)) and value:
-            return tuple(value)
-    return CHOICES.get(config_type.__name__, {}).get(name)
+def field_choices(f: dataclasses.Field) -> tuple[Any, ...] | None:
+    """The field's `choices` metadata; a function is called (choices read from a registry)."""
+    choices = f.metadata.get("choices")
+    if callable(choices):
+        choices = choices()
+    return tuple(choices) if choices else None
 
 
 class _FieldEditor:
@@ -87,11 +78,12 @@ def _combo(choices: tuple[Any, ...], changed: Callable[[], None]) -> _FieldEdito
     return _FieldEditor(box, lambda: items[box.currentIndex()] if box.currentIndex() >= 0 else None, put)
 
 
-def _float(name: str, changed: Callable[[], None]) -> _FieldEditor:
+def _float(f: dataclasses.Field, changed: Callable[[], None]) -> _FieldEditor:
     spin = QDoubleSpinBox()
-    if any(word in name for word in FRACTION_WORDS):
-        spin.setRange(0.0, 1.0)
-        spin.setSingleStep(0.05)
+    if "range" in f.metadata:
+        low, high = f.metadata["range"]
+        spin.setRange(float(low), float(high))
+        spin.setSingleStep((high - low) / 20)
         spin.setDecimals(3)
     else:
         spin.setRange(-1e9, 1e9)
@@ -100,27 +92,28 @@ def _float(name: str, changed: Callable[[], None]) -> _FieldEditor:
     return _FieldEditor(spin, lambda: round(spin.value(), spin.decimals()), lambda v: spin.setValue(float(v)))
 
 
-def _int(name: str, changed: Callable[[], None]) -> _FieldEditor:
+def _int(f: dataclasses.Field, changed: Callable[[], None]) -> _FieldEditor:
     spin = QSpinBox()
-    spin.setRange(0, 2**31 - 1)
+    low, high = f.metadata.get("range", (0, 2**31 - 1))
+    spin.setRange(int(low), int(high))
     spin.valueChanged.connect(changed)
     return _FieldEditor(spin, spin.value, lambda v: spin.setValue(int(v)))
 
 
-def _bool(name: str, changed: Callable[[], None]) -> _FieldEditor:
+def _bool(f: dataclasses.Field, changed: Callable[[], None]) -> _FieldEditor:
     check = QCheckBox()
     check.toggled.connect(changed)
     return _FieldEditor(check, check.isChecked, lambda v: check.setChecked(bool(v)))
 
 
-def _text(name: str, changed: Callable[[], None]) -> _FieldEditor:
+def _text(f: dataclasses.Field, changed: Callable[[], None]) -> _FieldEditor:
     edit = QLineEdit()
     edit.textChanged.connect(changed)
     return _FieldEditor(edit, edit.text, lambda v: edit.setText("" if v is None else str(v)))
 
 
 # Editors by field type; a new field type is one entry here.
-EDITORS: dict[type, Callable[[str, Callable[[], None]], _FieldEditor]] = {
+EDITORS: dict[type, Callable[[dataclasses.Field, Callable[[], None]], _FieldEditor]] = {
     bool: _bool, int: _int, float: _float, str: _text,
 }
 UNSET_START: dict[type, Any] = {int: 1, float: 0.5}
@@ -178,7 +171,7 @@ class ConfigEditor(QWidget):
             if f.metadata.get("help"):
                 editor.widget.setToolTip(str(f.metadata["help"]))
             self.editors[f.name] = editor
-            form.addRow(field_label(f.name), editor.widget)
+            form.addRow(field_label(f), editor.widget)
         self.error = QLabel()
         self.error.setObjectName("inlineError")
         self.error.setWordWrap(True)
@@ -189,18 +182,18 @@ class ConfigEditor(QWidget):
 
     def _make_editor(self, f: dataclasses.Field, hint: Any) -> _FieldEditor:
         base, optional = _unwrap_optional(hint)
-        choices = field_choices(self.config_type, f.name) if base is str else None
+        choices = field_choices(f) if base is str else None
         if choices is not None:
             # None among the choices is a value of its own ('none'), not an unset field.
             if None in choices or not optional:
                 return _combo(choices, self._on_edit)
             return _optional(_combo(choices, self._on_edit), choices[0], self._on_edit)
-        editor = EDITORS.get(base, _text)(f.name, self._on_edit)
+        editor = EDITORS.get(base, _text)(f, self._on_edit)
         if not optional:
             return editor
-        # An unset field starts from the module's DEFAULT_<NAME> (e.g. lowrank.DEFAULT_ENERGY) when ticked.
-        start = _module_constant(self.config_type, f"DEFAULT_{f.name.upper()}")
-        return _optional(editor, start if start is not None else UNSET_START.get(base), self._on_edit)
+        # An unset field starts from its `start` metadata (e.g. lowrank energy 0.9) when ticked.
+        start = f.metadata.get("start", UNSET_START.get(base))
+        return _optional(editor, start, self._on_edit)
 
     # --- values ---------------------------------------------------------------------
     def set_config(self, config: TechniqueConfig) -> None:

@@ -16,7 +16,9 @@ from studio.core.plan.resolve import resolve
 from studio.core.techniques.base import Estimate
 from studio.core.techniques.lowrank import (CPConv2d, LowRankConfig, LowRankConv1x1, LowRankLinear, TuckerConv2d,
                                             choose_ranks, factored_params, factorized_weight, kept_energy)
-from studio.core.techniques.lowrank_math import cp_decompose, flops_ratio, unfolding_singular_values
+from studio.core.techniques.lowrank_math import unfolding_singular_values
+from studio.core.techniques.lowrank_methods import flops_ratio
+from studio.core.techniques.lowrank_methods.cp import cp_decompose
 from tests.core.lowrank_helpers import LOWRANK, apply, noisy_low_rank, params, seeded
 
 

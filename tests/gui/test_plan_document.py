@@ -6,24 +6,14 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import importlib.util  # noqa: E402
-
 import pytest  # noqa: E402
 
-from studio.core import techniques as techniques_pkg  # noqa: E402
 from studio.core.base.errors import StudioError  # noqa: E402
 from studio.core.plan import CompressionPlan, Rule  # noqa: E402
 from studio.core.plan.editing import clear_layers  # noqa: E402
 from studio.core.techniques.pruning import PruneConfig  # noqa: E402
 from studio.core.techniques.quantization import QuantizeConfig  # noqa: E402
 from studio.gui.qt_plan_document import PlanDocument  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def registered_only(monkeypatch):
-    """Skip technique modules a colleague has not written yet."""
-    present = tuple(m for m in techniques_pkg._MODULES if importlib.util.find_spec(f"studio.core.techniques.{m}"))
-    monkeypatch.setattr(techniques_pkg, "_MODULES", present)
 
 
 @pytest.fixture

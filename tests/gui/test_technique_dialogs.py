@@ -6,25 +6,16 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import importlib  # noqa: E402
-import importlib.util  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 
 import pytest  # noqa: E402
 
-from studio.core import techniques as techniques_pkg  # noqa: E402
 from studio.core.techniques import all_techniques  # noqa: E402
-from studio.core.techniques.base import TECHNIQUES, Technique, TechniqueConfig  # noqa: E402
+from studio.core.techniques.base import TECHNIQUES, Technique, TechniqueConfig, option  # noqa: E402
 from studio.gui.qt_technique_dialogs import PatternRuleDialog, TechniqueDialog  # noqa: E402
 
 
-def _present_modules() -> tuple[str, ...]:
-    """Technique modules that exist today (a colleague may still be writing one)."""
-    return tuple(m for m in techniques_pkg._MODULES if importlib.util.find_spec(f"studio.core.techniques.{m}"))
-
-
-for _module in _present_modules():
-    importlib.import_module(f"studio.core.techniques.{_module}")
+all_techniques()  # every technique module, found by discovery
 KEYS = sorted(TECHNIQUES)
 
 # One invalid edit per technique: (field, value) pairs set through the widgets.
@@ -38,11 +29,6 @@ EDITED = {
     "prune": {"mode": "structured", "amount": 0.3, "importance": "l1"},
     "quantize": {"dtype": "int8", "activations": "static", "per_channel": False},
 }
-
-
-@pytest.fixture(autouse=True)
-def registered_only(monkeypatch):
-    monkeypatch.setattr(techniques_pkg, "_MODULES", _present_modules())
 
 
 def _set(editor, name, value):
@@ -159,15 +145,13 @@ def test_pattern_rule_result_follows_technique(qtbot):
     assert not dialog.ok_button.isEnabled()
 
 
-# A made-up technique exercises every editor kind without depending on real modules.
-METHODS = ("svd", "tucker")
-
-
+# A made-up technique exercises every editor kind without depending on real modules; its
+# choices and ranges come from field metadata, as the real configs' do.
 @dataclass(frozen=True)
 class FakeConfig(TechniqueConfig):
-    method: str = "svd"
+    method: str = option("svd", choices=("svd", "tucker"), label="Factorization", help="how to factorize")
     rank: int | None = None
-    rank_fraction: float | None = 0.25
+    rank_fraction: float | None = option(0.25, range=(0.0, 1.0))
     exact: bool = False
     note: str = ""
 

@@ -17,12 +17,13 @@ def editable_copy(model: nn.Module, assignments: Assignments) -> nn.Module:
     """A copy that is safe to edit: containers on the path to each target and the targets
     themselves are copied; untouched layers are shared with the original to save memory.
 
-    Structured pruning edits layers far from its targets and tied parameters must stay
-    tied, so those cases take a full deep copy.
+    A technique that edits layers far from its targets (structured pruning) and tied
+    parameters, which must stay tied, take a full deep copy.
     """
     targets = {name for layers in assignments.values() for name in layers}
-    structured = any(getattr(c, "mode", "") == "structured" for c in assignments.get("prune", {}).values())
-    if structured or _touches_shared_parameters(model, targets):
+    techniques = all_techniques()
+    reaches = any(techniques[key].changes_other_layers(c) for key, layers in assignments.items() for c in layers.values())
+    if reaches or _touches_shared_parameters(model, targets):
         return copy.deepcopy(model)
     root = _shallow(model)
     for name in targets:

@@ -87,7 +87,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                 student = copy.deepcopy(student)  # untouched layers are shared with the original until now
                 device = pick_device()
                 teacher = copy.deepcopy(loaded.module) if device.type != "cpu" else loaded.module  # never moved
-                masks = _pruning_masks(student, result)
+                masks = _kept_masks(student, result)
                 outcome = yield from _tracked(finetune(teacher.to(device).eval(), student, dataset, settings,
                                                        reference, after, masks, cancel, device), history)
                 steps_done = outcome.steps
@@ -141,11 +141,10 @@ def _scores(metrics: Metrics) -> dict[str, float]:
     return {k: v for k, v in metrics.to_dict().items() if k in ("accuracy", "loss")}
 
 
-def _pruning_masks(student: nn.Module, result: CompressionResult) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Zeros made by unstructured/2:4 pruning must stay zero while fine-tuning."""
-    masks = []
-    for change in result.changes:
-        if change.technique == "prune" and not change.detail.startswith("structured"):
-            weight = student.get_submodule(change.name).weight
-            masks.append((weight, (weight != 0).to(weight.dtype)))
-    return masks
+def _kept_masks(student: nn.Module, result: CompressionResult) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """What each technique's changes keep fixed while fine-tuning (e.g. pruned zeros stay zero)."""
+    from studio.core.techniques import all_techniques
+
+    techniques = all_techniques()
+    return [mask for change in result.changes if change.technique in techniques
+            for mask in techniques[change.technique].fine_tune_masks(student, change)]

@@ -22,11 +22,7 @@ class LayerProjection:
     techniques: tuple[str, ...]   # e.g. ("lowrank: svd r=32", "quantize: int8 w/a-dyn")
     before: Estimate
     after: Estimate
-    coupled: bool = False         # not marked: shrinks because a marked layer is pruned structurally
-
-    @property
-    def saved_bytes(self) -> int:
-        return self.before.bytes - self.after.bytes
+    coupled: bool = False         # not marked: shrinks because a marked layer changes (coupled channels)
 
     @property
     def saved_params(self) -> int:
@@ -47,8 +43,8 @@ def _estimate(node: LayerNode) -> Estimate:
 
 def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
                  example_inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> PlanProjection:
-    """With `example_inputs`, structured pruning also counts the layers it shrinks as a
-    consequence (BatchNorm, the next layer's inputs), as the run will measure them."""
+    """With `example_inputs`, a technique's coupled effects count too (e.g. structured pruning
+    shrinks the BatchNorm and the next layer's inputs), as the run will measure them."""
     techniques = all_techniques()
     assignments, problems = resolve_with_problems(plan, model)
     per_layer: dict[str, list[tuple[str, object]]] = {}
@@ -65,28 +61,33 @@ def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
         for key, config in items:
             after = techniques[key].project(module, config, after)
         layers[name] = LayerProjection(name, tuple(f"{k}: {c.summary()}" for k, c in items), before, after)
-    if example_inputs is not None and assignments.get("prune"):
-        from studio.core.techniques.pruning import coupled_kept_fractions
-
-        for name, kept in coupled_kept_fractions(model, example_inputs, assignments["prune"]).items():
-            if name not in tree:
-                continue
-            if name in layers:  # marked too (e.g. quantized): its projected result shrinks as well
-                p = layers[name]
-                shrunk = Estimate(int(p.after.params * kept), int(p.after.bytes * kept), int(p.after.flops * kept),
-                                  int(p.after.nonzero * kept))
-                layers[name] = LayerProjection(name, p.techniques, p.before, shrunk, p.coupled)
-                continue
-            before = _estimate(tree[name])
-            own = sum(p.numel() for p in model.get_submodule(name).parameters(recurse=False))
-            removed = int(round(own * (1 - kept)))
-            size = before.bytes / before.params if before.params else 4
-            after = Estimate(before.params - removed, before.bytes - int(removed * size), int(before.flops * kept),
-                             before.nonzero - removed)
-            layers[name] = LayerProjection(name, ("coupled",), before, after, True)
+    if example_inputs is not None:
+        for key, technique in techniques.items():
+            if assignments.get(key):
+                _add_coupled(layers, technique.coupled_effects(model, example_inputs, assignments[key]), model, tree)
     total_before = _estimate(tree.root)
     delta = [(p.after.params - p.before.params, p.after.bytes - p.before.bytes, p.after.flops - p.before.flops,
               p.after.nonzero - p.before.nonzero) for p in layers.values()]
     total_after = Estimate(total_before.params + sum(d[0] for d in delta), total_before.bytes + sum(d[1] for d in delta),
                            total_before.flops + sum(d[2] for d in delta), total_before.nonzero + sum(d[3] for d in delta))
     return PlanProjection(total_before, total_after, layers, tuple(problems))
+
+
+def _add_coupled(layers: dict[str, LayerProjection], kept: dict[str, float], model: nn.Module, tree: ModelTree) -> None:
+    """Shrink each layer by the share of its own parameters a technique's coupled effects keep."""
+    for name, share in kept.items():
+        if name not in tree:
+            continue
+        if name in layers:  # marked too (e.g. quantized): its projected result shrinks as well
+            p = layers[name]
+            shrunk = Estimate(int(p.after.params * share), int(p.after.bytes * share), int(p.after.flops * share),
+                              int(p.after.nonzero * share))
+            layers[name] = LayerProjection(name, p.techniques, p.before, shrunk, p.coupled)
+            continue
+        before = _estimate(tree[name])
+        own = sum(p.numel() for p in model.get_submodule(name).parameters(recurse=False))
+        removed = int(round(own * (1 - share)))
+        size = before.bytes / before.params if before.params else 4
+        after = Estimate(before.params - removed, before.bytes - int(removed * size), int(before.flops * share),
+                         before.nonzero - removed)
+        layers[name] = LayerProjection(name, ("coupled",), before, after, True)

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from studio.core.plan import SPECIFICITY, CompressionPlan, PatternError, PlanError
 from studio.core.techniques import all_techniques
-from studio.core.techniques.base import TechniqueConfig
+from studio.core.techniques.base import Technique, TechniqueConfig
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,11 +63,23 @@ def resolve_with_problems(plan: CompressionPlan, model: nn.Module) -> tuple[Assi
     for key, layers in assignments.items():
         for name, config in layers.items():
             problems += [f"layer {name}: {key}: {p}" for p in techniques[key].check(name, modules[name], config)]
-    for name in assignments.get("lowrank", {}):
-        prune = assignments.get("prune", {}).get(name)
-        if prune is not None and getattr(prune, "mode", "") == "structured":
-            problems.append(f"layer {name}: structured pruning and rank reduction on one layer conflict; choose one.")
+    problems += _conflicts(techniques, assignments, modules)
     return {key: layers for key, layers in assignments.items() if layers}, _unique(problems)
+
+
+def _conflicts(techniques: dict[str, Technique], assignments: Assignments, modules: dict[str, nn.Module]) -> list[str]:
+    """Each technique says which others it cannot share a layer with (e.g. structured pruning
+    of a layer that rank reduction replaces)."""
+    problems = []
+    for name in modules:
+        on_layer = [(key, layers[name]) for key, layers in assignments.items() if name in layers]
+        for key, config in on_layer:
+            for other_key, other_config in on_layer:
+                if other_key != key:
+                    problem = techniques[key].conflicts(config, techniques[other_key], other_config)
+                    if problem:
+                        problems.append(f"layer {name}: {problem}")
+    return problems
 
 
 def _winning_config(plan: CompressionPlan, name: str, key: str, problems: list[str],

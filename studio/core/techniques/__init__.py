@@ -1,19 +1,25 @@
-"""Compression techniques. Each module registers one technique with `@register`;
-`all_techniques()` imports them so the registry is complete."""
+"""Compression techniques. Each module of this package that defines one registers it with
+`@register`; `all_techniques()` imports every module once, so adding a technique is one new
+module (plus its tests) and no list to edit."""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
+
 from studio.core.techniques.base import TECHNIQUES, Technique, TechniqueConfig, register
 
-_MODULES = ("lowrank", "pruning", "quantization")
+_discovered = False
 
 
 def all_techniques() -> dict[str, Technique]:
     """Name → technique, in composition order (rank reduction → pruning → quantization)."""
-    import importlib
-
-    for name in _MODULES:
-        importlib.import_module(f"studio.core.techniques.{name}")
+    global _discovered
+    if not _discovered:
+        for info in pkgutil.iter_modules(__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{__name__}.{info.name}")
+        _discovered = True
     return dict(sorted(TECHNIQUES.items(), key=lambda item: item[1].order))
 
 

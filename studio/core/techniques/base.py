@@ -1,8 +1,11 @@
 """The technique registry and the contracts every technique fulfils.
 
-A technique owns: its config dataclass (the recipe's data), which layer types it supports,
-per-layer validation, a what-if projection computed without running anything, and
-`apply_`, which changes a copy of the model in place.
+A technique owns: its config dataclass (the recipe's data, with each field's dialog choices,
+label and help in its metadata), which layer types it supports, per-layer validation, a what-if
+projection computed without running anything, `apply_`, which changes a copy of the model in
+place, and its special cases as hooks that generic code (plan resolution, apply, projection,
+fine-tuning) asks instead of naming a technique: conflicts with another technique on one
+layer, edits that reach other layers, the layers those shrink, masks kept while fine-tuning.
 """
 
 from __future__ import annotations
@@ -14,9 +17,20 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 from studio.core.base.errors import StudioError
 
 if TYPE_CHECKING:
+    import torch
     from torch import nn
 
     from studio.core.base.cancel import CancelToken
+
+
+def option(default: Any, *, choices: Any = None, label: str | None = None, help: str | None = None,
+           start: Any = None, range: tuple[float, float] | None = None) -> Any:
+    """A config field with what a dialog needs in its metadata: `choices` (a tuple, or a function
+    returning one, for values read from a registry), `label`, `help` (tooltip), `start` (the
+    value an unset optional field takes when ticked) and `range` (spin box bounds)."""
+    metadata = {key: value for key, value in (("choices", choices), ("label", label), ("help", help),
+                                              ("start", start), ("range", range)) if value is not None}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -94,9 +108,11 @@ class Technique:
 
     name: ClassVar[str]          # the recipe key: prune / quantize / lowrank
     config_type: ClassVar[type[TechniqueConfig]]
-    order: ClassVar[int]         # composition order, lower first
+    order: ClassVar[int]         # composition order (the order of application), lower first
     label: ClassVar[str]         # menu text
     supported_types: ClassVar[str]  # for messages, e.g. "Linear, Conv2d"
+    noun: ClassVar[str] = ""     # for messages naming the technique, e.g. "rank reduction"
+    restructures: ClassVar[bool] = False  # replaces a layer by differently shaped modules (factors)
 
     def supports(self, module: nn.Module) -> bool:
         raise NotImplementedError
@@ -112,6 +128,27 @@ class Technique:
 
     def project(self, module: nn.Module, config: TechniqueConfig, estimate: Estimate) -> Estimate:
         raise NotImplementedError
+
+    # --- hooks for the special cases generic code must know about -----------------------
+    def conflicts(self, config: TechniqueConfig, other: Technique, other_config: TechniqueConfig) -> str | None:
+        """Why `config` cannot share one layer with `other`'s config (None: they compose)."""
+        return None
+
+    def changes_other_layers(self, config: TechniqueConfig) -> bool:
+        """Does applying `config` also edit layers it does not target (coupled channels)? Then
+        apply needs a full copy of the model and a layer's effect needs whole-model forwards."""
+        return False
+
+    def coupled_effects(self, model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                        targets: dict[str, TechniqueConfig]) -> dict[str, float]:
+        """{layer: share of its own parameters kept} for layers that applying `targets` shrinks
+        besides the targets' own estimates; read without changing `model`."""
+        return {}
+
+    def fine_tune_masks(self, model: nn.Module, change: LayerChange) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """(parameter, mask) pairs fine-tuning multiplies in after every optimizer step, so what
+        this change made zero stays zero."""
+        return []
 
     def apply_(self, model: nn.Module, targets: dict[str, TechniqueConfig],
                context: ApplyContext) -> Iterator[LayerChange]:

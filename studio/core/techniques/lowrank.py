@@ -1,26 +1,27 @@
 """Rank reduction: truncated SVD for Linear and 1x1 Conv2d, Tucker-2 and CP for Conv2d
 (tensorly). Ranks come from the config (absolute, fraction of parameters, or energy) or are
 suggested automatically by energy or VBMF; a layer whose factorization would not save
-parameters is left dense with a warning. The replacement layers live in `lowrank_layers`,
-the rank arithmetic in `lowrank_math`; both are re-exported here."""
+parameters is left dense with a warning. Each method (its formulas, checks and replacement
+layer) is a module of `lowrank_methods`, found by name; the replacement layers live in
+`lowrank_layers`, the shared rank arithmetic in `lowrank_math`."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from studio.core.base.errors import StudioError
-from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
+from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig, option,
                                          register, replace_submodule_)
 from studio.core.techniques.lowrank_layers import CPConv2d, LowRankConv1x1, LowRankLinear, TuckerConv2d
-from studio.core.techniques.lowrank_math import (METHODS, Ranks, break_even_rank, cp_decompose, evbmf_rank,
-                                                 factored_params, flops_ratio, kept_energy, layer_dims,
-                                                 rank_for_energy, rank_for_fraction, single_ranks,
-                                                 tucker_ranks_for_fraction, unfolding_singular_values)
+from studio.core.techniques.lowrank_math import (Ranks, evbmf_rank, kept_energy, layer_dims, rank_for_energy,
+                                                 unfolding_singular_values)
+from studio.core.techniques.lowrank_methods import (break_even_rank, default_method, factored_params, get_method,
+                                                    method_names, method_of_layer, rank_for_fraction)
 
 SOLVERS = ("auto", "exact", "randomized")
 DEFAULT_ENERGY = 0.9
@@ -32,16 +33,18 @@ class LowRankConfig(TechniqueConfig):
     `energy` (share of squared singular values to keep); none means energy 0.9, so the
     default config is usable as is. `solver` picks the SVD routine (SVD and Tucker)."""
 
-    method: str = "svd"
-    rank: int | None = None
-    rank_fraction: float | None = None
-    energy: float | None = None
-    solver: str = "auto"
+    method: str = option("svd", choices=method_names,
+                         help="svd: Linear and 1x1 Conv2d; tucker and cp: convolutions with larger kernels")
+    rank: int | None = option(None, help="The rank of the factorization (Tucker clips it to each mode's channels)")
+    rank_fraction: float | None = option(None, range=(0.0, 1.0), help="Share of the layer's parameters to keep")
+    energy: float | None = option(None, range=(0.0, 1.0), start=DEFAULT_ENERGY,
+                                  help="Share of the squared singular values to keep")
+    solver: str = option("auto", choices=SOLVERS, help="The SVD routine (svd and tucker)")
 
     def problems(self) -> list[str]:
         out = []
-        if self.method not in METHODS:
-            out.append(f"method {self.method!r} is not one of {', '.join(METHODS)}")
+        if self.method not in method_names():
+            out.append(f"method {self.method!r} is not one of {', '.join(method_names())}")
         given = [k for k in ("rank", "rank_fraction", "energy") if getattr(self, k) is not None]
         if len(given) > 1:
             out.append(f"give one of rank, rank_fraction or energy, not {' and '.join(given)}")
@@ -75,30 +78,16 @@ def _bias(module: nn.Module) -> int:
 
 
 def choose_ranks(module: nn.Module, config: LowRankConfig) -> Ranks:
-    """The ranks `config` asks of this layer: (out, in) for Tucker, (r, r) for SVD and CP.
-    CP by energy takes the larger energy rank of the two channel unfoldings (a CP of rank R
-    has unfoldings of rank ≤ R, so this is a lower bound, not a guarantee)."""
-    method = config.method
+    """The ranks `config` asks of this layer: (out, in) for Tucker, (r, r) for SVD and CP."""
+    method = get_method(config.method)
+    dims = layer_dims(module)
     if config.rank is not None:
-        return single_ranks(module, method, config.rank)
-    weight = module.weight
+        return method.single_ranks(dims, config.rank)
     if config.rank_fraction is not None:
-        if method == "tucker":
-            return tucker_ranks_for_fraction(module, config.rank_fraction, unfolding_singular_values(weight, 0),
-                                             unfolding_singular_values(weight, 1), _bias(module))
-        return single_ranks(module, method, rank_for_fraction(module, method, config.rank_fraction, _bias(module)))
+        return method.ranks_for_fraction(module, config.rank_fraction, _bias(module))
     energy = config.energy or DEFAULT_ENERGY
-    return _per_mode(module, method, lambda mode: rank_for_energy(unfolding_singular_values(weight, mode), energy))
-
-
-def _per_mode(module: nn.Module, method: str, rank_of: Callable[[int], int]) -> Ranks:
-    """Ranks from a per-unfolding rule (mode 0: outputs, 1: inputs): SVD uses the output
-    mode, Tucker both, CP the larger of the two."""
-    r_out = rank_of(0)
-    if method == "svd":
-        return single_ranks(module, method, r_out)
-    r_in = rank_of(1)
-    return Ranks(r_out, r_in) if method == "tucker" else Ranks(max(r_out, r_in), max(r_out, r_in))
+    return method.ranks_from_modes(dims, lambda mode: rank_for_energy(unfolding_singular_values(module.weight, mode),
+                                                                      energy))
 
 
 def suggest_ranks(module: nn.Module, method: str = "svd", by: str = "energy",
@@ -117,7 +106,7 @@ def suggest_ranks(module: nn.Module, method: str = "svd", by: str = "energy",
             return evbmf_rank(s, rows, weight.numel() // rows, total)
         return rank_for_energy(s, energy)
 
-    return _per_mode(module, method, one)
+    return get_method(method).ranks_from_modes(layer_dims(module), one)
 
 
 def suggest_rank(module: nn.Module, method: str = "svd", by: str = "energy", energy: float = DEFAULT_ENERGY) -> int:
@@ -130,51 +119,18 @@ def suggest_rank(module: nn.Module, method: str = "svd", by: str = "energy", ene
 
 def factorized_weight(layer: nn.Module) -> torch.Tensor:
     """The dense weight a factorized layer computes (out, in[, kh, kw]), to measure the error."""
+    method = method_of_layer(layer)
+    if method is None:
+        raise StudioError(f"{type(layer).__name__} is not a low-rank layer")
     with torch.no_grad():
-        if isinstance(layer, LowRankLinear):
-            return layer.second.weight @ layer.first.weight
-        if isinstance(layer, LowRankConv1x1):
-            return (layer.second.weight.flatten(1) @ layer.first.weight.flatten(1))[:, :, None, None]
-        if isinstance(layer, TuckerConv2d):
-            return torch.einsum("oa,abhw,bi->oihw", layer.last.weight.flatten(1), layer.core.weight,
-                                layer.first.weight.flatten(1))
-        if isinstance(layer, CPConv2d):
-            return torch.einsum("or,ri,rh,rw->oihw", layer.last.weight.flatten(1), layer.first.weight.flatten(1),
-                                layer.vertical.weight.flatten(1), layer.horizontal.weight.flatten(1))
-    raise StudioError(f"{type(layer).__name__} is not a low-rank layer")
+        return method.dense_weight(layer)
 
 
 def _factorize(module: nn.Module, config: LowRankConfig, ranks: Ranks) -> nn.Module:
     with torch.no_grad():
-        if config.method == "svd" and isinstance(module, nn.Linear):
-            new = LowRankLinear.from_linear(module, ranks.out, config.solver)
-        elif config.method == "svd":
-            new = LowRankConv1x1.from_conv(module, ranks.out, config.solver)
-        elif config.method == "tucker":
-            new = TuckerConv2d.from_conv(module, ranks.out, ranks.inp, config.solver)
-        else:
-            new = _cp_layer(module, ranks.out)
+        new = get_method(config.method).factorize(module, ranks, config.solver)
     # The layers copy values in the weight's dtype into default-dtype parameters; keep the original's.
     return new.to(device=module.weight.device, dtype=module.weight.dtype).train(module.training)
-
-
-def _cp_layer(conv: nn.Conv2d, rank: int) -> CPConv2d:
-    """CPConv2d filled by the einsum ALS of `cp_decompose`, 10-30x faster than tensorly's
-    generic `parafac` (which `CPConv2d.from_conv` uses) on 3x3 kernels of a few hundred channels."""
-    f_out, f_in, f_h, f_w = cp_decompose(conv.weight, rank)
-    layer = CPConv2d(conv, rank)
-    with torch.no_grad():
-        layer.first.weight.copy_(f_in.T.reshape(rank, -1, 1, 1))
-        layer.vertical.weight.copy_(f_h.T.reshape(rank, 1, -1, 1))
-        layer.horizontal.weight.copy_(f_w.T.reshape(rank, 1, 1, -1))
-        layer.last.weight.copy_(f_out.reshape(-1, rank, 1, 1))
-        if conv.bias is not None:
-            layer.last.bias.copy_(conv.bias)
-    return layer
-
-
-def _rank_text(method: str, ranks: Ranks) -> str:
-    return f"ranks {ranks.out}x{ranks.inp}" if method == "tucker" else f"rank {ranks.out}"
 
 
 def _saves(module: nn.Module, method: str, ranks: Ranks) -> bool:
@@ -182,19 +138,7 @@ def _saves(module: nn.Module, method: str, ranks: Ranks) -> bool:
 
 
 def _method_problem(module: nn.Module, method: str) -> str | None:
-    _, _, kh, kw = layer_dims(module)
-    if method == "svd" and isinstance(module, nn.Conv2d) and (kh, kw) != (1, 1):
-        return f"svd applies to Linear and 1x1 Conv2d; use tucker or cp for {kh}x{kw} kernels"
-    if method in ("tucker", "cp") and isinstance(module, nn.Linear):
-        return f"{method} factorizes convolution kernels; use svd for Linear layers"
-    if method in ("svd", "cp") and isinstance(module, nn.Conv2d):
-        padding = module.padding
-        if method == "cp" and isinstance(padding, str):
-            return f"cp needs numeric padding and this conv has padding={padding!r}; use tucker"
-        padded = padding == "same" if isinstance(padding, str) else any(padding)
-        if padded and module.padding_mode != "zeros":
-            return f"{method} keeps only zero padding and this conv pads with {module.padding_mode!r}; use tucker"
-    return None
+    return get_method(method).problem(module)
 
 
 def _subclass_problem(module: nn.Module) -> str | None:
@@ -246,6 +190,8 @@ class LowRank(Technique):
     order = 0
     label = "Low-rank…"
     supported_types = "Linear, Conv2d (groups=1)"
+    noun = "rank reduction"
+    restructures = True  # a layer becomes two to four factor layers
 
     def supports(self, module: nn.Module) -> bool:
         # Subclasses count (their own forward is checked in `check`); MultiheadAttention's out_proj
@@ -255,7 +201,7 @@ class LowRank(Technique):
         return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
 
     def check(self, name: str, module: nn.Module, config: LowRankConfig) -> list[str]:
-        if config.method not in METHODS:
+        if config.method not in method_names():
             return []  # config.problems() reports it
         problem = _method_problem(module, config.method) or _subclass_problem(module)
         if problem:
@@ -265,9 +211,10 @@ class LowRank(Technique):
         rank = config.rank
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             return []
-        if config.method == "svd" and rank > min(out, inp * kh * kw):
-            return [f"rank {rank} exceeds the largest possible rank {min(out, inp * kh * kw)} of this {kind}; "
-                    f"ranks up to {break_even_rank(module, 'svd')} save parameters"]
+        largest = get_method(config.method).max_rank(layer_dims(module))
+        if largest is not None and rank > largest:
+            return [f"rank {rank} exceeds the largest possible rank {largest} of this {kind}; "
+                    f"ranks up to {break_even_rank(module, config.method)} save parameters"]
         limit = break_even_rank(module, config.method)
         if limit == 0:
             return [f"no {config.method} rank saves parameters for this {kind}; exclude it (lowrank: null)"]
@@ -308,7 +255,7 @@ class LowRank(Technique):
         after = factored_params(module, config.method, ranks)
         removed = weight.numel() - after
         stride = tuple(module.stride) if isinstance(module, nn.Conv2d) else (1, 1)
-        ratio = flops_ratio(module, config.method, ranks, stride)  # exact for svd, approximate for tucker/cp
+        ratio = get_method(config.method).flops_ratio(layer_dims(module), ranks, stride)  # exact or approximate
         nonzero_weight = int(torch.count_nonzero(weight.detach()))
         return Estimate(estimate.params - removed, estimate.bytes - removed * weight.element_size(),
                         int(round(estimate.flops * ratio)), estimate.nonzero - nonzero_weight + after)
@@ -325,7 +272,7 @@ class LowRank(Technique):
             before = sum(p.numel() for p in module.parameters())
             ranks = choose_ranks(module, config)
             if not _saves(module, config.method, ranks):
-                detail = f"{_rank_text(config.method, ranks)} would not save parameters; left dense"
+                detail = f"{get_method(config.method).rank_text(ranks)} would not save parameters; left dense"
                 context.warnings.append(f"{name}: {detail}")
                 yield LayerChange(name, self.name, detail, before, before, skipped=True)
                 continue
@@ -335,11 +282,11 @@ class LowRank(Technique):
             kept = 1.0 - error / max(float(original.pow(2).sum()), 1e-30)
             replace_submodule_(model, name, new)
             after = sum(p.numel() for p in new.parameters())
-            yield LayerChange(name, self.name, f"{config.method} {_rank_text(config.method, ranks)} "
+            yield LayerChange(name, self.name, f"{config.method} {get_method(config.method).rank_text(ranks)} "
                               f"(energy {kept:.2f})", before, after)
 
 
 __all__ = ["CPConv2d", "DEFAULT_ENERGY", "LowRank", "LowRankConfig", "LowRankConv1x1", "LowRankLinear", "Ranks",
-           "SOLVERS", "TuckerConv2d", "break_even_rank", "choose_ranks", "evbmf_rank", "factored_params",
-           "factorized_weight", "kept_energy", "rank_for_energy", "rank_for_fraction", "suggest_rank",
-           "suggest_ranks"]
+           "SOLVERS", "TuckerConv2d", "break_even_rank", "choose_ranks", "default_method", "evbmf_rank",
+           "factored_params", "factorized_weight", "kept_energy", "rank_for_energy", "rank_for_fraction",
+           "suggest_rank", "suggest_ranks"]

@@ -12,7 +12,7 @@ from torch import nn
 
 from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
-                                         register)
+                                         option, register)
 
 MODES = ("unstructured", "structured", "2:4")
 IMPORTANCE = ("l1", "l2")
@@ -21,9 +21,11 @@ ATTENTION_PROJECTIONS = {"query", "key", "value", "q_proj", "k_proj", "v_proj", 
 
 @dataclass(frozen=True)
 class PruneConfig(TechniqueConfig):
-    mode: str = "unstructured"
-    amount: float = 0.5
-    importance: str = "l2"
+    mode: str = option("unstructured", choices=MODES,
+                       help="unstructured: single weights; structured: whole channels or neurons, with the layers "
+                            "they feed; 2:4: two of every four inputs")
+    amount: float = option(0.5, range=(0.0, 1.0), help="Share of weights (or channels) to remove; 2:4 removes half")
+    importance: str = option("l2", choices=IMPORTANCE, help="The norm that ranks channels for structured pruning")
 
     def problems(self) -> list[str]:
         out = []
@@ -56,6 +58,7 @@ class Prune(Technique):
     order = 1
     label = "Prune…"
     supported_types = "Linear, Conv2d"
+    noun = "pruning"
 
     def supports(self, module: nn.Module) -> bool:
         # By behaviour, not class name: subclasses (TF-"same" padded convs, …) count; pruning edits
@@ -111,6 +114,25 @@ class Prune(Technique):
         size = module.weight.element_size()
         return Estimate(estimate.params - removed, estimate.bytes - removed * size,
                         int(estimate.flops * keep), estimate.nonzero - removed)
+
+    def conflicts(self, config: PruneConfig, other: Technique, other_config: TechniqueConfig) -> str | None:
+        if config.mode == "structured" and other.restructures:
+            return f"structured pruning and {other.noun} on one layer conflict; choose one."
+        return None
+
+    def changes_other_layers(self, config: PruneConfig) -> bool:
+        return config.mode == "structured"  # the next layer's inputs, BatchNorm, residual partners
+
+    def coupled_effects(self, model, example_inputs, targets) -> dict[str, float]:
+        return coupled_kept_fractions(model, example_inputs, targets)
+
+    def fine_tune_masks(self, model: nn.Module, change: LayerChange) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Zeros made by unstructured/2:4 pruning must stay zero while fine-tuning; structured
+        pruning removed its channels, so nothing is masked."""
+        if change.detail.startswith("structured"):
+            return []
+        weight = model.get_submodule(change.name).weight
+        return [(weight, (weight != 0).to(weight.dtype))]
 
     def apply_(self, model: nn.Module, targets: dict[str, PruneConfig],
                context: ApplyContext) -> Iterator[LayerChange]:

@@ -17,7 +17,7 @@ from torch import nn
 
 from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
-                                         register, replace_submodule_)
+                                         option, register, replace_submodule_)
 from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, extra_state,
                                                   int4_groups, overrides_forward, quantized_storage_bytes,
                                                   storage_bytes)
@@ -31,10 +31,12 @@ MIN_GROUP = 8
 class QuantizeConfig(TechniqueConfig):
     """`activations` only applies to int8; int4 (weight-only) and fp16 keep float activations."""
 
-    dtype: str = "int8"
-    activations: str | None = "dynamic"
-    group_size: int = 128
-    per_channel: bool = True
+    dtype: str = option("int8", choices=tuple(DTYPES), help="int8 weights (and activations), int4 weights in "
+                                                             "groups, or half-precision weights")
+    activations: str | None = option("dynamic", choices=ACTIVATIONS,
+                                     help="int8 only: ranges per batch (dynamic), calibrated (static) or float (none)")
+    group_size: int = option(128, help="int4: inputs sharing one scale (a power of two of at least 8)")
+    per_channel: bool = option(True, help="int8: one weight scale per output channel instead of one per tensor")
 
     def __post_init__(self) -> None:
         # The "dynamic" default means nothing for weight-only dtypes; normalizing it keeps
@@ -121,6 +123,7 @@ class Quantize(Technique):
     order = 2
     label = "Quantize…"
     supported_types = "Linear, Conv2d"
+    noun = "quantization"
 
     def supports(self, module: nn.Module) -> bool:
         return _float_layer(module)

@@ -200,7 +200,8 @@ class CellEngine:
                    for m in self.model.modules())
 
     def _local(self, rule: dict) -> bool:
-        return all(getattr(c, "mode", "") != "structured" for c in rule.values())
+        techniques = all_techniques()
+        return not any(techniques[key].changes_other_layers(c) for key, c in rule.items())
 
     def _prefix(self) -> PrefixReplay | None:
         if not self.fast:

@@ -102,12 +102,11 @@ def sweep_settings(techniques: tuple[str, ...], chosen: dict[str, tuple[str, ...
 
 
 def lowrank_method(module: nn.Module) -> str:
-    """The method a plan picks by default: SVD for Linear and 1x1 convs, Tucker-2 for larger kernels."""
-    from torch import nn
+    """The method a plan picks by default: the first registered one that fits the layer (SVD for
+    Linear and 1x1 convs, Tucker-2 for larger kernels)."""
+    from studio.core.techniques.lowrank_methods import default_method
 
-    if isinstance(module, nn.Conv2d) and tuple(module.kernel_size) != (1, 1):
-        return "tucker"
-    return "svd"
+    return default_method(module)
 
 
 def layer_rule(setting: SweepSetting, module: nn.Module) -> dict:
