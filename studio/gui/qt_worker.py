@@ -5,7 +5,8 @@ A job is described by `Job` (its kind, a label for prompts, the in-process gener
 and an optional plain-data `spec` another backend can run instead); it runs on a QThread and
 every event reaches the main thread through queued signals. `JobRunner` runs one job at a
 time: starting another cancels the running one and starts the new one when it has ended.
-The API is written down in /work/notes/jobrunner-api.md (the plug point for a process backend).
+A backend that runs jobs elsewhere (a child process) plugs in as `worker_class`: it receives
+the `Job` and speaks the same three signals as `PipelineWorker`.
 """
 
 from __future__ import annotations
