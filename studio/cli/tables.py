@@ -1,11 +1,16 @@
-"""Plain-text layer table for `studio inspect` (the GUI shows the same tree)."""
+"""The CLI's text: the layer table of `studio inspect` (the window shows the same tree) and the
+compression and export reports, printed from the rows the window shows (studio.core.report)."""
 
 from __future__ import annotations
 
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.model.model_tree import ModelTree
-from studio.core.report.rows import latency_is_simulated
-from studio.core.base.units import clip, format_bytes, format_count, format_flops, format_percent, speed_text
+from studio.core.base.units import clip, format_bytes, format_count, format_flops, format_percent
+from studio.core.report.compression import CompressionReport
+from studio.core.report.export import ExportReport
+from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, candidate_rows, file_line, latency_rows,
+                                            slower_message, speedup_text, verification_rows)
+from studio.core.report.rows import compare_rows, headline, latency_is_simulated, speed, subline
 
 _COLUMNS = (("Layer", 44, "<"), ("Type", 22, "<"), ("Params", 9, ">"), ("Share", 7, ">"),
             ("Size", 9, ">"), ("FLOPs", 13, ">"), ("Output", 18, "<"))
@@ -36,48 +41,47 @@ def layer_table(loaded: LoadedModel, tree: ModelTree, max_depth: int | None = No
     return "\n".join(lines)
 
 
-def compression_summary(report: dict) -> str:
-    """Before/after table of a compression report (the CLI's default output)."""
-    before, after = report["before"], report["after"]
-    rows = [("params", format_count), ("nonzero_params", format_count), ("bytes", format_bytes),
-            ("compressed_bytes", format_bytes), ("flops", format_flops)]
-    lines = [f"{'':18}{'before':>14}{'after':>14}{'ratio':>9}"]
-    for key, fmt in rows:
-        ratio = after[key] / before[key] if before[key] else float("nan")
-        lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}{ratio:>8.2f}x")
-    for key, fmt in (("accuracy", format_percent), ("loss", "{:.4f}".format), ("latency_ms", "{:.3f} ms".format)):
-        if before.get(key) is not None and after.get(key) is not None:  # a run with data (studio compress --data)
-            lines.append(f"{key:18}{fmt(before[key]):>14}{fmt(after[key]):>14}")
-    timing = report.get("latency")
-    if timing:
-        lines.append(f"speed: {speed_text(timing)} ({timing['speedup']:.2f}×, 95 % interval "
-                     f"{timing['speedup_low']:.2f}–{timing['speedup_high']:.2f}, {timing['runs']} interleaved runs)")
+def _columns(rows: list[tuple[str, ...]], left: int = 1) -> list[str]:
+    """Aligned text columns: the first `left` left-aligned, the rest right-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return ["  ".join(c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))).rstrip()
+            for r in rows]
+
+
+def compression_summary(report: CompressionReport) -> str:
+    """The compare rows the window shows, as text (the CLI's default output)."""
+    lines = [headline(report), ""]
+    lines += _columns([("", "original", "compressed", "change")]
+                      + [(r.metric, r.original, r.compressed, r.change) for r in compare_rows(report)])
+    latency = getattr(report, "latency", None)
+    if latency is not None:
+        lines.append(f"speed: {speed(report)} ({latency.speedup:.2f}×, 95 % interval "
+                     f"{latency.speedup_low:.2f}–{latency.speedup_high:.2f}, {latency.runs} interleaved runs)")
     if latency_is_simulated(report):
         lines.append("note: quantization is simulated in PyTorch (slower than float); `studio export` measures "
                      "the real runtime's latency")
-    fid = report["fidelity"]
-    top1 = "n/a" if fid["top1_agreement"] is None else format_percent(fid["top1_agreement"])
-    lines.append(f"\nfidelity vs original: max |diff| {fid['max_abs']:.4g}, cosine {fid['cosine']:.5f}, "
-                 f"top-1 agreement {top1} ({fid['samples']} samples)")
-    changed = [row for row in report["layers"] if not row["skipped"]]
-    lines.append(f"{len(changed)} layer change(s), {len(report['layers']) - len(changed)} skipped")
-    lines += [f"warning: {w}" for w in report.get("warnings", [])]
+    lines.append(subline(report))
+    changed = len(report.changed_layers)
+    lines.append(f"{changed} layer change(s), {len(report.layers) - changed} skipped")
+    lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
 
-def export_summary(report: dict) -> str:
-    """The export report as the CLI prints it."""
-    v = report["verification"]
-    lines = [f"{report['format']} {report['precision']}"
-             + (f" ({report['int8_mode']})" if report.get("int8_mode") else "")
-             + f" → {report['file']}  {format_bytes(report['file_bytes'])}",
-             f"verified on {v['samples']} inputs: max |diff| {v['max_abs']:.4g}, cosine {v['cosine']:.5f}"
-             + (f", top-1 agreement {format_percent(v['top1_agreement'])}" if v.get("top1_agreement") is not None else "")
-             + (f", accuracy {format_percent(v['accuracy'])}" if v.get("accuracy") is not None else ""),
-             f"{'batch-1 latency':22}{'runtime':>16}{'PyTorch':>16}{'uncompressed':>16}"]
-    for threads, row in report["latency"].items():
-        cells = [f"{row[k]['median_ms']:.3f} ms" for k in ("runtime", "pytorch", "pytorch_uncompressed")]
-        lines.append(f"{threads.replace('_', ' '):22}" + "".join(f"{c:>16}" for c in cells))
-    lines.append(f"speed-up vs PyTorch: {report['speedup_vs_pytorch']:.2f}x"
-                 + ("  ⚠ slower than the uncompressed model" if report["slower_than_uncompressed"] else ""))
+def export_summary(report: ExportReport) -> str:
+    """The export report as the CLI prints it: the rows the window's export panel shows."""
+    lines = (["⚠ " + slower_message(report), ""] if report.slower_than_fp32 else []) + [file_line(report)]
+    lines.append("verified on held-out inputs: " + ", ".join(f"{label.lower()} {text}"
+                                                           for label, text in verification_rows(report)[:5]))
+    candidates = candidate_rows(report)
+    if candidates:
+        lines.append("int8 candidates (verified on held-out data, timed next to the fp32 file):")
+        lines += ["  " + line for line in _columns([CANDIDATE_COLUMNS] + candidates)]
+        lines.append(f"choice: {report.choice}")
+    columns = tuple(c.replace("\n", " ") for c in LATENCY_COLUMNS)
+    lines.append("batch-1 latency:")
+    lines += ["  " + line for line in _columns([("", *columns)] + [(label, *cells)
+                                                                   for label, cells in latency_rows(report)])]
+    lines.append(speedup_text(report)
+                 + ("  ⚠ SLOWER THAN FP32 IN THIS RUNTIME" if report.slower_than_fp32 else "")
+                 + ("  ⚠ slower than the uncompressed model" if report.slower_than_uncompressed else ""))
     return "\n".join(lines)

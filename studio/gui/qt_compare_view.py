@@ -1,126 +1,26 @@
 """Compare view: the original against the compressed model after a run or a plain compression.
 
-The rows are plain data (`compare_rows`, `headline`) computed from the report dict, so they
-are tested without Qt; the table is a small `QAbstractTableModel` over them and the per-layer
-chart is a horizontal bar chart, whose layer names stay readable for dozens of layers.
+A thin reader of the typed report: the rows (headline, figures, per-layer bars) are computed in
+studio.core.report.rows, which the CLI prints too; the table is a small `QAbstractTableModel` over
+them and the per-layer chart a horizontal bar chart readable for dozens of layers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLabel, QListWidget, QPushButton,
                                QSplitter, QTableView, QVBoxLayout, QWidget)
 
-from studio.core.report.rows import latency_is_simulated
-from studio.core.base.units import format_bytes, format_count, format_flops, format_percent, speed_text
-from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars, abbreviate, per_layer
+from studio.core.report.compression import CompressionReport
+from studio.core.report.rows import CompareRow, compare_rows, headline, layer_bars, subline
+from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars
 
-DASH, MINUS = "—", "−"
 BETTER, WORSE, NEUTRAL = QColor("#188038"), QColor("#c5221f"), QColor("#5f6368")
 COLUMNS = ("Metric", "Original", "Compressed", "Change")
 _Index = QModelIndex | QPersistentModelIndex
-
-
-def _ms(value: float) -> str:
-    return f"{value:.3f} ms" if value < 1 else f"{value:.2f} ms" if value < 100 else f"{value:.0f} ms"
-
-
-# label, section, key, formatter, lower is better, relative tolerance under which a change is "same"
-FIGURES: tuple[tuple[str, str, str, Callable[[float], str], bool, float], ...] = (
-    ("Params", "params", "", format_count, True, 1e-3),
-    ("Non-zero params", "nonzero_params", "", format_count, True, 1e-3),
-    ("Size", "bytes", "", format_bytes, True, 1e-3),
-    ("Compressed size (zlib)", "compressed_bytes", "", format_bytes, True, 1e-3),
-    ("FLOPs", "flops", "", format_flops, True, 1e-3),
-    ("Accuracy", "accuracy", "pp", format_percent, False, 1e-3),
-    ("Loss", "loss", "", lambda v: f"{v:.4g}", True, 1e-3),
-    ("Latency (ms)", "latency_ms", "", _ms, True, 0.05),  # timing noise: under 5% is "same"
-)
-FIDELITY: tuple[tuple[str, str, Callable[[float], str]], ...] = (
-    ("Top-1 agreement", "top1_agreement", format_percent),
-    ("Cosine", "cosine", lambda v: f"{v:.4f}"),
-    ("Max |diff|", "max_abs", lambda v: f"{v:.3g}"),
-    ("KL", "kl", lambda v: f"{v:.4g}"),
-)
-
-
-@dataclass(frozen=True)
-class CompareRow:
-    metric: str
-    original: str
-    compressed: str
-    change: str = ""
-    verdict: int = 0  # +1 better, -1 worse, 0 same or not comparable
-    tooltip: str = ""
-
-
-def change_text(before: float, after: float, kind: str = "", tolerance: float = 1e-3) -> str:
-    """'−62.0%' for a relative change, '67.3×' for a large growth, '−1.2 pp' for fractions."""
-    if kind == "pp":
-        diff = 100.0 * (after - before)
-        return "±0 pp" if abs(diff) < 0.05 else f"{'+' if diff > 0 else MINUS}{abs(diff):.1f} pp"
-    if before == 0:
-        return DASH
-    ratio = after / before
-    if abs(ratio - 1) < tolerance:
-        return "±0%"
-    if ratio >= 2:
-        return f"{ratio:.1f}×"
-    return f"{'+' if ratio > 1 else MINUS}{format_percent(abs(ratio - 1))}"
-
-
-def compare_rows(report: dict[str, Any]) -> list[CompareRow]:
-    """The table's rows: figures present on both sides, then output fidelity."""
-    before, after = report.get("before") or {}, report.get("after") or {}
-    rows = []
-    for label, key, kind, fmt, lower_better, tolerance in FIGURES:
-        if before.get(key) is None or after.get(key) is None:
-            continue
-        b, a = float(before[key]), float(after[key])
-        same = abs(a - b) < 5e-4 if kind == "pp" else (b == a or (b != 0 and abs(a / b - 1) < tolerance))
-        verdict = 0 if same else (1 if (a < b) == lower_better else -1)
-        ratio = f"{a / b:.3g}× the original" if b else ""
-        rows.append(CompareRow(label, fmt(b), fmt(a), change_text(b, a, kind, tolerance), verdict,
-                               f"{label}: {b:g} → {a:g}" + (f" ({ratio})" if ratio else "")))
-    fidelity = report.get("fidelity") or {}
-    samples = fidelity.get("samples")
-    for label, key, fmt in FIDELITY:
-        if fidelity.get(key) is not None:
-            note = f"compressed vs original outputs on {samples} samples" if samples else "compressed vs original"
-            rows.append(CompareRow(label, DASH, fmt(float(fidelity[key])), "", 0, f"{label}: {note}"))
-    return rows
-
-
-def headline(report: dict[str, Any]) -> str:
-    """One line a reader takes away: '3.8× smaller · accuracy 99.1% → 98.7% · 1.9× fewer FLOPs'."""
-    before, after = report.get("before") or {}, report.get("after") or {}
-    parts = []
-
-    def ratio(key: str) -> float | None:
-        b, a = before.get(key), after.get(key)
-        return b / a if b and a else None
-
-    size, zipped = ratio("bytes"), ratio("compressed_bytes")
-    if size and size >= 1.05:
-        parts.append(f"{size:.1f}× smaller")
-    elif zipped and zipped >= 1.05:
-        parts.append(f"{zipped:.1f}× smaller zipped")
-    elif size:
-        parts.append("same size" if size > 0.95 else f"{1 / size:.1f}× larger")
-    if before.get("accuracy") is not None and after.get("accuracy") is not None:
-        parts.append(f"accuracy {format_percent(before['accuracy'])} → {format_percent(after['accuracy'])}")
-    elif (report.get("fidelity") or {}).get("top1_agreement") is not None:
-        parts.append(f"{format_percent(report['fidelity']['top1_agreement'])} top-1 agreement")
-    flops = ratio("flops")
-    if flops and flops >= 1.05:
-        parts.append(f"{flops:.1f}× fewer FLOPs")
-    if report.get("latency"):  # interleaved timing with an interval: noise reads "same speed"
-        parts.append(speed_text(report["latency"]))
-    return " · ".join(parts) or "Compressed"
 
 
 class CompareTableModel(QAbstractTableModel):
@@ -203,7 +103,7 @@ class CompareView(QWidget):
         self.prediction.setStyleSheet("background: #e8f0fe; border-radius: 6px; padding: 5px 8px; color: #174ea6;")
         self.prediction.hide()
         self._predicted: Any = None
-        self._report: dict[str, Any] = {}
+        self._report: CompressionReport | None = None
         layout.addWidget(self.prediction)
 
         self.model = CompareTableModel(self)
@@ -279,24 +179,23 @@ class CompareView(QWidget):
         layout.addLayout(buttons)
         self.set_report(None)
 
-    def set_report(self, report: dict[str, Any] | None) -> None:
-        """Show a run's report; None clears the view and disables the buttons."""
-        report = report or {}
+    def set_report(self, report: CompressionReport | None) -> None:
+        """Show a run's (or a compression's) report; None clears the view and disables the buttons."""
         self._report = report
         self._show_prediction()
         self.model.set_rows(compare_rows(report) if report else [])
         self.headline.setText(headline(report) if report else "No compressed model yet")
-        self.subline.setText(self._subline(report) if report else
+        self.subline.setText(subline(report) if report else
                              "Run a plan to compare the compressed model with the original here.")
-        warnings = [str(w) for w in report.get("warnings") or []]
+        warnings = list(report.warnings) if report else []
         self.warnings.clear()
         self.warnings.addItems(warnings)
         self.warnings_title.setText(f"Warnings ({len(warnings)})")
         self.warnings.setVisible(bool(warnings))
         self.warnings_title.setVisible(bool(warnings))
-        self._set_layers(list(report.get("layers") or []))
+        self.bars.set_bars(*layer_bars(report))
         for button in (self.keep_button, self.save_button, self.discard_button):
-            button.setEnabled(bool(report))
+            button.setEnabled(report is not None)
 
     def set_prediction(self, prediction: Any) -> None:
         """What the sensitivity table predicts for the plan (None: nothing), shown next to the measurement."""
@@ -306,31 +205,9 @@ class CompareView(QWidget):
     def _show_prediction(self) -> None:
         from studio.gui.qt_sensitivity_plan import predicted_vs_measured
 
-        text = predicted_vs_measured(self._predicted, self._report)
+        text = predicted_vs_measured(self._predicted, self._report.to_dict() if self._report else {})
         self.prediction.setText(text)
         self.prediction.setVisible(bool(text))
 
-    @staticmethod
-    def _subline(report: dict[str, Any]) -> str:
-        parts = [str(report.get("model") or report.get("source") or "")]
-        if report.get("data"):
-            parts.append(f"evaluated on {report['data']}")
-        samples = (report.get("fidelity") or {}).get("samples")
-        if samples:
-            parts.append(f"fidelity on {samples} samples")
-        epochs = ((report.get("settings") or {}).get("finetune") or {}).get("epochs")
-        if epochs:
-            parts.append(f"fine-tuned {epochs} epoch{'s' if epochs != 1 else ''}")
-        if latency_is_simulated(report):
-            parts.append("latency is PyTorch's with simulated quantization: export to measure the runtime")
-        layers = per_layer(list(report.get("layers") or []))
-        if layers:
-            changed = sum(1 for layer in layers if not layer.get("skipped"))
-            parts.append(f"{changed} of {len(layers)} layer(s) changed")
-        return " · ".join(p for p in parts if p)
 
-    def _set_layers(self, layers: list[dict[str, Any]]) -> None:
-        self.bars.set_layers(layers)
-
-
-__all__ = ["CompareRow", "CompareTableModel", "CompareView", "abbreviate", "change_text", "compare_rows", "headline"]
+__all__ = ["CompareTableModel", "CompareView"]

@@ -17,15 +17,15 @@ from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, Q
 
 from studio.core.base.events import Finished, StageStarted, Warning
 from studio.core.pipelines.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
-from studio.core.pipelines.export.candidates import CANDIDATE_COLUMNS, candidate_table
 from studio.core.base.units import format_bytes
-from studio.gui.qt_export_tables import DASH, VERIFY_ROWS, _cell, _ms, _table, _title, verification_rows
+from studio.core.report.export import ExportReport
+from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, LATENCY_ROWS, VERIFY_ROWS,
+                                            candidate_rows, latency_rows, slower_message, speedup_text,
+                                            verification_rows)
+from studio.core.report.rows import DASH
+from studio.gui.qt_export_tables import _cell, _table, _title
 
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
-RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
-LATENCY_COLUMNS = ("1 thread\nmedian", "1 thread\np95", "2 threads\nmedian", "2 threads\np95")
-LATENCY_ROWS = (("runtime", "{runtime} (this file)"), ("runtime_fp32", "{runtime} fp32 file"),
-                ("pytorch", "PyTorch (compressed)"), ("pytorch_uncompressed", "PyTorch (uncompressed)"))
 
 
 class ExportPanel(QWidget):
@@ -298,19 +298,16 @@ class ExportPanel(QWidget):
         elif isinstance(event, Finished):
             self.show_result(event.result.path, event.result.report)
 
-    def show_result(self, path: Path, report: dict[str, Any]) -> None:
+    def show_result(self, path: Path, report: ExportReport) -> None:
         self._result_path = Path(path)
-        size = f" ({format_bytes(report['file_bytes'])})" if report.get("file_bytes") is not None else ""
-        self.stage_label.setText(f"Exported {self._result_path.name}{size}, verified in "
-                                 f"{RUNTIME_NAMES.get(report.get('format'), 'the runtime')}.")
+        self.stage_label.setText(f"Exported {self._result_path.name} ({format_bytes(report.file_bytes)}), verified in "
+                                 f"{report.runtime}.")
         self._fill_verification(report)
         self._fill_latency(report)
         self._fill_candidates(report)
-        if report.get("slower_than_fp32"):
-            from studio.core.pipelines.export.pipeline import slower_message
-
+        if report.slower_than_fp32:
             self._warn(slower_message(report))
-        elif report.get("slower_than_uncompressed"):
+        elif report.slower_than_uncompressed:
             self._warn("Slower than the uncompressed PyTorch model at batch 1 — compression saved size, "
                        "not time, on this runtime. Try another precision or format.")
         self.reveal_button.setEnabled(self._result_path.exists())
@@ -338,45 +335,30 @@ class ExportPanel(QWidget):
         self.choice_label.clear()
         self.candidates_box.hide()
 
-    def _fill_candidates(self, report: dict[str, Any]) -> None:
-        rows = candidate_table(report) if report.get("candidates") else []
+    def _fill_candidates(self, report: ExportReport) -> None:
+        rows = candidate_rows(report)
         self.candidates_table.setRowCount(len(rows))
         for r, row in enumerate(rows):
             for c, text in enumerate(row):
                 self.candidates_table.setItem(r, c, _cell(text, Qt.AlignmentFlag.AlignLeft if c == 0
                                                           else Qt.AlignmentFlag.AlignRight))
-        self.choice_label.setText(f"Choice: {report['choice']}" if report.get("choice") else "")
+        self.choice_label.setText(f"Choice: {report.choice}" if report.choice else "")
         self.candidates_table.updateGeometry()
         self.candidates_box.setVisible(bool(rows))
 
-    def _fill_verification(self, report: dict[str, Any]) -> None:
+    def _fill_verification(self, report: ExportReport) -> None:
         for row, (_, text) in enumerate(verification_rows(report)):
             self.results_table.setItem(row, 0, _cell(text))
 
-    def _fill_latency(self, report: dict[str, Any]) -> None:
-        runtime = RUNTIME_NAMES.get(report.get("format"), "Runtime")
-        latency = report.get("latency") or {}
-        self.latency_table.setVerticalHeaderLabels([label.format(runtime=runtime) for _, label in LATENCY_ROWS])
-        for row, (key, _) in enumerate(LATENCY_ROWS):
-            for column, (threads, stat) in enumerate((("1_thread", "median_ms"), ("1_thread", "p95_ms"),
-                                                     ("2_thread", "median_ms"), ("2_thread", "p95_ms"))):
-                value = (latency.get(threads) or {}).get(key, {}).get(stat)
-                self.latency_table.setItem(row, column, _cell(_ms(value)))
-        texts = []
-        for key, what in (("speedup_vs_fp32", f"the fp32 {runtime} file"), ("speedup_vs_pytorch", "PyTorch")):
-            speedup = report.get(key)
-            if speedup and not (key == "speedup_vs_fp32" and report.get("precision") == "fp32"):
-                word = "faster" if speedup >= 1 else "slower"
-                ratio = speedup if speedup >= 1 else 1 / speedup
-                texts.append(f"{ratio:.2f}× {word} than {what}")
-        if texts:
-            self.speedup_label.setText(f"This file is {' and '.join(texts)} (2 threads, median).")
+    def _fill_latency(self, report: ExportReport) -> None:
+        rows = latency_rows(report)
+        self.latency_table.setVerticalHeaderLabels([label for label, _ in rows])
+        for row, (_, cells) in enumerate(rows):
+            for column, text in enumerate(cells):
+                self.latency_table.setItem(row, column, _cell(text))
+        self.speedup_label.setText(speedup_text(report))
 
     def reveal(self) -> None:
         """Open the folder holding the exported file in the system file manager."""
         if self._result_path is not None:
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(self._result_path.parent)))
-
-    @property
-    def result_path(self) -> Path | None:
-        return self._result_path

@@ -1,43 +1,10 @@
-"""The export panel's tables: plain rows computed from the report (tests read them) and the
-fixed-height table widget that shows every row without scrolling."""
+"""The export panel's table widgets: fixed height, every row shown without scrolling; the rows
+themselves come from studio.core.report.export_rows."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QAbstractItemView, QHeaderView, QLabel, QSizePolicy, QTableWidget, QTableWidgetItem
-
-from studio.core.base.units import format_bytes, format_count, format_percent
-
-VERIFY_ROWS = ("Samples", "Max |diff|", "Cosine", "Top-1 agreement", "Accuracy", "File size", "Int8 mode")
-DASH = "—"
-
-
-def _ms(value: float | None) -> str:
-    return DASH if value is None else f"{value:.3f} ms"
-
-
-def _fraction(value: float | None) -> str:
-    return DASH if value is None else format_percent(value)
-
-
-def verification_rows(report: dict[str, Any]) -> list[tuple[str, str]]:
-    """(label, text) rows of the verification table; plain data so tests can read it."""
-    check = report.get("verification") or {}
-    max_abs, cosine = check.get("max_abs"), check.get("cosine")
-    labeled = check.get("labeled_samples") or check.get("samples")
-    accuracy = _fraction(check.get("accuracy"))
-    values = (
-        format_count(check["samples"]) if check.get("samples") is not None else DASH,
-        DASH if max_abs is None else f"{max_abs:.3g}",
-        DASH if cosine is None else f"{cosine:.6f}",
-        _fraction(check.get("top1_agreement")),
-        accuracy if accuracy == DASH else f"{accuracy} (n={labeled})",
-        format_bytes(report["file_bytes"]) if report.get("file_bytes") is not None else DASH,
-        report.get("int8_mode") or DASH,
-    )
-    return list(zip(VERIFY_ROWS, values))
 
 
 def _table(object_name: str, rows: int, columns: tuple[str, ...]) -> QTableWidget:

@@ -1,13 +1,12 @@
 """The compare view's per-layer chart: horizontal bars of size before and after (bytes at real
 bit widths, so quantization shows; parameters when a report has no bytes), readable at 100+
-layers: the layers that changed most get a bar, the rest one summed bar (zoom by scrolling,
-hover for details)."""
+layers: the bars come from studio.core.report.rows.layer_bars (the layers that changed most, the
+rest summed in one); zoom by scrolling, hover for details."""
 
 from __future__ import annotations
 
 import math
 from html import escape
-from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,9 +15,9 @@ from PySide6.QtGui import QFontMetrics
 from PySide6.QtWidgets import QWidget
 
 from studio.core.base.units import format_bytes, format_count
+from studio.core.report.rows import LayerBar
 
 BEFORE_COLOUR, AFTER_COLOUR = "#bdc1c6", "#2f6fde"
-MAX_BARS = 30  # more bars than this turn into a tangle; the rest are summed in one bar
 
 
 def abbreviate(name: str, limit: int = 28) -> str:
@@ -74,43 +73,6 @@ class CountAxis(pg.AxisItem):
         return [self.formatter(v * scale) if v >= 0 else "" for v in values]
 
 
-def top_layers(layers: list[dict[str, Any]], key: str, limit: int = MAX_BARS) -> list[dict[str, Any]]:
-    """The `limit - 1` layers whose `key` changed most, in their original order, then one entry
-    summing the others (so the chart's total stays the report's)."""
-    if len(layers) <= limit:
-        return layers
-    saving = {id(layer): abs(float(layer.get(f"{key}_before") or 0) - float(layer.get(f"{key}_after") or 0))
-              for layer in layers}
-    keep = {id(layer) for layer in sorted(layers, key=lambda layer: -saving[id(layer)])[:limit - 1]}
-    rest = [layer for layer in layers if id(layer) not in keep]
-    summed = {"name": f"{len(rest)} other layers", "techniques": [], "skipped": False,
-              "details": [f"{len(rest)} layers with smaller changes, summed"],
-              f"{key}_before": sum(float(layer.get(f"{key}_before") or 0) for layer in rest),
-              f"{key}_after": sum(float(layer.get(f"{key}_after") or 0) for layer in rest)}
-    return [layer for layer in layers if id(layer) in keep] + [summed]
-
-
-def per_layer(changes: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One entry per layer from the report's per-technique changes (a layer pruned, then
-    quantized appears twice there): parameters before the first change, after the last one."""
-    merged: dict[str, dict[str, Any]] = {}
-    for change in changes:
-        name = str(change.get("name", "?"))
-        entry = merged.get(name)
-        if entry is None:
-            merged[name] = {**change, "techniques": [] if change.get("skipped") else [change.get("technique", "")],
-                            "details": [f"{change.get('technique', '')}: {change.get('detail', '')}"]}
-            continue
-        entry["params_after"] = change.get("params_after")
-        if "bytes_after" in change:
-            entry["bytes_after"] = change["bytes_after"]
-        entry["skipped"] = bool(entry.get("skipped")) and bool(change.get("skipped"))
-        if not change.get("skipped"):
-            entry["techniques"].append(change.get("technique", ""))
-        entry["details"].append(f"{change.get('technique', '')}: {change.get('detail', '')}")
-    return list(merged.values())
-
-
 class LayerBars(pg.PlotWidget):
     """Original (grey) and compressed (blue) size per changed layer."""
 
@@ -118,7 +80,7 @@ class LayerBars(pg.PlotWidget):
         super().__init__(parent, background="w", axisItems={"left": LayerAxis(), "bottom": CountAxis("bottom")})
         self.setObjectName("layerBars")
         self.setMinimumWidth(280)
-        self.layers: list[dict[str, Any]] = []
+        self.layers: list[LayerBar] = []
         self.key = "bytes"
         item = self.getPlotItem()
         item.setLabel("bottom", "size", color="#5f6368")
@@ -136,11 +98,10 @@ class LayerBars(pg.PlotWidget):
         item.addItem(self.bars_after)
         self.scene().sigMouseMoved.connect(self._hover)
 
-    def set_layers(self, changes: list[dict[str, Any]]) -> None:
-        merged = per_layer(changes)
-        has_bytes = bool(merged) and all("bytes_before" in m and "bytes_after" in m for m in merged)
-        self.key = key = "bytes" if has_bytes else "params"
-        self.layers = layers = top_layers(merged, key)
+    def set_bars(self, key: str, layers: list[LayerBar]) -> None:
+        """`key`: "bytes" (real bit widths) or "params", as `layer_bars` chose."""
+        has_bytes = key == "bytes"
+        self.key, self.layers = key, layers
         axis_bottom = self.getPlotItem().getAxis("bottom")
         assert isinstance(axis_bottom, CountAxis)
         axis_bottom.formatter = format_bytes if has_bytes else format_count
@@ -148,13 +109,13 @@ class LayerBars(pg.PlotWidget):
                                     color="#5f6368")
         axis_bottom.setStyle(showValues=bool(layers))  # no layer changed: no meaningless 0…1 scale
         y = np.arange(len(layers), dtype=float)
-        before = np.array([float(layer.get(f"{key}_before") or 0) for layer in layers])
-        after = np.array([float(layer.get(f"{key}_after") or 0) for layer in layers])
+        before = np.array([layer.value(key, "before") for layer in layers])
+        after = np.array([layer.value(key, "after") for layer in layers])
         self.bars_before.setOpts(x0=0, y=y - 0.2, height=0.38, width=before)
         self.bars_after.setOpts(x0=0, y=y + 0.2, height=0.38, width=after)
         axis = self.getPlotItem().getAxis("left")
         assert isinstance(axis, LayerAxis)
-        axis.set_names([str(layer.get("name", "?")) for layer in layers])
+        axis.set_names([layer.name for layer in layers])
         item = self.getPlotItem()
         top = float(max(before.max(initial=0), after.max(initial=0))) or 1.0
         count = max(len(layers), 1)
@@ -174,12 +135,10 @@ class LayerBars(pg.PlotWidget):
             self.setToolTip("")
             return
         layer = self.layers[index]
-        lines = "<br>".join(escape(d) for d in layer["details"]) + (" (skipped)" if layer.get("skipped") else "")
+        lines = "<br>".join(escape(d) for d in layer.details) + (" (skipped)" if layer.skipped else "")
         figures = []
-        if "params_before" in layer:
-            figures.append(f"params {format_count(layer.get('params_before') or 0)} → "
-                           f"{format_count(layer.get('params_after') or 0)}")
-        if "bytes_before" in layer:
-            figures.append(f"size {format_bytes(layer.get('bytes_before') or 0)} → "
-                           f"{format_bytes(layer.get('bytes_after') or 0)}")
-        self.setToolTip(f"<b>{escape(str(layer.get('name', '?')))}</b><br>{lines}<br>" + "<br>".join(figures))
+        if layer.params_before is not None:
+            figures.append(f"params {format_count(layer.params_before)} → {format_count(layer.params_after or 0)}")
+        if layer.bytes_before is not None:
+            figures.append(f"size {format_bytes(layer.bytes_before)} → {format_bytes(layer.bytes_after or 0)}")
+        self.setToolTip(f"<b>{escape(layer.name)}</b><br>{lines}<br>" + "<br>".join(figures))

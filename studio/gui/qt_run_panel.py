@@ -8,7 +8,7 @@ calls `handle_event` on the GUI thread. Points and log lines are buffered and dr
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyqtgraph as pg
@@ -16,10 +16,14 @@ from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
 from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWidget
 
-from studio.core.base.events import Finished, LayerDone, Metric, Note, Progress, RunCancelled, StageStarted, Warning
+from studio.core.base.events import (EvaluationProgress, Finished, LayerDone, Metric, Note, Progress, RunCancelled,
+                                     StageStarted, Warning)
 from studio.core.base.units import format_bytes, format_count, format_percent
 from studio.gui.qt_run_settings import RunSettingsBox, named
 from studio.gui.qt_summary_strip import ElidedLabel
+
+if TYPE_CHECKING:
+    from studio.core.techniques.base import LayerChange
 
 STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
 FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
@@ -214,7 +218,7 @@ class RunPanel(QWidget):
         if isinstance(event, Metric):
             self._add_point(event.name, event.step, event.value)
         elif isinstance(event, Progress):
-            evaluating = event.message.startswith("evaluating")  # a pass over the data inside a stage: no ETA
+            evaluating = isinstance(event, EvaluationProgress)  # a pass over the data inside a stage: no ETA
             self._progress = (event.message if evaluating else self._stage, event.step, event.total)
             self._progress_eta = not evaluating
         elif isinstance(event, StageStarted):
@@ -230,13 +234,16 @@ class RunPanel(QWidget):
         elif isinstance(event, Note):
             self._log(event.message, "#5f6368")
         elif isinstance(event, Finished):
-            self._finished(getattr(event.result, "report", None) or {})
+            report = getattr(event.result, "report", None)
+            self._finished(report.to_dict() if report is not None else {})
             return
-        elif isinstance(event, RunCancelled):
-            self._log(f"cancelled during {event.stage}: {event.detail}", RED)
+        elif isinstance(event, RunCancelled):  # the pipeline's own words: what it had done when it stopped
+            self._log(event.detail, RED)
             self.flush()
+            self.progress.setRange(0, 100)
             self.progress.setFormat(f"cancelled · {self._stage or event.stage}")
-            self.stage_label.setText("Cancelled; the original model is unchanged")
+            self.stage_label.setText(event.detail[:1].upper() + event.detail[1:])
+            self.stage_label.setToolTip(event.detail)
             self.set_running(False)
             return
         if not self._timer.isActive():
@@ -264,9 +271,9 @@ class RunPanel(QWidget):
         ys.append(value)
         self._dirty.add(name)
 
-    def _log_change(self, change: Any) -> None:
-        name, technique = getattr(change, "name", "?"), getattr(change, "technique", "")
-        if getattr(change, "skipped", False):
+    def _log_change(self, change: LayerChange) -> None:
+        name, technique = change.name, change.technique
+        if change.skipped:
             self._log(f"  skipped {name} ({technique}): {change.detail}", GREY)
             return
         before, after = change.params_before, change.params_after

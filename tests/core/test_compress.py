@@ -59,7 +59,7 @@ def test_events_in_order_and_original_untouched(digits):
 
 def test_report_numbers_are_measured(digits):
     _, result = run(digits, DIGITS_PLAN)
-    report = result.report
+    report = result.report.to_dict()
     compressed = result.compressed
     assert report["before"]["params"] == sum(p.numel() for p in digits.module.parameters())
     assert report["after"]["params"] == sum(p.numel() for p in compressed.parameters())
@@ -109,7 +109,7 @@ def test_saved_folder_reopens_with_identical_outputs(digits, tmp_path):
     x = torch.randn(4, 1, 8, 8)
     with torch.no_grad():
         assert torch.equal(reopened.module(x), result.compressed(x))
-    assert inspect_model(reopened.module, reopened.input_spec).total_params == result.report["after"]["params"]
+    assert inspect_model(reopened.module, reopened.input_spec).total_params == result.report.to_dict()["after"]["params"]
     with pytest.raises(StudioError, match="already exists"):
         save_compressed(result, out)
     save_compressed(result, out, force=True)

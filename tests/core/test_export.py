@@ -39,7 +39,7 @@ def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accura
     events, result = _run(loaded, ExportRequest(fmt, out, precision), data)
     assert [e.name for e in events if isinstance(e, StageStarted)][-1] == "verify"
     report = json.loads(result.report_path.read_text())
-    assert report == result.report and result.path == out and out.stat().st_size == report["file_bytes"]
+    assert report == result.report.to_dict() and result.path == out and out.stat().st_size == report["file_bytes"]
     v = report["verification"]
     # the whole validation split (450 digits), never the training split static int8 calibrates on
     assert v["samples"] == v["labeled_samples"] == 450 and v["accuracy"] >= min_accuracy and v["top1_agreement"] >= 0.95
@@ -58,7 +58,8 @@ def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accura
 
 def _check_candidates(report, fmt):
     """auto measured every candidate on the held-out split and kept the fastest within 1 pt."""
-    from studio.core.pipelines.export.candidates import candidate_table
+    from studio.core.report.export import ExportReport
+    from studio.core.report.export_rows import candidate_rows
 
     rows = report["candidates"]
     assert {r["mode"] for r in rows} == {"static", "dynamic"} and len(rows) == 4
@@ -70,7 +71,7 @@ def _check_candidates(report, fmt):
     chosen = [r for r in rows if r.get("chosen")]
     assert len(chosen) == 1 and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in inside)
     assert report["int8_mode"] == chosen[0]["mode"] and "fastest" in report["choice"]
-    table = candidate_table(report)
+    table = candidate_rows(ExportReport.from_dict(report))
     assert len(table) == 5 and table[0][0] == "fp32" and sum(r[0].startswith("✔") for r in table) == 1
     assert all("(n=450)" in r[1] for r in table)
 
@@ -83,12 +84,12 @@ def test_int8_restricted_to_the_layers_the_plan_marked(digits, tmp_path):
     compressed = [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.compressed
     small = type(loaded)(compressed, "c", "c", "compressed", loaded.input_spec, extras=dict(loaded.extras))
     _, result = _run(small, ExportRequest("onnx", tmp_path / "c.onnx", "int8", int8_mode="dynamic"), data)
-    assert result.report["quantized_layers"] == ["classifier.1"]
-    assert "classifier.4" in result.report["float_layers"] and "classifier.1" not in result.report["float_layers"]
+    assert result.report.to_dict()["quantized_layers"] == ["classifier.1"]
+    assert "classifier.4" in result.report.to_dict()["float_layers"] and "classifier.1" not in result.report.to_dict()["float_layers"]
     graph = onnx.load(str(tmp_path / "c.onnx")).graph
     integer_ops = [n for n in graph.node if n.op_type in ("MatMulInteger", "ConvInteger", "DynamicQuantizeLinear")]
     assert integer_ops and not any(n.op_type == "ConvInteger" for n in graph.node)
-    assert result.report["verification"]["accuracy"] >= 0.97
+    assert result.report.to_dict()["verification"]["accuracy"] >= 0.97
 
 
 def test_int8_onnx_has_batchnorm_folded_and_keeps_marked_layers_float(digits, tmp_path):
@@ -105,10 +106,10 @@ def test_int8_onnx_has_batchnorm_folded_and_keeps_marked_layers_float(digits, tm
     assert "BatchNormalization" not in ops and "QuantizeLinear" in ops
     first = next(n for n in graph.node if n.op_type == "Conv" and "features.0.0" in n.input[1])
     assert first.input[1] == "model.features.0.0.weight"  # float weight, not a DequantizeLinear output
-    assert result.report["float_layers"] == ["features.0.0"]
-    assert result.report["calibration"] == {"method": "percentile", "samples": 64, "split": "train",
+    assert result.report.to_dict()["float_layers"] == ["features.0.0"]
+    assert result.report.to_dict()["calibration"] == {"method": "percentile", "samples": 64, "split": "train",
                                             "runtime_method": "percentile 99.999"}
-    assert result.report["verification"]["accuracy"] >= 0.97
+    assert result.report.to_dict()["verification"]["accuracy"] >= 0.97
 
 
 def test_onnx_nodes_map_to_module_names(digits, tmp_path):
@@ -178,12 +179,12 @@ def tiny_bert_classifier():
 @pytest.mark.parametrize("fmt", ["onnx", "tflite"])
 def test_bert_style_classifier_exports(tiny_bert_classifier, tmp_path, fmt):
     _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b.{fmt}", "fp32", samples=8), None)
-    v = result.report["verification"]
+    v = result.report.to_dict()["verification"]
     assert v["max_abs"] < 1e-3 and v["top1_agreement"] == 1.0
     _, result = _run(tiny_bert_classifier, ExportRequest(fmt, tmp_path / f"b8.{fmt}", "int8", int8_mode="dynamic", samples=8),
                      None)
-    assert result.report["int8_mode"] == "dynamic" and len(result.report["candidates"]) == 1
-    assert result.report["verification"]["cosine"] > 0.98
+    assert result.report.to_dict()["int8_mode"] == "dynamic" and len(result.report.to_dict()["candidates"]) == 1
+    assert result.report.to_dict()["verification"]["cosine"] > 0.98
 
 
 def test_onnx_sequence_axis_is_dynamic(tiny_bert_classifier, tmp_path):

@@ -42,7 +42,7 @@ def test_diverging_loss_backs_off_from_the_last_good_weights(digits):
     """lr 1.0 explodes at once: the run goes back, lowers the rate, and still ends finite and no worse."""
     loaded, data = digits
     events = list(run(loaded, PLAN, data, FinetuneSettings(epochs=1, lr=1.0, max_steps=30, eval_interval=10)))
-    report = _finish(events).report
+    report = _finish(events).report.to_dict()
     warnings = [e.message for e in events if isinstance(e, Warning) and "diverged" in e.message]
     assert report["finetune"]["backoffs"] == len(warnings) >= 1
     assert report["finetune"]["final_lr"] == pytest.approx(0.1 ** len(warnings))
@@ -75,10 +75,10 @@ def test_a_worse_model_is_never_kept(digits, monkeypatch):
                                                            patience=0)))
     result = _finish(events)
     accuracies = [e.value for e in events if isinstance(e, Metric) and e.name == "val/accuracy" and e.step > 0]
-    assert accuracies[:-1] and max(accuracies[:-1]) < start.report["after"]["accuracy"]  # every evaluation was worse
-    assert accuracies[-1] == start.report["after"]["accuracy"]  # the charts end on the kept (starting) weights
-    assert result.report["finetune"]["kept"] == "start" and not result.report["finetune"]["improved"]
-    assert result.report["after"]["accuracy"] == start.report["after"]["accuracy"]
+    assert accuracies[:-1] and max(accuracies[:-1]) < start.report.to_dict()["after"]["accuracy"]  # every evaluation was worse
+    assert accuracies[-1] == start.report.to_dict()["after"]["accuracy"]  # the charts end on the kept (starting) weights
+    assert result.report.to_dict()["finetune"]["kept"] == "start" and not result.report.to_dict()["finetune"]["improved"]
+    assert result.report.to_dict()["after"]["accuracy"] == start.report.to_dict()["after"]["accuracy"]
     assert any(isinstance(e, Warning) and "never beat the starting accuracy" in e.message for e in events)
     kept, before = result.model.state_dict(), start.model.state_dict()
     assert all(torch.equal(kept[k], before[k]) for k in before)
@@ -100,12 +100,12 @@ def _scripted(monkeypatch, accuracies):
 
 def test_best_checkpoint_is_the_one_kept(digits, monkeypatch):
     loaded, data = digits
-    start = _finish(list(run(loaded, PLAN, data, FinetuneSettings(epochs=0)))).report["after"]["accuracy"]
+    start = _finish(list(run(loaded, PLAN, data, FinetuneSettings(epochs=0)))).report.to_dict()["after"]["accuracy"]
     seen = _scripted(monkeypatch, [start + 0.01, start + 0.05, start + 0.02, start + 0.03])
     events = list(run(loaded, PLAN, data, FinetuneSettings(epochs=1, max_steps=40, eval_interval=10, patience=0)))
     result = _finish(events)
-    assert result.report["finetune"]["best_step"] == 20 and result.report["finetune"]["kept"] == "best"
-    assert result.report["after"]["accuracy"] == pytest.approx(start + 0.05)
+    assert result.report.to_dict()["finetune"]["best_step"] == 20 and result.report.to_dict()["finetune"]["kept"] == "best"
+    assert result.report.to_dict()["after"]["accuracy"] == pytest.approx(start + 0.05)
     best = [(e.step, e.value) for e in events if isinstance(e, Metric) and e.name == "best/accuracy"]
     assert best == [(10, pytest.approx(start + 0.01)), (20, pytest.approx(start + 0.05))]  # the charts' marks
     final = predict(result.model, data)  # the kept weights are exactly those evaluated at step 20
@@ -115,7 +115,7 @@ def test_best_checkpoint_is_the_one_kept(digits, monkeypatch):
 def test_early_stop_after_patience_evaluations_without_improvement(digits, monkeypatch):
     loaded, data = digits
     _scripted(monkeypatch, [0.995, 0.99, 0.99, 0.99, 0.99, 0.99])
-    report = _finish(list(run(loaded, PLAN, data, FinetuneSettings(epochs=2, eval_interval=5, patience=2)))).report
+    report = _finish(list(run(loaded, PLAN, data, FinetuneSettings(epochs=2, eval_interval=5, patience=2)))).report.to_dict()
     assert report["finetune"]["stopped"] == "early stop"
     assert report["finetune"]["steps"] == 15 and report["finetune"]["best_step"] == 5
 

@@ -33,7 +33,7 @@ def test_finetune_on_cuda_recovers_and_leaves_the_original():
     assert "on cuda" in finetune.detail
     result = events[-1]
     assert isinstance(result, Finished)
-    report, student = result.result.report, result.result.model
+    report, student = result.result.report.to_dict(), result.result.model
     assert report["settings"]["device"] == "cuda"
     assert all(p.device.type == "cpu" for p in student.parameters())
     assert all(p.device.type == "cpu" for p in loaded.module.parameters())

@@ -53,7 +53,7 @@ def _measured(module, spec, plan):
     from studio.core.model.loaded_model import LoadedModel
 
     loaded = LoadedModel(module=module, name="m", source="m", kind="test", input_spec=spec)
-    return [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.report["after"]
+    return [e for e in compress(loaded, plan) if isinstance(e, Finished)][0].result.report.to_dict()["after"]
 
 
 def test_structured_projection_counts_coupled_layers_like_the_run():

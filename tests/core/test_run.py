@@ -40,7 +40,7 @@ def test_events_in_order_and_report(digits):
     losses = [e for e in events if isinstance(e, Metric) and e.name == "train/loss"]
     assert len(losses) == len(steps)
     assert {e.step for e in events if isinstance(e, Metric) and e.name == "val/accuracy"} >= {0, 20, 40, len(steps)}
-    report = _final(events).report
+    report = _final(events).report.to_dict()
     assert report["before"]["accuracy"] == pytest.approx(0.9911, abs=1e-3)
     assert {"accuracy", "loss", "latency_ms"} <= report["after"].keys()
     assert report["settings"]["finetune"]["epochs"] == 1 and report["data"] == "digits"
@@ -55,8 +55,8 @@ def test_events_in_order_and_report(digits):
 
 def test_distillation_recovers_accuracy(digits):
     loaded, data = digits
-    none = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=0)))).report["after"]["accuracy"]
-    kd = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=3, distill=True)))).report["after"]["accuracy"]
+    none = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=0)))).report.to_dict()["after"]["accuracy"]
+    kd = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=3, distill=True)))).report.to_dict()["after"]["accuracy"]
     assert none < 0.3  # 90% of weights gone: the model is broken without fine-tuning
     assert kd > none + 0.4  # measured: ~0.10 → ~0.86
 
@@ -64,8 +64,8 @@ def test_distillation_recovers_accuracy(digits):
 def test_runs_are_deterministic(digits):
     loaded, data = digits
     settings = FinetuneSettings(epochs=1, max_steps=10)
-    a = _final(list(run(loaded, AGGRESSIVE, data, settings))).report["history"]
-    b = _final(list(run(loaded, AGGRESSIVE, data, settings))).report["history"]
+    a = _final(list(run(loaded, AGGRESSIVE, data, settings))).report.to_dict()["history"]
+    b = _final(list(run(loaded, AGGRESSIVE, data, settings))).report.to_dict()["history"]
     assert a == b
 
 
@@ -107,7 +107,7 @@ def test_unlabeled_data_reports_fidelity_only(digits):
     loaded, _ = digits
     data = open_dataset("random", loaded)
     assert not data.labeled
-    report = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=1)))).report
+    report = _final(list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=1)))).report.to_dict()
     assert "accuracy" not in report["after"] and report["fidelity"]["kl"] is not None
     with pytest.raises(StudioError, match="no labels"):
         list(run(loaded, AGGRESSIVE, data, FinetuneSettings(epochs=1, distill=False)))

@@ -65,11 +65,11 @@ def test_params_target_is_met_and_beats_the_uniform_plan(digits_sweep):
 
     loaded, data, result = digits_sweep
     uniform = CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.5}}]})
-    report = next(e.result for e in compress(loaded, uniform, batches=[]) if isinstance(e, Finished)).report
+    report = next(e.result for e in compress(loaded, uniform, batches=[]) if isinstance(e, Finished)).report.to_dict()
     kept = report["after"]["nonzero_params"] / report["before"]["nonzero_params"]
     fitted = fit_to_target(result, loaded, Target("params", kept))
     assert fitted.met and fitted.solver.startswith("exact DP")
-    applied = next(e.result for e in compress(loaded, fitted.plan, batches=[]) if isinstance(e, Finished)).report
+    applied = next(e.result for e in compress(loaded, fitted.plan, batches=[]) if isinstance(e, Finished)).report.to_dict()
     assert applied["after"]["nonzero_params"] <= kept * applied["before"]["nonzero_params"] + 1
     mine = _measured(loaded, data, fitted.plan, result.samples)["measured_drop"]
     theirs = _measured(loaded, data, uniform, result.samples)["measured_drop"]

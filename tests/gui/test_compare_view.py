@@ -6,6 +6,8 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+from dataclasses import replace  # noqa: E402
+
 import pytest  # noqa: E402
 from PySide6.QtCore import Qt  # noqa: E402
 
@@ -13,7 +15,7 @@ from studio.core.base.units import format_bytes, format_count, format_flops, for
 
 
 @pytest.fixture(scope="module")
-def report(digits_run_events) -> dict:
+def report(digits_run_events):
     return digits_run_events[-1].result.report
 
 
@@ -35,7 +37,7 @@ def test_table_shows_formatted_figures(view, report, qtmodeltester):
     qtmodeltester.check(view.model)
     assert view.table.objectName() == "compareTable"
     rows = _table(view)
-    before, after = report["before"], report["after"]
+    before, after = report.to_dict()["before"], report.to_dict()["after"]
     assert rows["Params"][:2] == [format_count(before["params"]), format_count(after["params"])]
     assert rows["Non-zero params"][1] == format_count(after["nonzero_params"])
     assert rows["Size"][0] == format_bytes(before["bytes"])
@@ -43,7 +45,7 @@ def test_table_shows_formatted_figures(view, report, qtmodeltester):
     assert rows["FLOPs"][0] == format_flops(before["flops"])
     assert rows["Accuracy"][:2] == [format_percent(before["accuracy"]), format_percent(after["accuracy"])]
     assert {"Loss", "Latency (ms)", "Top-1 agreement", "Cosine", "Max |diff|", "KL"} <= set(rows)
-    assert rows["Top-1 agreement"][1] == format_percent(report["fidelity"]["top1_agreement"])
+    assert rows["Top-1 agreement"][1] == format_percent(report.fidelity.top1_agreement)
     # 90% pruning: fewer non-zero params (green, negative), lower accuracy (red, negative)
     assert rows["Non-zero params"][2].startswith("−") and rows["Accuracy"][2].startswith("−")
     model = view.table.model()
@@ -56,7 +58,7 @@ def test_table_shows_formatted_figures(view, report, qtmodeltester):
 
 def test_bars_one_per_layer_per_series(view, report):
     view.set_report(report)
-    layers = report["layers"]
+    layers = report.to_dict()["layers"]
     assert view.bars.objectName() == "layerBars"
     assert view.bars.key == "bytes"  # real bit widths, so quantization shows
     for bars, key in ((view.bars_before, "bytes_before"), (view.bars_after, "bytes_after")):
@@ -74,7 +76,7 @@ def test_quantized_layer_shows_its_real_bytes(digits_tree):
 
     loaded = load_model(LoadRequest("sample:digits-cnn"))
     plan = CompressionPlan.from_dict({"rules": [{"layers": "classifier.1", "quantize": {"dtype": "int8"}}]})
-    report = list(compress(loaded, plan))[-1].result.report
+    report = list(compress(loaded, plan))[-1].result.report.to_dict()
     row = next(r for r in report["layers"] if r["name"] == "classifier.1")
     linear = loaded.module.get_submodule("classifier.1")
     out_features, in_features = linear.weight.shape
@@ -84,33 +86,33 @@ def test_quantized_layer_shows_its_real_bytes(digits_tree):
 
 
 def test_many_layers_become_top_bars_and_one_sum(qtbot):
-    from studio.gui.qt_layer_bars import MAX_BARS, LayerBars
+    from studio.core.report.compression import LayerRow
+    from studio.core.report.rows import MAX_BARS, per_layer, top_layers
+    from studio.gui.qt_layer_bars import LayerBars
 
-    changes = [{"name": f"l{i}", "technique": "quantize", "detail": "int8", "params_before": 10, "params_after": 10,
-                "bytes_before": 1000 + i, "bytes_after": 250} for i in range(100)]
+    changes = [LayerRow(f"l{i}", "quantize", "int8", 10, 10, bytes_before=1000 + i, bytes_after=250) for i in range(100)]
     bars = LayerBars()
     qtbot.addWidget(bars)
-    bars.set_layers(changes)
-    assert len(bars.layers) == MAX_BARS and bars.layers[-1]["name"] == f"{100 - MAX_BARS + 1} other layers"
-    assert sum(bars.bars_before.opts["width"]) == sum(c["bytes_before"] for c in changes)
-    assert [layer["name"] for layer in bars.layers[:-1]] == [f"l{i}" for i in range(100 - MAX_BARS + 1, 100)]
-    bars.set_layers([])
+    bars.set_bars("bytes", top_layers(per_layer(changes), "bytes"))
+    assert len(bars.layers) == MAX_BARS and bars.layers[-1].name == f"{100 - MAX_BARS + 1} other layers"
+    assert sum(bars.bars_before.opts["width"]) == sum(c.bytes_before for c in changes)
+    assert sum(bars.bars_after.opts["width"]) == 250 * len(changes)
+    assert [layer.name for layer in bars.layers[:-1]] == [f"l{i}" for i in range(100 - MAX_BARS + 1, 100)]
+    bars.set_bars("params", [])
     assert not bars.getPlotItem().getAxis("bottom").style["showValues"]
 
 
 def test_a_layer_changed_twice_is_one_bar():
-    from studio.gui.qt_layer_bars import per_layer
+    from studio.core.report.compression import LayerRow
+    from studio.core.report.rows import per_layer
 
-    changes = [{"name": "fc", "technique": "prune", "detail": "structured 50%", "params_before": 100, "params_after": 50},
-               {"name": "conv", "technique": "quantize", "detail": "int8", "params_before": 30, "params_after": 30},
-               {"name": "fc", "technique": "quantize", "detail": "int8", "params_before": 50, "params_after": 50},
-               {"name": "head", "technique": "lowrank", "detail": "no saving", "params_before": 9, "params_after": 9,
-                "skipped": True}]
+    changes = [LayerRow("fc", "prune", "structured 50%", 100, 50), LayerRow("conv", "quantize", "int8", 30, 30),
+               LayerRow("fc", "quantize", "int8", 50, 50), LayerRow("head", "lowrank", "no saving", 9, 9, skipped=True)]
     merged = per_layer(changes)
-    assert [m["name"] for m in merged] == ["fc", "conv", "head"]
-    assert (merged[0]["params_before"], merged[0]["params_after"]) == (100, 50)
-    assert merged[0]["techniques"] == ["prune", "quantize"] and len(merged[0]["details"]) == 2
-    assert merged[2]["skipped"] and merged[2]["techniques"] == []
+    assert [m.name for m in merged] == ["fc", "conv", "head"]
+    assert (merged[0].params_before, merged[0].params_after) == (100, 50)
+    assert merged[0].techniques == ("prune", "quantize") and len(merged[0].details) == 2
+    assert merged[2].skipped and merged[2].techniques == ()
 
 
 def test_buttons_emit_and_none_disables(qtbot, view, report):
@@ -129,27 +131,34 @@ def test_buttons_emit_and_none_disables(qtbot, view, report):
 
 
 def test_warnings_listed(view, report):
-    view.set_report({**report, "warnings": ["classifier.4: too small to factorize"]})
+    view.set_report(replace(report, warnings=("classifier.4: too small to factorize",)))
     assert view.warnings.count() == 1 and not view.warnings.isHidden()
     view.set_report(report)
     assert view.warnings.isHidden()
 
 
 def test_change_text_and_headline():
-    from studio.gui.qt_compare_view import abbreviate, change_text, compare_rows, headline
+    from studio.core.report.compression import CompressionReport, RunReport
+    from studio.core.report.rows import change_text, compare_rows, headline
+    from studio.gui.qt_layer_bars import abbreviate
 
     assert change_text(100, 38) == "−62.0%"
     assert change_text(100, 100) == "±0%"
     assert change_text(1, 3) == "3.0×"
     assert change_text(0.991, 0.987, "pp") == "−0.4 pp"
-    report = {"before": {"bytes": 3.8e6, "flops": 1.9e9, "accuracy": 0.991},
-              "after": {"bytes": 1e6, "flops": 1e9, "accuracy": 0.987}}
+    side = {"params": 10, "nonzero_params": 10, "compressed_bytes": 5}
+    plain = {"model": "m", "source": "m", "input_spec": "1x4 float32", "recipe": {}, "ratios": {},
+             "fidelity": {"max_abs": 0.1, "cosine": 0.99, "top1_agreement": None, "samples": 0},
+             "before": {**side, "bytes": 3.8e6, "flops": 1.9e9, "accuracy": 0.991},
+             "after": {**side, "bytes": 1e6, "flops": 1e9, "accuracy": 0.987}}
+    report = CompressionReport.from_dict(plain)
     assert headline(report) == "3.8× smaller · accuracy 99.1% → 98.7% · 1.9× fewer FLOPs"
-    noisy = {**report, "latency": {"same_speed": True, "speedup": 1.4}}  # an interval that contains 1
+    timing = {"before_ms": 1.0, "after_ms": 1.0, "speedup_low": 0.5, "speedup_high": 3.0, "runs": 21}
+    noisy = RunReport.from_dict({**plain, "latency": {**timing, "same_speed": True, "speedup": 1.4}})  # interval holds 1
     assert headline(noisy).endswith("· same speed")
-    faster = {**report, "latency": {"same_speed": False, "speedup": 2.04}}
+    faster = RunReport.from_dict({**plain, "latency": {**timing, "same_speed": False, "speedup": 2.04}})
     assert headline(faster).endswith("· 2.0× faster")
-    verdicts = {row.metric: row.verdict for row in compare_rows(report)}
+    verdicts = {row.metric: row.verdict for row in compare_rows(report) if row.verdict}
     assert verdicts == {"Size": 1, "FLOPs": 1, "Accuracy": -1}
     assert abbreviate("encoder.layer.11.attention.self.query") == "e.l.11.attention.self.query"
     assert len(abbreviate("x" * 80)) <= 28

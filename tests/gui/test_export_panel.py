@@ -6,7 +6,7 @@ import os
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import copy  # noqa: E402
+from dataclasses import replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QMessageBox  # noqa: E402
 from studio.core.base.events import Finished, StageStarted, Warning  # noqa: E402
 from studio.core.pipelines.export import ExportRequest, ExportResult  # noqa: E402
 from studio.core.base.units import format_bytes  # noqa: E402
+from studio.core.report.rows import format_ms  # noqa: E402
 from studio.gui.qt_export_panel import ExportPanel  # noqa: E402
 
 
@@ -119,12 +120,12 @@ def test_real_export_events_fill_tables(qtbot, panel, digits_events, monkeypatch
         if isinstance(event, StageStarted):
             assert event.name.capitalize() in panel.stage_label.text()
     panel.set_busy(False)
-    report = digits_events[-1].result.report
+    report = digits_events[-1].result.report.to_dict()
     results = _cells(panel.results_table)
     assert format_bytes(report["file_bytes"]) in results
     assert str(report["verification"]["samples"]) in results
     latency = _cells(panel.latency_table)
-    assert f"{report['latency']['1_thread']['runtime']['median_ms']:.3f} ms" in latency
+    assert format_ms(report['latency']['1_thread']['runtime']['median_ms']) in latency
     assert "—" not in latency
     assert panel.latency_table.verticalHeaderItem(0).text() == "ONNX Runtime (this file)"
     assert panel.latency_table.verticalHeaderItem(1).text() == "ONNX Runtime fp32 file"
@@ -140,8 +141,7 @@ def test_real_export_events_fill_tables(qtbot, panel, digits_events, monkeypatch
 
 def test_slower_than_uncompressed_shows_banner(panel, digits_events):
     finished = digits_events[-1]
-    report = copy.deepcopy(finished.result.report)
-    report["slower_than_uncompressed"] = True
+    report = replace(finished.result.report, slower_than_uncompressed=True)
     panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, report)))
     assert panel.banner.isVisible()
     assert "Slower than the uncompressed" in panel.banner.text()
@@ -160,10 +160,11 @@ def test_warning_event_and_error(panel):
 def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events):
     """The table shows the rows core computes (fp32 + every candidate, the winner marked), and
     an int8 file slower than the fp32 file of the same runtime is a prominent warning."""
-    from studio.core.pipelines.export.candidates import candidate_table
+    from studio.core.report.export import ExportReport
+    from studio.core.report.export_rows import candidate_rows
 
     finished = digits_events[-1]
-    report = copy.deepcopy(finished.result.report)
+    report = finished.result.report.to_dict()
     fp32 = dict(report["fp32"], latency_ms=1.0, accuracy=0.99)
     rows = [dict(fp32, label="static", mode="static", latency_ms=1.6, speed_vs_fp32=0.625, size_vs_fp32=0.3,
                  within_budget=True, chosen=True),
@@ -173,9 +174,10 @@ def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events)
     latency["runtime"]["median_ms"], latency["runtime_fp32"]["median_ms"] = 1.6, 1.0
     report.update(precision="int8", int8_mode="static", fp32=fp32, candidates=rows, slower_than_fp32=True,
                   speedup_vs_fp32=0.625, choice="static: the fastest of 2 candidate(s) within the budget")
-    panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, report)))
+    typed = ExportReport.from_dict(report)
+    panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, typed)))
     assert panel.candidates_box.isVisible()
-    expected = candidate_table(report)
+    expected = candidate_rows(typed)
     assert len(expected) == 3 and expected[1][0] == "✔ static"
     assert _cells(panel.candidates_table) == [c for row in expected for c in row]
     assert f"(n={report['fp32']['samples']})" in expected[0][1]

@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from PySide6.QtWidgets import QMessageBox
 
 from studio.core.plan import CompressionPlan
 from studio.core.base.resources import resource
@@ -47,7 +48,7 @@ def test_start_charts_finish_and_compare(qtbot, digits_window):
     qtbot.waitUntil(lambda: compare.model.rowCount() > 0, timeout=240000)
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
 
-    report = window.run.result.report
+    report = window.run.result.report.to_dict()
     steps, losses = panel.curve_points("train/loss")
     assert len(steps) >= 10 and all(loss > 0 for loss in losses)  # one point per fine-tuning step
     accuracy = panel.curve_points("val/accuracy")[1]
@@ -72,10 +73,44 @@ def test_cancel_mid_run_keeps_original(qtbot, digits_window):
     assert panel.cancel_button.text() == "Cancelling…"
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
     assert not window.run.runner.busy
-    assert "cancelled" in panel.log.toPlainText()
+    # the pipeline's own RunCancelled reaches the panel: it says how far fine-tuning got
+    log = panel.log.toPlainText()
+    assert "cancelled during finetune after " in log and "fine-tuning steps; the original model is unchanged" in log
+    assert panel.stage_label.text().startswith("Cancelled during finetune after ")
     assert window.run.result is None and window.run.compare.model.rowCount() == 0
     assert_unchanged(original, weights)
     assert window.opened.loaded.module is original
+
+
+def test_opening_during_a_run_asks_then_cancels_it_first(qtbot, digits_window, monkeypatch):
+    """One job at a time: Reload during a run asks; No keeps the run, Yes cancels it (the panel
+    shows the core's message) and only then loads the model again."""
+    window = digits_window
+    original = window.opened
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    asked: list[str] = []
+
+    def question(parent, title, text, *args):
+        asked.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+    panel = prepare(window, epochs=50)
+    panel.run_button.click()
+    qtbot.waitUntil(lambda: len(panel.curve_points("train/loss")[0]) >= 2, timeout=240000)
+    run = window.runner.current
+    window.reload()
+    assert asked == ["The run is still running.\n\nCancel it to open sample:digits-cnn?"]
+    assert window.runner.current is run and not run.outcome and panel.cancel_button.isEnabled()
+    order: list[str] = []
+    run.ended.connect(lambda outcome: order.append(f"run {outcome}"))
+    window.modelShown.connect(lambda: order.append("model shown"))
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.reload()
+    assert order == ["run cancelled", "model shown"]
+    assert "cancelled during finetune after " in panel.log.toPlainText()
+    assert window.opened is not original and window.opened.loaded.module is not original.loaded.module
+    assert panel.run_button.isEnabled() and window.run.result is None
 
 
 def test_close_during_run_cancels_and_joins(qtbot, digits_window):
@@ -95,8 +130,8 @@ def test_keep_and_save_the_result(qtbot, digits_window, tmp_path):
     panel.run_button.click()
     qtbot.waitUntil(lambda: window.run.result is not None, timeout=240000)
     qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=10000)
-    params_after = window.run.result.report["after"]["params"]
-    bytes_after = window.run.result.report["after"]["bytes"]
+    params_after = window.run.result.report.to_dict()["after"]["params"]
+    bytes_after = window.run.result.report.to_dict()["after"]["bytes"]
 
     window.run.save_result(str(tmp_path / "small"))
     qtbot.waitUntil(lambda: (tmp_path / "small" / "report.json").exists(), timeout=60000)

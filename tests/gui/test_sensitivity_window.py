@@ -9,6 +9,7 @@ import json
 import pytest
 import torch
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QMessageBox
 
 from studio.core.plan.resolve import resolve
 from studio.core.techniques.pruning import PruneConfig
@@ -46,13 +47,11 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
     controller, panel = start(qtbot, window, tmp_path)
     seen: list[int] = []  # cells in the table at each (throttled) repaint
     controller.model.cellsChanged.connect(lambda: seen.append(controller.model.done))
-    assert not window.run.run_panel.run_button.isEnabled()  # one job at a time: no run during a sweep
-    assert not window.run.export_panel.export_button.isEnabled()
-    assert not window.spec_action.isEnabled()  # no re-tracing of the model while its layers are swapped
+    assert window.runner.current.job.kind == "sweep"  # one job at a time: another start would ask first
     qtbot.waitUntil(lambda: controller.result is not None, timeout=300000)
     qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=10000)
     assert window.run.run_panel.run_button.isEnabled() and window.run.export_panel.export_button.isEnabled()
-    assert window.spec_action.isEnabled()
+    assert window.spec_action.isEnabled() and not window.runner.busy
 
     result, model = controller.result, controller.model
     assert [s.label for s in result.settings] == ["prune 50%", "prune 90%", "int8"]
@@ -111,10 +110,9 @@ def test_sweep_fills_heatmap_click_undo_and_fit(qtbot, digits_window, tmp_path):
     window.run.run_panel.data_combo.setEditText("digits")
     window.run.run_panel.epochs.setValue(0)
     window.run.run_panel.run_button.click()
-    assert not panel.start_button.isEnabled()  # and no sweep while the run is busy
     compare = window.run.compare
     qtbot.waitUntil(lambda: compare.model.rowCount() > 0 and not window.run.runner.busy, timeout=300000)
-    report = window.run.result.report
+    report = window.run.result.report.to_dict()
     measured = 100 * (report["before"]["accuracy"] - report["after"]["accuracy"])
     text = compare.prediction.text()
     assert compare.prediction.isVisible() and f"measured <b>{measured:.1f} pp</b>" in text
@@ -153,25 +151,37 @@ def test_cancel_mid_sweep(qtbot, digits_window, tmp_path):
     qtbot.waitUntil(lambda: panel.start_button.isEnabled(), timeout=60000)
     assert controller.result is None and not window.run.runner.busy
     assert panel.progress.format() == "cancelled"
+    assert " cells measured; run again to resume" in panel.status.text()  # the sweep's own RunCancelled
     assert 0 < controller.model.done < controller.model.rowCount() * len(controller.model.settings)
     assert window.run.run_panel.run_button.isEnabled()
 
 
-def test_start_disabled_while_a_run_is_busy(qtbot, digits_window):
+def test_a_sweep_during_a_run_asks_to_cancel_the_run_first(qtbot, digits_window, tmp_path, monkeypatch):
     window = digits_window
-    panel = window.sensitivity.panel
-    assert panel.start_button.isEnabled()
+    answers = [QMessageBox.StandardButton.No, QMessageBox.StandardButton.Yes]
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(lambda *args: answers.pop(0)))
     window.plan.document.set_plan(window.plan.document.plan.from_dict(
         {"rules": [{"layers": "*", "prune": {"mode": "unstructured", "amount": 0.5}}]}))
-    window.run.run_panel.data_combo.setEditText("digits")
-    window.run.run_panel.epochs.setValue(50)
-    window.run.run_panel.run_button.click()
-    assert window.run.runner.busy and not panel.start_button.isEnabled()
-    window.sensitivity.start()  # ignored while the run is busy
-    assert window.sensitivity._job == ""
-    window.run.cancel()
-    qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=60000)
-    assert panel.start_button.isEnabled()
+    run_panel = window.run.run_panel
+    run_panel.data_combo.setEditText("digits")
+    run_panel.epochs.setValue(50)
+    run_panel.run_button.click()
+    qtbot.waitUntil(lambda: len(run_panel.curve_points("train/loss")[0]) >= 1, timeout=240000)
+    run = window.runner.current
+    controller = window.sensitivity
+    controller.cache_dir = tmp_path / "cache"
+    controller.panel.data_combo.setEditText("digits")
+    assert controller.panel.start_button.isEnabled()  # enabled: pressing it asks
+    controller.start()  # No: the run goes on, no sweep
+    assert window.runner.current is run and controller._job == "" and len(answers) == 1
+    controller.start()  # Yes: the run is cancelled first, then the sweep starts
+    assert controller._job == "sweep" and window.runner.current.job.kind == "sweep"
+    qtbot.waitUntil(lambda: run.outcome == "cancelled", timeout=60000)
+    assert "cancelled during" in run_panel.log.toPlainText() and run_panel.run_button.isEnabled()
+    qtbot.waitUntil(lambda: controller.model.done >= 1, timeout=300000)
+    controller.cancel()
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=60000)
+    assert controller._job == "" and controller.panel.start_button.isEnabled()
 
 
 def test_saved_table_opens_and_a_new_model_clears_it(qtbot, digits_window, tmp_path):

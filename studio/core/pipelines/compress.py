@@ -4,8 +4,8 @@ cancellable generator of events shared by the CLI, the tests and the window."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator
+from dataclasses import dataclass, replace
+from typing import Iterator
 
 from torch import nn
 
@@ -20,6 +20,7 @@ from studio.core.model.measure import fidelity, figures, stored_bytes
 from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import Assignments, resolve
+from studio.core.report.compression import CompressionReport, LayerRow, ModelFigures, OutputFidelity, ratios
 from studio.core.techniques import all_techniques
 from studio.core.techniques.base import ApplyContext, LayerChange
 
@@ -35,7 +36,7 @@ class CompressionResult:
     changes: tuple[LayerChange, ...]
     before_tree: ModelTree
     after_tree: ModelTree
-    report: dict[str, Any] = field(default_factory=dict)
+    report: CompressionReport
 
 
 MEASURE_STEPS = 5
@@ -56,7 +57,10 @@ def validate(loaded: LoadedModel, plan: CompressionPlan) -> Assignments:
 
 
 def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | None = None,
-             batches: list[Batch] | None = None, calibration: list[Batch] | None = None) -> Iterator[object]:
+             batches: list[Batch] | None = None, calibration: list[Batch] | None = None,
+             tree: ModelTree | None = None) -> Iterator[object]:
+    """`tree`: the original's tree when the caller already built it (the window has), so the
+    original is not inspected twice."""
     cancel = cancel or CancelToken()
     yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
     assignments = validate(loaded, plan)
@@ -81,7 +85,7 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     start = time.perf_counter()
     spec = loaded.input_spec
     yield Progress(0, MEASURE_STEPS, "inspecting the original")  # determinate: the window shows an ETA
-    before_tree = inspect_model(loaded.module, spec)
+    before_tree = tree if tree is not None and tree.input_spec == str(spec) else inspect_model(loaded.module, spec)
     cancel.raise_if_cancelled()
     yield Progress(1, MEASURE_STEPS, "inspecting the compressed model")
     after_tree = inspect_model(model, spec)
@@ -95,25 +99,23 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     yield Progress(4, MEASURE_STEPS, "output fidelity")
     fid = fidelity(loaded.module, model, batches if batches is not None else example_batches(loaded))
     yield Progress(MEASURE_STEPS, MEASURE_STEPS, "measured")
-    report = {
-        "model": loaded.name, "source": loaded.source, "input_spec": str(spec),
-        "recipe": plan.to_dict(),
-        "before": before.to_dict(), "after": after.to_dict(),
-        "ratios": {k: (getattr(after, k) / getattr(before, k) if getattr(before, k) else None)
-                   for k in ("params", "bytes", "compressed_bytes", "flops")},
-        "fidelity": fid.to_dict(),
-        "layers": [_layer_row(c, before_tree, after_tree, model) for c in changes],
-        "warnings": list(context.warnings),
-        "timing": {"apply_s": round(apply_seconds, 3), "measure_s": round(time.perf_counter() - start, 3)},
-    }
+    before_figures, after_figures = ModelFigures(**before.to_dict()), ModelFigures(**after.to_dict())
+    report = CompressionReport(
+        model=loaded.name, source=loaded.source, input_spec=str(spec), recipe=plan.to_dict(),
+        before=before_figures, after=after_figures, ratios=ratios(before_figures, after_figures),
+        fidelity=OutputFidelity(**fid.to_dict()),
+        layers=tuple(_layer_row(c, before_tree, after_tree, model) for c in changes),
+        warnings=tuple(context.warnings),
+        timing={"apply_s": round(apply_seconds, 3), "measure_s": round(time.perf_counter() - start, 3)})
     yield Finished(CompressionResult(loaded, model, plan, tuple(changes), before_tree, after_tree, report))
 
 
-def _layer_row(change: LayerChange, before: ModelTree, after: ModelTree, model: nn.Module) -> dict[str, Any]:
+def _layer_row(change: LayerChange, before: ModelTree, after: ModelTree, model: nn.Module) -> LayerRow:
     """`bytes_after` at the layer's real bit widths (int8/int4 codes + scales), as the report's totals."""
-    row = {"name": change.name, "technique": change.technique, "detail": change.detail,
-           "params_before": change.params_before, "params_after": change.params_after, "skipped": change.skipped}
+    row = LayerRow(change.name, change.technique, change.detail, change.params_before, change.params_after,
+                   change.skipped)
     if change.name in before and change.name in after:
-        row.update(flops_before=before[change.name].flops, flops_after=after[change.name].flops,
-                   bytes_before=before[change.name].bytes, bytes_after=stored_bytes(model.get_submodule(change.name)))
+        row = replace(row, flops_before=before[change.name].flops, flops_after=after[change.name].flops,
+                      bytes_before=before[change.name].bytes,
+                      bytes_after=stored_bytes(model.get_submodule(change.name)))
     return row

@@ -5,7 +5,7 @@ honours a cancel token between steps; the original model is never modified."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import torch
@@ -15,14 +15,17 @@ from studio.core.base.cancel import CancelToken, Cancelled
 from studio.core.pipelines.compress import CompressionResult, compress
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
-from studio.core.pipelines.evaluate import Metrics, batch_one, metrics_from
+from studio.core.pipelines.evaluate import batch_one, metrics_from
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings
 from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points, validation_outputs
 from studio.core.pipelines.latency import compare_latency
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.model.measure import fidelity, figures
+from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan
+from studio.core.report.compression import (FinetuneSummary, HistoryPoint, ModelFigures, OutputFidelity, RunReport,
+                                            SpeedComparison)
 
 FIDELITY_BATCHES = 8
 __all__ = ["EVAL_BATCH", "RunResult", "pick_device", "run", "spread_batches"]
@@ -30,9 +33,24 @@ __all__ = ["EVAL_BATCH", "RunResult", "pick_device", "run", "spread_batches"]
 
 @dataclass(frozen=True)
 class RunResult:
+    """`model` is the final (possibly fine-tuned) compressed model; `original`, `plan`,
+    `compressed` and `report` are what saving a compressed folder needs."""
+
     compression: CompressionResult
     model: nn.Module
-    report: dict[str, Any] = field(default_factory=dict)
+    report: RunReport
+
+    @property
+    def original(self) -> LoadedModel:
+        return self.compression.original
+
+    @property
+    def plan(self) -> CompressionPlan:
+        return self.compression.plan
+
+    @property
+    def compressed(self) -> nn.Module:
+        return self.model
 
 
 def pick_device() -> torch.device:
@@ -40,7 +58,9 @@ def pick_device() -> torch.device:
 
 
 def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
-        settings: FinetuneSettings | None = None, cancel: CancelToken | None = None) -> Iterator[object]:
+        settings: FinetuneSettings | None = None, cancel: CancelToken | None = None,
+        tree: ModelTree | None = None) -> Iterator[object]:
+    """`tree`: the original's tree when the caller already has it (passed on to `compress`)."""
     settings = settings or FinetuneSettings()
     cancel = cancel or CancelToken()
     problems = settings.problems()
@@ -58,15 +78,15 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
             batches = spread_batches(dataset, "val", 32, FIDELITY_BATCHES)
             calibration = [(a, k) for a, k, _ in dataset.batches("train", 32, pad="longest")][:FIDELITY_BATCHES]
         result: CompressionResult | None = None
-        for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration):
+        for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration, tree=tree):
             if isinstance(event, Finished):
                 result = event.result
             else:
                 yield event
         assert result is not None
-        report = dict(result.report)
-        yield Metric(0, "size/original_bytes", report["before"]["bytes"])
-        yield Metric(0, "size/bytes", report["after"]["bytes"])
+        report = result.report
+        yield Metric(0, "size/original_bytes", report.before.bytes)
+        yield Metric(0, "size/bytes", report.after.bytes)
         student = result.compressed
         history: list[dict[str, Any]] = []
         outcome: FinetuneOutcome | None = None
@@ -92,23 +112,24 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                                                        reference, after, masks, cancel, device), history)
                 steps_done = outcome.steps
                 after = outcome.best  # the validation metrics of the weights kept
-                report["after"] = figures(student, loaded.input_spec).to_dict()
-                report["fidelity"] = fidelity(loaded.module, student, batches or []).to_dict()
-            report["before"] = {**report["before"], **_scores(before)}
-            report["after"] = {**report["after"], **_scores(after)}
-            report["fidelity"] = {**report["fidelity"], "kl": after.kl}  # KL(original ‖ final), validation split
+                report = report.with_after(ModelFigures(**figures(student, loaded.input_spec).to_dict()),
+                                           OutputFidelity(**fidelity(loaded.module, student, batches or []).to_dict()))
+            report = replace(report, before=replace(report.before, accuracy=before.accuracy, loss=before.loss),
+                             after=replace(report.after, accuracy=after.accuracy, loss=after.loss),
+                             fidelity=replace(report.fidelity, kl=after.kl))  # KL(original ‖ final), validation split
             example = batch_one(dataset)
         else:
             example = loaded.example_inputs()
         stage = "latency"
         yield StageStarted("latency", "batch-1 forward passes, original and compressed interleaved")
         timing = compare_latency(loaded.module, student, example)
-        report["before"]["latency_ms"], report["after"]["latency_ms"] = timing.before_ms, timing.after_ms
-        report["latency"] = timing.to_dict()
-        report.update(history=history, data=dataset.name if dataset else None,
-                      settings={"finetune": settings.to_dict(), "device": str(pick_device())})
-        if outcome is not None:
-            report["finetune"] = outcome.to_dict()
+        report = RunReport.of(report, latency=SpeedComparison(**timing.to_dict()),
+                           history=tuple(HistoryPoint(**point) for point in history),
+                           data=dataset.name if dataset else None,
+                           settings={"finetune": settings.to_dict(), "device": str(pick_device())},
+                           finetune=FinetuneSummary.from_dict(outcome.to_dict()) if outcome is not None else None)
+        report = replace(report, before=replace(report.before, latency_ms=timing.before_ms),
+                         after=replace(report.after, latency_ms=timing.after_ms))
         yield Finished(RunResult(result, student.eval(), report))
     except Cancelled:
         if stage == "finetune":
@@ -135,10 +156,6 @@ def spread_batches(dataset: Dataset, split: str, batch_size: int, count: int) ->
     every = max(1, dataset.steps(split, batch_size) // count)
     picked = [(a, k) for i, (a, k, _) in enumerate(dataset.batches(split, batch_size, pad="longest")) if i % every == 0]
     return picked[:count]
-
-
-def _scores(metrics: Metrics) -> dict[str, float]:
-    return {k: v for k, v in metrics.to_dict().items() if k in ("accuracy", "loss")}
 
 
 def _kept_masks(student: nn.Module, result: CompressionResult) -> list[tuple[torch.Tensor, torch.Tensor]]:

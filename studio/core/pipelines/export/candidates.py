@@ -68,29 +68,3 @@ def pick(rows: list[dict[str, Any]], fp32: dict[str, Any], budget: float) -> tup
                       + (f"; {len(rows) - len(inside)} outside it" if len(rows) > len(inside) else ""))
     best = max(range(len(rows)), key=lambda i: _quality(rows[i]))
     return best, (f"no candidate is within the budget ({measure}); {rows[best]['label']} is the most accurate")
-
-
-def candidate_table(report: dict[str, Any]) -> list[tuple[str, ...]]:
-    """Rows the CLI and the window both show: the fp32 file, then every int8 candidate."""
-    from studio.core.base.units import format_bytes
-
-    def pct(v: float | None) -> str:
-        return "—" if v is None else f"{v * 100:.1f} %"
-
-    rows = []
-    fp32 = report.get("fp32") or {}
-    for row in ([dict(fp32, label="fp32", chosen=False)] if fp32 else []) + list(report.get("candidates") or []):
-        n = row.get("samples")
-        rows.append((
-            ("✔ " if row.get("chosen") else "") + row["label"],
-            pct(row.get("accuracy")) + (f" (n={n})" if n and row.get("accuracy") is not None else ""),
-            pct(row.get("top1_agreement")),
-            "—" if row.get("latency_ms") is None else f"{row['latency_ms']:.2f} ms",
-            "—" if row.get("speed_vs_fp32") is None else f"{row['speed_vs_fp32']:.2f}×",
-            "—" if row.get("file_bytes") is None else format_bytes(row["file_bytes"]),
-            "—" if row.get("size_vs_fp32") is None else f"{row['size_vs_fp32']:.2f}×",
-        ))
-    return rows
-
-
-CANDIDATE_COLUMNS = ("setting", "accuracy", "agreement", "latency (2 thr)", "speed vs fp32", "size", "size vs fp32")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from studio.core.report.export import ExportReport
 
 FORMATS = {"onnx": ".onnx", "tflite": ".tflite"}
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -57,7 +58,7 @@ class ExportRequest:
 class ExportResult:
     path: Path
     report_path: Path
-    report: dict[str, Any]
+    report: ExportReport
 
 
 def report_path_for(out: Path) -> Path:

@@ -13,8 +13,7 @@ from torch import nn
 from studio.core.pipelines.export.candidates import Candidate
 from studio.core.model.input_spec import InputSpec
 from studio.core.model.loaded_model import LoadedModel
-
-RUNTIME_NAMES = {"onnx": "ONNX Runtime", "tflite": "LiteRT"}
+from studio.core.report.export import RUNTIME_NAMES
 
 
 class OnnxRuntime:

@@ -80,6 +80,6 @@ def verify(loaded: LoadedModel, dataset: Dataset, fitted: FittedPlan, samples: i
     baseline = scorer.score(reference)
     with torch.inference_mode():
         value = scorer.score(forward_all(compressed.compressed, batches)) if compressed else baseline
-    after = compressed.report["after"]["bytes"] if compressed else None
+    after = compressed.report.after.bytes if compressed else None
     return {"metric": scorer.metric, "baseline": baseline, "measured_value": value,
             "measured_drop": baseline - value, "measured_bytes": after if after is not None else math.nan}

@@ -1,0 +1,72 @@
+"""One `to_dict`/`from_dict` for every typed result, driven by the dataclass fields and their
+annotations: nested records, tuples of records and optional fields convert themselves, so a new
+field is one line in the dataclass and the JSON follows."""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, TypeVar
+
+R = TypeVar("R", bound="Record")
+OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON while None (the files never had it)
+
+
+def to_plain(value: Any) -> Any:
+    """Records become dicts, tuples lists, numpy scalars Python numbers: what `json.dumps` takes."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
+                if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if hasattr(value, "item") and callable(value.item) and type(value).__module__ == "numpy":
+        return value.item()
+    return value
+
+
+def _convert(kind: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        records = [k for k in options if isinstance(k, type) and dataclasses.is_dataclass(k)]
+        return _convert(records[0], value) if records and isinstance(value, dict) else \
+            _convert(options[0], value) if len(options) == 1 else value
+    if isinstance(kind, type) and issubclass(kind, Record):
+        return kind.from_dict(value)
+    if origin is tuple:
+        args = typing.get_args(kind)
+        element = args[0] if args else Any
+        return tuple(_convert(element, v) for v in value)
+    if origin is dict:
+        _, element = typing.get_args(kind) or (Any, Any)
+        return {k: _convert(element, v) for k, v in value.items()}
+    return value
+
+
+class Record:
+    """Mixin for frozen dataclasses: the JSON form and back; unknown keys are ignored (files
+    written by a newer studio still open), missing ones take the field's default."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @classmethod
+    def from_dict(cls: type[R], data: dict[str, Any]) -> R:
+        hints = _hints(cls)
+        values = {f.name: _convert(hints[f.name], data[f.name])
+                  for f in dataclasses.fields(cls) if f.init and f.name in data}  # type: ignore[arg-type]
+        return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
