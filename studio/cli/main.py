@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(inspect)
     inspect.add_argument("--json", action="store_true", help="print the stable JSON schema instead of a table")
     inspect.add_argument("--depth", type=int, default=None, help="table: show layers down to this depth")
+    inspect.add_argument("--meta", action="store_true", help="build a Hugging Face model from its config.json on the "
+                         "meta device: no weights read, a 7B model in seconds (a config-only folder opens so anyway)")
     compress = sub.add_parser("compress", help="apply a recipe, measure before/after, write a model folder")
     compress.add_argument("model", help="the model to compress (any source `inspect` accepts)")
     _add_model_options(compress)
@@ -93,7 +95,12 @@ def _inspect(args: argparse.Namespace) -> int:
 
     opened = None
     with user_stdout_to_stderr(args.json):  # the model's own prints never reach --json stdout
-        for event in open_model(request_from_args(args)):
+        request = request_from_args(args)
+        if args.meta:
+            from dataclasses import replace
+
+            request = replace(request, meta=True)
+        for event in open_model(request):
             if isinstance(event, StageStarted) and not args.json and sys.stderr.isatty():
                 print(f"{event.name}: {event.detail}", file=sys.stderr)
             elif isinstance(event, Finished):
@@ -116,6 +123,7 @@ def _compress(args: argparse.Namespace) -> int:
     from studio.core.data.sources import open_dataset
     from studio.core.pipelines.finetune import FinetuneSettings
     from studio.core.pipelines.opening import load_model
+    from studio.core.model.loaders import require_weights
     from studio.core.plan import CompressionPlan
     from studio.cli.tables import compression_summary
     from studio.core.pipelines.run import run
@@ -131,6 +139,7 @@ def _compress(args: argparse.Namespace) -> int:
     out = check_output(args.out, folder=True, force=args.force)  # before any work, not after the run
     with user_stdout_to_stderr(args.json):
         loaded = load_model(request_from_args(args))
+        require_weights(loaded, "compressed")
         check_free_space(out, _model_bytes(loaded.module))
         data_spec = args.data or plan.settings.get("data")
         dataset = open_dataset(data_spec, loaded) if data_spec else None
@@ -172,6 +181,7 @@ def _export(args: argparse.Namespace) -> int:
     from studio.core.pipelines.export import ExportRequest, export
     from studio.core.pipelines.opening import load_model
     from studio.core.pipelines.export import report_path_for
+    from studio.core.model.loaders import require_weights
     from studio.cli.tables import export_summary
     from studio.core.base.out_paths import check_free_space, check_output
     from studio.cli.terminal import TerminalProgress, cancel_on_sigint, user_stdout_to_stderr
@@ -185,6 +195,7 @@ def _export(args: argparse.Namespace) -> int:
     check_output(report_path_for(request.out), folder=False, force=request.force)
     with user_stdout_to_stderr(args.json):
         loaded = load_model(request_from_args(args))
+        require_weights(loaded, "exported")
         check_free_space(request.out, _model_bytes(loaded.module))
         data_spec = args.data or ("sample" if loaded.extras.get("data") else None)
         dataset = open_dataset(data_spec, loaded) if data_spec else None

@@ -10,10 +10,10 @@ from typing import Any, Iterable
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from studio.core.base.errors import StudioError
 from studio.core.model.input_spec import InputSpec
+from studio.core.model.meta_forward import flop_counter, is_meta_model, meta_copy, meta_inputs
 from studio.core.model.model_tree import LayerNode, ModelTree
 
 
@@ -161,13 +161,43 @@ class _Totals:
 
 
 def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode]) -> list[str]:
-    """One no-grad forward: shapes through hooks, FLOPs through FlopCounterMode."""
+    """One no-grad forward: shapes through hooks, FLOPs through FlopCounterMode. It runs on a
+    meta copy first (the same ops on the same shapes, nothing computed: exact and fast); a
+    forward that needs values (`.item()`, data-dependent branches) falls back to the real one.
+    A model built without weights has only the meta forward."""
     notes: list[str] = []
+    scripted = isinstance(module, torch.jit.ScriptModule)
+    args, kwargs = spec.make_inputs()
+    output = counter = None
+    if not scripted:
+        try:
+            target = meta_copy(module)
+            meta_args, meta_kwargs = meta_inputs(module, args, kwargs)
+            counter, output = _hooked_forward(target, meta_args, meta_kwargs, nodes, spec)
+        except Exception:
+            if is_meta_model(module):
+                raise
+            counter = None
+            for node in nodes.values():
+                node.input_shape = node.output_shape = ""
+    if counter is None:
+        counter, output = _hooked_forward(module, args, kwargs, nodes, spec, hooks=not scripted)
+    root = nodes[""]
+    root.input_shape = describe_shapes(args) or describe_shapes(kwargs) or root.input_shape  # the mask too
+    root.output_shape = root.output_shape or describe_shapes(output)
+    _attribute_flops(counter.get_flop_counts(), type(module).__name__, nodes)
+    if scripted:
+        notes.append("TorchScript: FLOPs and shapes are known for the whole model only; "
+                     "per-layer figures need the eager model.")
+    return notes
+
+
+def _hooked_forward(module: nn.Module, args, kwargs, nodes: dict[str, LayerNode], spec: InputSpec,
+                    hooks: bool = True):
     names_of: dict[int, list[str]] = defaultdict(list)
     for name, mod in module.named_modules(remove_duplicate=False):
         names_of[id(mod)].append(name)
     handles = []
-    scripted = isinstance(module, torch.jit.ScriptModule)
     running: list[nn.Module] = []  # modules entered but not left: on an error, where it happened
 
     def pre_hook(mod, args, kwargs):
@@ -183,13 +213,12 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
         for name in names_of[id(mod)]:
             nodes[name].output_shape = nodes[name].output_shape or text
 
-    if not scripted:
+    if hooks:
         for mod_id, names in names_of.items():
             mod = module.get_submodule(names[0])
             handles.append(mod.register_forward_pre_hook(pre_hook, with_kwargs=True))
             handles.append(mod.register_forward_hook(post_hook))
-    args, kwargs = spec.make_inputs()
-    counter = FlopCounterMode(display=False)
+    counter = flop_counter()
     try:
         with torch.no_grad(), counter:
             output = module(*args, **kwargs)
@@ -198,14 +227,7 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
     finally:
         for handle in handles:
             handle.remove()
-    root = nodes[""]
-    root.input_shape = root.input_shape or describe_shapes((args, kwargs))
-    root.output_shape = root.output_shape or describe_shapes(output)
-    _attribute_flops(counter.get_flop_counts(), type(module).__name__, nodes)
-    if scripted:
-        notes.append("TorchScript: FLOPs and shapes are known for the whole model only; "
-                     "per-layer figures need the eager model.")
-    return notes
+    return counter, output
 
 
 def _forward_error(exc: Exception, spec: InputSpec, running: list[tuple[str, nn.Module]]) -> StudioError:

@@ -29,6 +29,7 @@ class LoadRequest:
     trust_remote_code: bool = False
     input_spec: InputSpec | None = None
     input_dtype: str | None = None
+    meta: bool = False  # build a Hugging Face model from its config on the meta device (no weights read)
 
 
 def load_model(request: LoadRequest) -> LoadedModel:
@@ -38,6 +39,9 @@ def load_model(request: LoadRequest) -> LoadedModel:
     source = request.source.strip()
     if not source:
         raise StudioError("No model given: pass a sample (sample:digits-cnn), a file, a folder or file.py:factory.")
+    if request.meta and (source.startswith("sample:") or not Path(source).expanduser().is_dir()):
+        raise StudioError(f"--meta builds a model from a Hugging Face folder's config.json; {source!r} is not "
+                          "such a folder.")
     if request.weights and not _FACTORY.match(source):
         raise StudioError("--weights applies to a Python factory (file.py:name); "
                           f"{source!r} already carries its weights.")
@@ -58,6 +62,18 @@ def finish_loading(loaded: LoadedModel, request: LoadRequest) -> LoadedModel:
     elif request.input_dtype:
         loaded = loaded.with_input_spec(loaded.input_spec.with_dtype(request.input_dtype))
     return loaded
+
+
+def is_meta(loaded: LoadedModel) -> bool:
+    """A model built from its config alone: every figure is known, no weight exists."""
+    return bool(loaded.extras.get("meta"))
+
+
+def require_weights(loaded: LoadedModel, action: str) -> None:
+    """The one refusal for work that needs real weights on a model opened without them."""
+    if is_meta(loaded):
+        raise StudioError(f"{loaded.name} was opened without weights (config only, meta device), so it cannot be "
+                          f"{action}; open the folder with its weights (model.safetensors) to do that.")
 
 
 def is_factory_source(source: str) -> bool:
@@ -85,7 +101,7 @@ def _dispatch(source: str, request: LoadRequest) -> LoadedModel:
 
         if (path / MANIFEST).is_file():
             raise StudioError(f"{source}: a studio compressed folder; open it through the studio's open pipeline.")
-        return load_hf_directory(path, trust_remote_code=request.trust_remote_code)
+        return load_hf_directory(path, trust_remote_code=request.trust_remote_code, meta=request.meta)
     if path.suffix == ".py":
         raise StudioError(f"{source}: name the factory too, as {source}:ClassOrFunction.")
     from studio.core.model.loaders.torch_files import load_torch_file

@@ -25,7 +25,20 @@ def hf_input_spec(config, main_input: str, seq_len: int = 128) -> InputSpec:
     return InputSpec.parse(f"input_ids 1x{length} int64 [0,{vocab}); attention_mask 1x{length} int64 [1,2)")
 
 
-def load_hf_directory(path: Path, trust_remote_code: bool = False) -> LoadedModel:
+WEIGHT_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "pytorch_model*.bin", "*.bin.index.json", "*.pt",
+                   "*.pth", "tf_model.h5", "flax_model.msgpack")
+META_NOTE = ("Built from config.json without weights (meta device): parameters, bytes, FLOPs and shapes are exact; "
+             "compressing, running or exporting it needs the weights.")
+
+
+def has_weights(path: Path) -> bool:
+    """Whether a model folder holds any weights file (else it can only open on the meta device)."""
+    return any(next(path.glob(pattern), None) is not None for pattern in WEIGHT_PATTERNS)
+
+
+def load_hf_directory(path: Path, trust_remote_code: bool = False, meta: bool = False) -> LoadedModel:
+    """`meta=True`, or a folder holding only a config, builds the model on the meta device:
+    the full structure at no memory cost (a 7 B model opens in seconds)."""
     if not any(path.iterdir()):
         raise StudioError(f"{path}: the folder is empty.")
     config_file = path / "config.json"
@@ -41,7 +54,10 @@ def load_hf_directory(path: Path, trust_remote_code: bool = False) -> LoadedMode
                                  option="trust_remote_code")
     import transformers
 
+    from studio.core.model.loaders.hf_imports import import_model_code
+
     quiet_transformers()
+    import_model_code(raw)
     try:
         config = transformers.AutoConfig.from_pretrained(path, local_files_only=True,
                                                         trust_remote_code=trust_remote_code)
@@ -49,6 +65,8 @@ def load_hf_directory(path: Path, trust_remote_code: bool = False) -> LoadedMode
         raise StudioError(f"{config_file}: not a usable model config ({exc}).") from exc
     arch = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, arch, None) if arch else None
+    if meta or not has_weights(path):
+        return _load_meta(path, config, model_class, trust_remote_code)
     try:
         if model_class is not None:
             module = model_class.from_pretrained(path, local_files_only=True)
@@ -61,3 +79,21 @@ def load_hf_directory(path: Path, trust_remote_code: bool = False) -> LoadedMode
     spec = hf_input_spec(config, getattr(module, "main_input_name", "input_ids"))
     return LoadedModel(module=module, name=path.name, source=str(path), kind="huggingface",
                        input_spec=spec, extras={"model_type": config.model_type})
+
+
+def _load_meta(path: Path, config, model_class, trust_remote_code: bool) -> LoadedModel:
+    import torch
+    import transformers
+
+    try:
+        with torch.device("meta"):
+            if model_class is not None:
+                module = model_class._from_config(config)
+            else:
+                module = transformers.AutoModel.from_config(config, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StudioError(f"{path}: could not build the model from its config ({first}).") from exc
+    spec = hf_input_spec(config, getattr(module, "main_input_name", "input_ids"))
+    return LoadedModel(module=module, name=path.name, source=str(path), kind="huggingface", input_spec=spec,
+                       notes=(META_NOTE,), extras={"model_type": config.model_type, "meta": True})
