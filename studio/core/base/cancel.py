@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 
 class Cancelled(Exception):
@@ -10,10 +11,11 @@ class Cancelled(Exception):
 
 
 class CancelToken:
-    """Thread-safe flag checked by pipelines between steps."""
+    """Thread-safe flag checked by pipelines between steps. `event` may be a process-shared
+    `multiprocessing.Event`, so a job running in a child process reads its parent's cancel."""
 
-    def __init__(self) -> None:
-        self._event = threading.Event()
+    def __init__(self, event: Any = None) -> None:
+        self._event = event if event is not None else threading.Event()
 
     def cancel(self) -> None:
         self._event.set()

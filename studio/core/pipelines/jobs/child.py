@@ -1,0 +1,77 @@
+"""The worker process's side: wait for a job spec, run its generator, stream the events back.
+
+Messages to the parent are tuples of plain data: ("events", [event, ...]) in small time-boxed
+batches, ("error", message, trust option), ("done", cancelled). The child's CancelToken reads the
+parent's process-shared event, so cancel is seen wherever the pipelines check it today."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+from studio.core.base.cancel import Cancelled, CancelToken
+from studio.core.base.errors import StudioError, UntrustedCodeError
+from studio.core.base.events import LayerDone, Metric, Progress
+
+BATCH_S = 0.02  # frequent events leave in batches at most this old: fewer wake-ups in the window
+FREQUENT = (Metric, Progress, LayerDone)
+WARM_MODULES = ("torch", "studio.core.pipelines.run", "studio.core.pipelines.opening", "studio.core.data.sources")
+
+
+def warm_imports() -> None:
+    """What every job needs, imported while the user is still reading the tree."""
+    import importlib
+
+    for name in WARM_MODULES:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a broken optional import shows up in the job that needs it
+            pass
+
+
+def serve(conn: Any, cancel_event: Any, scratch_root: str) -> None:
+    """The worker's main loop; returns when the parent sends None or goes away."""
+    warm_imports()
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        run_one(conn, job, CancelToken(cancel_event), Path(scratch_root))
+
+
+def run_one(conn: Any, job: Any, token: CancelToken, scratch_root: Path) -> None:
+    scratch = Path(tempfile.mkdtemp(prefix=f"{job.kind}-", dir=scratch_root))
+    pending: list[object] = []
+    sent = time.monotonic()
+    cancelled, error = False, None
+    try:
+        for event in job.events(token):
+            pending.append(job.portable(event, scratch))
+            if not isinstance(event, FREQUENT) or time.monotonic() - sent >= BATCH_S:
+                conn.send(("events", pending))
+                pending, sent = [], time.monotonic()
+    except Cancelled:
+        cancelled = True
+    except UntrustedCodeError as exc:
+        error = ("error", str(exc), exc.option)
+    except StudioError as exc:
+        error = ("error", str(exc), "")
+    except Exception as exc:  # a bug, not a user error: the traceback goes to the log
+        traceback.print_exc(file=sys.stderr)
+        error = ("error", f"Unexpected error: {type(exc).__name__}: {exc}", "")
+    finally:
+        if not any(scratch.iterdir()):
+            shutil.rmtree(scratch, ignore_errors=True)
+    if pending:  # what happened before the end, in order, then how it ended
+        conn.send(("events", pending))
+    conn.send(error or ("done", cancelled))
