@@ -105,9 +105,9 @@ class Prune(Technique):
         weight = module.weight.numel()
         if config.mode == "2:4":
             return Estimate(estimate.params, estimate.bytes, estimate.flops, estimate.nonzero - weight // 2)
-        if config.mode == "unstructured":
+        if config.mode == "unstructured":  # torch.nn.utils.prune rounds the count to the nearest
             return Estimate(estimate.params, estimate.bytes, estimate.flops,
-                            estimate.nonzero - int(weight * config.amount))
+                            estimate.nonzero - round(weight * config.amount))
         # Structured: this layer's own share; the following layer also shrinks (not projected).
         keep = 1 - int(_out_units(module) * config.amount) / _out_units(module)
         removed = int(_weight_and_bias(module) * (1 - keep))
