@@ -124,12 +124,6 @@ def test_torchscript_is_refused_clearly(tmp_path):
         list(compress(loaded, CompressionPlan.from_dict({"rules": [{"layers": "*", "prune": {"amount": 0.5}}]})))
 
 
-def test_structured_pruning_of_final_layer_is_a_validation_error(digits):
-    with pytest.raises(StudioError, match="classifier.4.*final layer"):
-        list(compress(digits, CompressionPlan.from_dict(
-            {"rules": [{"layers": "classifier.4", "prune": {"mode": "structured", "amount": 0.5}}]})))
-
-
 def test_cli_compress_json_and_reinspect(tmp_path, capsys):
     recipe = tmp_path / "r.json"
     recipe.write_text(json.dumps(DIGITS_PLAN))
