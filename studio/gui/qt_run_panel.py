@@ -18,7 +18,8 @@ from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitt
 
 from studio.core.base.events import (EvaluationProgress, Finished, LayerDone, Metric, Note, Progress, RunCancelled,
                                      StageStarted, Warning)
-from studio.core.base.units import format_bytes, format_count, format_percent
+from studio.core.base.units import format_bytes, format_count, format_duration, format_percent
+from studio.gui.qt_run_charts import AMBER, CURVES, GREEN, GREY, RED, RIGHT_AXIS, RunChart, best_line, reference_line
 from studio.gui.qt_run_settings import RunSettingsBox, named
 from studio.gui.qt_summary_strip import ElidedLabel
 
@@ -27,59 +28,6 @@ if TYPE_CHECKING:
 
 STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
 FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
-ACCENT, ORANGE, GREEN, GREY, RED, AMBER = "#2f6fde", "#e8710a", "#188038", "#80868b", "#c5221f", "#9a6700"
-# metric name -> (plot, legend label, colour, y factor, symbol); accuracy-like values are shown in percent
-CURVES: dict[str, tuple[str, str, str, float, str | None]] = {
-    "train/loss": ("loss", "train", ACCENT, 1.0, None),
-    "val/loss": ("loss", "val", ORANGE, 1.0, "o"),
-    "val/accuracy": ("accuracy", "accuracy", ACCENT, 100.0, "o"),
-    "val/agreement": ("accuracy", "agreement", GREEN, 100.0, "o"),
-    "size/bytes": ("size", "compressed", ACCENT, 1e-6, "o"),
-}
-
-def _plot(name: str, title: str, left: str) -> pg.PlotWidget:
-    widget = pg.PlotWidget(background="w")
-    widget.setObjectName(name)
-    widget.setMinimumSize(160, 170)
-    item = widget.getPlotItem()
-    item.setTitle(title, color="#3c4043", size="10pt", bold=True)
-    item.setLabel("left", left, color="#5f6368")
-    item.setLabel("bottom", "step", color="#5f6368")
-    item.showGrid(x=True, y=True, alpha=0.12)
-    item.setDownsampling(auto=True, mode="peak")
-    item.setClipToView(True)
-    for side in ("left", "bottom"):
-        item.getAxis(side).setPen("#bdc1c6")
-        item.getAxis(side).setTextPen("#5f6368")
-    legend = pg.LegendItem(colCount=2, labelTextColor="#3c4043", labelTextSize="8pt", frame=False, horSpacing=2)
-    item.layout.addItem(legend, 4, 1)  # below the x axis: a legend there never hides a curve
-    item.layout.setAlignment(legend, Qt.AlignmentFlag.AlignHCenter)
-    widget.legend = legend
-    return widget
-
-
-def _reference_line(plot: pg.PlotWidget) -> pg.InfiniteLine:
-    """A dashed, labelled horizontal line for the original model's value; hidden until known."""
-    line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(GREY, width=1.5, style=Qt.PenStyle.DashLine),
-                           label="original", labelOpts={"position": 0.12, "color": GREY, "anchors": [(0, 1), (0, 1)]})
-    plot.addItem(line)
-    line.hide()
-    return line
-
-
-def _best_line(plot: pg.PlotWidget) -> pg.InfiniteLine:
-    """A vertical line at the step whose weights are kept (the best validation score)."""
-    line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DotLine),
-                           label="best", labelOpts={"position": 0.92, "color": GREEN, "anchors": [(1, 0), (1, 0)]})
-    plot.addItem(line)
-    line.hide()
-    return line
-
-
-def _eta(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
 class RunPanel(QWidget):
@@ -131,9 +79,9 @@ class RunPanel(QWidget):
         self.progress.setMinimumWidth(200)
         row.addWidget(self.progress, 1)
         right.addLayout(row)
-        self.loss_plot = _plot("lossPlot", "Loss", "loss")
-        self.accuracy_plot = _plot("accuracyPlot", "Accuracy / fidelity", "%")
-        self.size_plot = _plot("sizePlot", "Model size", "size (MB)")
+        self.loss_plot = RunChart("lossPlot", "Loss", "train loss", right="val loss")
+        self.accuracy_plot = RunChart("accuracyPlot", "Accuracy / fidelity", "%")
+        self.size_plot = RunChart("sizePlot", "Model size", "size (MB)")
         self._plots = {"loss": self.loss_plot, "accuracy": self.accuracy_plot, "size": self.size_plot}
         self._curves: dict[str, pg.PlotDataItem] = {}
         for name, (plot, label, colour, _factor, symbol) in CURVES.items():
@@ -142,11 +90,11 @@ class RunPanel(QWidget):
                                     symbolBrush=colour)
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
-            self._plots[plot].addItem(curve)
+            self._plots[plot].add_curve(curve, right=name in RIGHT_AXIS)
             self._curves[name] = curve
-        self.original_line = _reference_line(self.size_plot)
-        self.original_accuracy = _reference_line(self.accuracy_plot)
-        self.best_lines = [_best_line(plot) for plot in (self.loss_plot, self.accuracy_plot)]
+        self.original_line = reference_line(self.size_plot)
+        self.original_accuracy = reference_line(self.accuracy_plot, below=True)  # the original tends to be the top
+        self.best_lines = [best_line(plot) for plot in (self.loss_plot, self.accuracy_plot)]
         self.best_step: int | None = None
         charts = QWidget()
         charts_layout = QHBoxLayout(charts)
@@ -184,8 +132,7 @@ class RunPanel(QWidget):
         for curve in self._curves.values():
             curve.setData([], [])
         for plot in self._plots.values():
-            plot.legend.clear()
-            plot.getPlotItem().enableAutoRange()
+            plot.reset()
         self.original_line.hide()
         self.original_accuracy.hide()
         for line in self.best_lines:
@@ -307,7 +254,7 @@ class RunPanel(QWidget):
         self.flush()
         self.progress.setRange(0, 100)
         self.progress.setValue(100)
-        self.progress.setFormat(f"done · {_eta(elapsed)}")
+        self.progress.setFormat(f"done · {format_duration(elapsed)}")
         self.stage_label.setText("Finished: compare the models in the Compare tab")
         self.set_running(False)
 
@@ -318,6 +265,7 @@ class RunPanel(QWidget):
         self._timer.stop()
         for name in self._dirty:
             if name in self._curves:
+                self._plots[CURVES[name][0]].set_empty(False)
                 (xs, ys), curve = self._series[name], self._curves[name]
                 factor = self._size_factor if name.startswith("size/") else CURVES[name][3]
                 curve.setData(np.asarray(xs, float), np.asarray(ys, float) * factor)
@@ -327,6 +275,9 @@ class RunPanel(QWidget):
                     for other, spec in CURVES.items():
                         if spec[0] == CURVES[name][0] and self._series.get(other):
                             legend.addItem(self._curves[other], spec[1])
+        for plot in {self._plots[CURVES[n][0]] for n in self._dirty if n in CURVES}:
+            plot.fit_steps([x for n, spec in CURVES.items() if self._plots[spec[0]] is plot
+                            for x in self._series.get(n, ([], []))[0]])
         if self._dirty & {"size/bytes", "size/original_bytes"}:
             self._update_size_axis()
         if self._dirty & {"val/accuracy", "val/agreement"} and self.original_accuracy.isVisible():
@@ -339,7 +290,7 @@ class RunPanel(QWidget):
             self.progress.setRange(0, max(total, 1))
             self.progress.setValue(min(step, total))
             elapsed = time.perf_counter() - self._stage_t0
-            eta = f" · ETA {_eta(elapsed / step * (total - step))}" if 0 < step < total and self._progress_eta else ""
+            eta = f" · ETA {format_duration(elapsed / step * (total - step))}" if 0 < step < total and self._progress_eta else ""
             self.progress.setFormat(f"{stage} · {step}/{total}{eta}")
         elif self._running and self._stage and self.progress.format() != self._stage:
             self.progress.setRange(0, 0)  # busy: this stage reports no steps
