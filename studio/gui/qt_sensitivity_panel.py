@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHB
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.sensitivity import SweepSpec, Target
 from studio.gui.qt_resources import icon
+from studio.core.base.units import format_duration
 from studio.gui.qt_run_settings import DATA_SPECS, named
 from studio.gui.qt_sensitivity_curves import AXES, SensitivityCurves
 from studio.gui.qt_sensitivity_heatmap import SensitivityHeatmap
@@ -67,8 +68,7 @@ def parse_target(kind: str, text: str) -> Target:
 def eta_text(done: int, total: int, elapsed: float) -> str:
     if done <= 0 or total <= done:
         return ""
-    seconds = int(round(elapsed / done * (total - done)))
-    return f"{seconds // 60}:{seconds % 60:02d} left"
+    return f"{format_duration(elapsed / done * (total - done))} left"
 
 
 class SensitivityPanel(QWidget):
