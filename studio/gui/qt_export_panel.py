@@ -12,7 +12,7 @@ from typing import Any
 
 from PySide6.QtCore import Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget)
 
 from studio.core.base.events import Finished, StageStarted, Warning
@@ -23,6 +23,7 @@ from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, 
                                             candidate_rows, latency_rows, slower_message, speedup_text,
                                             verification_rows)
 from studio.core.report.rows import DASH
+from studio.gui.qt_file_dialogs import save_file
 from studio.gui.qt_export_tables import _cell, _table, _title
 
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
@@ -227,8 +228,8 @@ class ExportPanel(QWidget):
 
     def _browse(self) -> None:
         suffix = FORMATS[self.format()]
-        path, _ = QFileDialog.getSaveFileName(self, "Export to", self.path_edit.text() or f"model{suffix}",
-                                              f"{FORMAT_LABELS[self.format()]} (*{suffix})")
+        path = save_file(self, "Export to", "exports", self.path_edit.text() or f"model{suffix}",
+                         f"{FORMAT_LABELS[self.format()]} (*{suffix})")
         if path:
             self.path_edit.setText(str(Path(path).with_suffix(suffix)))
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QGroupBox,
-    QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QStackedWidget, QVBoxLayout, QWidget,
+    QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel,
+    QLineEdit, QPushButton, QRadioButton, QStackedWidget, QVBoxLayout, QWidget,
 )
 
 from studio.core.base.errors import InputSpecError
 from studio.core.model.input_spec import InputSpec
+from studio.gui.qt_file_dialogs import open_file, open_folder
 
 if TYPE_CHECKING:
     from studio.core.model.loaders import LoadRequest
@@ -150,12 +151,12 @@ class OpenModelDialog(QDialog):
         return page
 
     def _pick_file(self, edit: QLineEdit, filters: str) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Choose a file", edit.text(), filters)
+        path = open_file(self, "Choose a file", "models", filters, edit.text())
         if path:
             edit.setText(path)
 
     def _pick_folder(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a model folder", self.path_edit.text())
+        path = open_folder(self, "Choose a model folder", "models", self.path_edit.text())
         if path:
             self.path_edit.setText(path)
 

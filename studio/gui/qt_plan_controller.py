@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from PySide6.QtCore import QModelIndex, QObject, QPoint, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QWidget
+from PySide6.QtWidgets import QLabel, QMenu, QWidget
 
 from studio.core.base.errors import StudioError
 from studio.core.base.units import clip, format_bytes, format_count, format_flops
+from studio.gui.qt_file_dialogs import open_file, save_file
 from studio.gui.qt_layer_tree_model import COL_PLAN
 from studio.gui.qt_plan_autosave import RESTORED, PlanAutosave
 from studio.gui.qt_plan_document import PlanDocument
@@ -221,7 +222,7 @@ class PlanController(QObject):
     # --- recipes -----------------------------------------------------------------------
     def open_recipe(self, path: str | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getOpenFileName(self._parent, "Open recipe", "", RECIPE_FILTER)
+            path = open_file(self._parent, "Open recipe", "recipes", RECIPE_FILTER)
         if path:
             try:
                 self.document.load(path)
@@ -230,8 +231,8 @@ class PlanController(QObject):
 
     def save_recipe(self, path: str | None = None, settings: dict | None = None) -> None:
         if path is None:
-            path, _ = QFileDialog.getSaveFileName(self._parent, "Save recipe", str(self.document.path or "recipe.yaml"),
-                                                  RECIPE_FILTER)
+            path = save_file(self._parent, "Save recipe", "recipes", str(self.document.path or "recipe.yaml"),
+                             RECIPE_FILTER)
         if not path:
             return
         if settings:
