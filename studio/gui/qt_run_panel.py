@@ -14,7 +14,8 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import QHBoxLayout, QPlainTextEdit, QProgressBar, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QPlainTextEdit, QProgressBar, QScrollArea, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from studio.core.base.events import (EvaluationProgress, Finished, LayerDone, Metric, Note, Progress, RunCancelled,
                                      StageStarted, Warning)
@@ -67,7 +68,15 @@ class RunPanel(QWidget):
         self.lr, self.temperature, self.alpha = box.lr, box.temperature, box.alpha
         self.run_button, self.cancel_button = box.run_button, box.cancel_button
         self.settings_dict, self.load_settings = box.settings_dict, box.load_settings
-        layout.addWidget(box)
+        scroll = QScrollArea()  # on a short screen the settings scroll instead of forcing the dock taller
+        scroll.setObjectName("runSettingsScroll")
+        scroll.setWidget(box)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(box.width() + scroll.verticalScrollBar().sizeHint().width())
+        scroll.setMinimumHeight(120)
+        layout.addWidget(scroll)
         right = QVBoxLayout()
         right.setSpacing(6)
         row = QHBoxLayout()

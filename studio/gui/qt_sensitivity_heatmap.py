@@ -71,6 +71,8 @@ class SensitivityHeatmap(QWidget):
         self.legend.setObjectName("heatmapLegend")
         self.legend.setToolTip("Drop of the metric with only that change on only that layer (log colour scale).")
         top.addWidget(self.legend)
+        for label in (self.title, self.legend):  # a narrow dock cuts these rather than the dock growing wider
+            label.setMinimumWidth(1)
         top.addSpacing(12)
         top.addWidget(QLabel("Rows:"))
         self.order_combo = QComboBox()

@@ -130,6 +130,7 @@ class SensitivityPanel(QWidget):
         key = QLabel("<span style='color:#5f6368'>● prune &nbsp;▲ low rank &nbsp;■ quantize</span>")
         key.setToolTip("One line per layer (colour) and family of settings (symbol); "
                        "structured and unstructured pruning are separate lines.")
+        key.setMinimumWidth(1)  # cut when narrow, never widen the dock
         row.addWidget(key)
         row.addStretch(1)
         row.addWidget(QLabel("x axis:"))
@@ -216,7 +217,9 @@ class SensitivityPanel(QWidget):
         box.setObjectName("fitStrip")
         row = QHBoxLayout(box)
         row.setContentsMargins(0, 2, 0, 0)
-        row.addWidget(QLabel("<b>Fit plan to a target:</b>"))
+        heading = QLabel("<b>Fit plan to a target:</b>")
+        heading.setMinimumWidth(1)
+        row.addWidget(heading, 0)
         self.target_kind = named(QComboBox(), "targetKind", "What the plan must meet; the least predicted drop wins.")
         for label, _kind, _hint in TARGETS:
             self.target_kind.addItem(label)

@@ -92,3 +92,16 @@ def test_a_new_model_starts_with_most_of_the_height_for_the_tree(qtbot, window):
     assert not window.run.docks[0].isVisible()
     window.run.run_action.trigger()
     qtbot.waitUntil(lambda: window.run.docks[0].isVisible(), timeout=5000)
+
+
+def test_every_dock_fits_a_1366x768_screen(qtbot, window):
+    """No dock may force the window past a laptop screen (the Run dock once needed 799 px of height
+    and the Sensitivity dock 1421 px of width): their controls scroll or cut instead."""
+    from PySide6.QtWidgets import QDockWidget
+
+    window.resize(1366, 768)
+    for dock in window.findChildren(QDockWidget):
+        dock.show()
+        hint = window.minimumSizeHint()
+        assert hint.width() <= 1366 and hint.height() <= 768, (dock.objectName(), hint)
+        dock.hide()
