@@ -1,7 +1,8 @@
 """Datasets named by a data spec, the same on the CLI and in the window:
 
 `digits`, `sample` (the sample model's own data), `imagefolder:PATH`, `csv:PATH`
-(text,label), and unlabeled calibration data: `random`, `tensors:PATH` (.npy/.safetensors).
+(text,label), `text:PATH` (plain text in token windows, for causal LMs: perplexity), and
+unlabeled calibration data: `random`, `tensors:PATH` (.npy/.safetensors).
 """
 
 from __future__ import annotations
@@ -42,9 +43,9 @@ def _open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
         if arg and not (arg.isdigit() and 1 <= int(arg) <= 100_000):
             raise StudioError(f"Data spec {spec!r}: random:N takes a number of samples from 1 to 100000.")
         return _random_inputs(loaded, int(arg) if arg else RANDOM_SAMPLES)
-    if kind in ("imagefolder", "csv", "tensors"):
+    if kind in ("imagefolder", "csv", "tensors", "text"):
         query = ""
-        if kind == "imagefolder":  # imagefolder:PATH?mean=…&std=… (normalisation)
+        if kind in ("imagefolder", "text"):  # imagefolder:PATH?mean=…&std=… (normalisation), text:PATH?window=N
             arg, _, query = arg.partition("?")
         if not arg:
             raise StudioError(f"Data spec {spec!r} needs a path: {kind}:PATH.")
@@ -53,6 +54,10 @@ def _open_dataset(spec: str, loaded: LoadedModel) -> Dataset:
             raise StudioError(f"{path}: no such file or directory (data spec {spec!r}).")
         from studio.core.data import file_sources
 
+        if kind == "text":
+            from studio.core.data.text import text_windows
+
+            return text_windows(path, loaded, query)
         if kind == "imagefolder":
             return file_sources.imagefolder(path, loaded, query)
         return {"csv": file_sources.csv_text, "tensors": file_sources.tensor_file}[kind](path, loaded)

@@ -4,7 +4,7 @@ and the error messages all read this (no torch here: the window lists them befor
 from __future__ import annotations
 
 # The forms a user types; ":PATH" takes a file or folder, "[:N]" an optional count.
-SPEC_FORMS = ("sample", "digits", "random[:N]", "imagefolder:PATH", "csv:PATH", "tensors:PATH")
+SPEC_FORMS = ("sample", "digits", "random[:N]", "imagefolder:PATH", "csv:PATH", "tensors:PATH", "text:PATH")
 DATA_SPECS = ", ".join(SPEC_FORMS)
 
 

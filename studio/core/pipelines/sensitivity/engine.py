@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from studio.core.model.model_tree import ModelTree
 
 BATCH_SIZE = 64
+NEG_LOG_PPL = "-log perplexity"
 Batches = list[tuple[tuple, dict]]
 
 
@@ -46,12 +47,16 @@ def sample_batches(dataset: Dataset, samples: int, batch_size: int = BATCH_SIZE)
         batches.append((tuple(args), dict(kwargs)))
         if y is not None:
             labels.append(y)
+        elif getattr(dataset, "causal_lm", False):  # text: data: the tokens are the labels (perplexity)
+            labels.append(kwargs["input_ids"])
     return batches, (torch.cat(labels) if labels else None)
 
 
 @dataclass
 class Scorer:
-    """Accuracy when labels exist, else top-1 agreement with the original, else output cosine."""
+    """Accuracy when labels exist, else top-1 agreement with the original, else output cosine; for
+    a causal LM on text: data the negated log-perplexity (higher is better like the others; a drop
+    of 0.01 is about 1% more perplexity)."""
 
     metric: str
     reference: torch.Tensor
@@ -60,11 +65,18 @@ class Scorer:
     @classmethod
     def from_reference(cls, reference: torch.Tensor, labels: torch.Tensor | None) -> Scorer:
         classifier = reference.dim() == 2 and reference.shape[-1] > 1
+        if labels is not None and labels.dim() == 2 and reference.dim() == 3:
+            return cls(NEG_LOG_PPL, reference, labels)
         if labels is not None and classifier and len(labels) == len(reference):
             return cls("accuracy", reference, labels)
         return cls("agreement" if classifier else "cosine", reference, None)
 
     def score(self, outputs: torch.Tensor) -> float:
+        if self.metric == NEG_LOG_PPL:
+            from studio.core.data.text import next_token_nll
+
+            total, count = next_token_nll(outputs, self.labels)
+            return -total / max(1, count)
         if self.metric == "accuracy":
             return float((outputs.argmax(-1) == self.labels).float().mean())
         if self.metric == "agreement":
