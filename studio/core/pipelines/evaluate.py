@@ -14,6 +14,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from studio.core.data.dataset import Dataset
+from studio.core.data.text import is_causal_text, next_token_nll
 from studio.core.model.measure import primary_output
 
 
@@ -25,6 +26,7 @@ class Metrics:
     agreement: float | None = None
     kl: float | None = None
     cosine: float | None = None
+    perplexity: float | None = None  # causal LMs on text: data (lower is better)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -32,13 +34,14 @@ class Metrics:
     @property
     def task_metric(self) -> str:
         """What "better" means: accuracy with labels, else agreement with the original, else cosine."""
-        return next((k for k in ("accuracy", "agreement", "cosine") if getattr(self, k) is not None), "loss")
+        return next((k for k in ("accuracy", "perplexity", "agreement", "cosine") if getattr(self, k) is not None),
+                    "loss")
 
     def key(self) -> tuple[float, float]:
         """Higher is better; ties on the task metric go to the lower loss (or KL)."""
         main = getattr(self, self.task_metric)
         second = self.loss if self.loss is not None else self.kl
-        value = -main if self.task_metric == "loss" else main
+        value = -main if self.task_metric in ("loss", "perplexity") else main
         return (value if value is not None and math.isfinite(value) else -math.inf,
                 -second if second is not None and math.isfinite(second) else -math.inf)
 
@@ -77,7 +80,12 @@ def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "va
     labels = [y for _, _, y in dataset.batches(split, batch_size)]
     n = sum(len(o) for o in outputs)
     result: dict[str, float] = {}
-    if dataset.labeled and outputs and outputs[0].dim() == 2:
+    if is_causal_text(dataset) and outputs:  # next-token loss over every predicted token
+        ids = [kw["input_ids"] for _, kw, _ in dataset.batches(split, batch_size)]
+        totals = [next_token_nll(o, i) for o, i in zip(outputs, ids)]
+        result["loss"] = sum(t[0] for t in totals) / max(1, sum(t[1] for t in totals))
+        result["perplexity"] = math.exp(min(result["loss"], 700.0))
+    elif dataset.labeled and outputs and outputs[0].dim() == 2:
         result["loss"] = sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in zip(outputs, labels)) / n
         result["accuracy"] = sum(int((o.argmax(-1) == y).sum()) for o, y in zip(outputs, labels)) / n
     if reference is not None:

@@ -247,6 +247,8 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor, labels: torch.Tensor | None,
                       alpha: float, temperature: float) -> torch.Tensor:
     t = temperature
+    if student.dim() > 2 and labels is None:  # sequence logits (a causal LM on text): the mean per token
+        student, teacher = student.reshape(-1, student.shape[-1]), teacher.reshape(-1, teacher.shape[-1])
     soft = F.kl_div(F.log_softmax(student / t, -1), F.log_softmax(teacher / t, -1), log_target=True,
                     reduction="batchmean") * (t * t)
     if labels is None:
