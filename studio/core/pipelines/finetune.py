@@ -283,7 +283,17 @@ class HiddenCapture:
         self.handles.clear()
 
 
-def hidden_mse(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor]) -> torch.Tensor | None:
-    losses = [F.mse_loss(student[k].float(), teacher[k].float()) for k in student
-              if k in teacher and student[k].shape == teacher[k].shape]
+def teacher_name(name: str, layer_map: dict[str, str]) -> str:
+    """The teacher's name for a student layer: a dropped layer renumbers the ones after it, and
+    the student keeps `layer_map` (its layer → the original's) so each layer matches its origin."""
+    for prefix in sorted(layer_map, key=len, reverse=True):
+        if name == prefix or name.startswith(prefix + "."):
+            return layer_map[prefix] + name[len(prefix):]
+    return name
+
+
+def hidden_mse(student: dict[str, torch.Tensor], teacher: dict[str, torch.Tensor],
+               layer_map: dict[str, str] | None = None) -> torch.Tensor | None:
+    pairs = [(student[k], teacher.get(teacher_name(k, layer_map or {}))) for k in student]
+    losses = [F.mse_loss(s.float(), t.float()) for s, t in pairs if t is not None and s.shape == t.shape]
     return torch.stack(losses).mean() if losses else None

@@ -70,6 +70,8 @@ class TrainingLoss:
                  device: torch.device) -> None:
         self.teacher, self.student, self.settings, self.device = teacher, student, settings, device
         self.captures = [HiddenCapture(settings.hidden).attach(m) for m in (student, teacher)] if settings.hidden else []
+        # Set by a technique that renumbers layers (dropping): student layer → the original's.
+        self.layer_map: dict[str, str] = dict(getattr(student, "studio_layer_map", None) or {})
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else _null
 
     def __call__(self, batch: tuple[Any, ...]) -> torch.Tensor:
@@ -84,7 +86,7 @@ class TrainingLoss:
             else:
                 loss = nn.functional.cross_entropy(s_out, labels)
             if self.captures:
-                extra = hidden_mse(self.captures[0].outputs, self.captures[1].outputs)
+                extra = hidden_mse(self.captures[0].outputs, self.captures[1].outputs, self.layer_map)
                 if extra is not None:
                     loss = loss + s.hidden_weight * extra
         return loss
@@ -145,6 +147,10 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
                        + (", distillation" if settings.distill else "") + f"; {resolved.describe()}")
     yield Note(f"learning rate {resolved.lr:g}: {resolved.why}")
     loss_fn = TrainingLoss(teacher, student, settings, device)
+    moved = [f"{k.rsplit('.', 1)[-1]}←{v.rsplit('.', 1)[-1]}" for k, v in loss_fn.layer_map.items()]
+    if settings.hidden and loss_fn.layer_map:
+        yield Note(f"hidden-state distillation maps student ← teacher layers {', '.join(moved)} "
+                   f"({next(iter(loss_fn.layer_map)).rsplit('.', 1)[0]})")
     metric = start.task_metric
     best, best_key, best_step, best_state = start, start.key(), 0, _state(student)
     good = (_state(student), copy.deepcopy(optimizer.state_dict()), None)  # weights, optimizer, running loss
