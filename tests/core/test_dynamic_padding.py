@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from studio.core.data.dataset import Dataset
-from studio.core.pipelines.evaluate import batch_one, metrics_from, predict
+from studio.core.pipelines.evaluate import batch_one, iter_predict, metrics_from
 
 SEQ = 40
 
@@ -48,11 +48,11 @@ def text_dataset(n: int = 90, seed: int = 0) -> Dataset:
 def test_longest_padding_gives_the_same_logits_as_fixed_padding():
     model, data = BertClassifier(), text_dataset()
     for batch_size in (1, 7, 64):
-        fixed = torch.cat(predict(model, data, "val", batch_size, pad="fixed"))
-        longest = torch.cat(predict(model, data, "val", batch_size, pad="longest"))
+        fixed = torch.cat(list(iter_predict(model, data, "val", batch_size, pad="fixed")))
+        longest = torch.cat(list(iter_predict(model, data, "val", batch_size, pad="longest")))
         assert torch.allclose(fixed, longest, atol=1e-5), (fixed - longest).abs().max()
-    same = metrics_from(predict(model, data, "val", 8), data, "val", 8)
-    assert same.accuracy == metrics_from(predict(model, data, "val", 8, pad="fixed"), data, "val", 8).accuracy
+    same = metrics_from(list(iter_predict(model, data, "val", 8)), data, "val", 8)
+    assert same.accuracy == metrics_from(list(iter_predict(model, data, "val", 8, pad="fixed")), data, "val", 8).accuracy
 
 
 def test_batches_are_cut_to_their_longest_sequence_and_bucketed():
@@ -109,7 +109,7 @@ def test_minilm_sample_same_logits_with_dynamic_padding():
     full = open_dataset("sample", loaded)
     pick = full.val_idx[torch.linspace(0, len(full.val_idx) - 1, 48).long()]
     data = Dataset("few", full.inputs, full.labels, True, pick[:8], pick)
-    fixed = torch.cat(predict(loaded.module, data, "val", 16, pad="fixed"))
-    longest = torch.cat(predict(loaded.module, data, "val", 16))
+    fixed = torch.cat(list(iter_predict(loaded.module, data, "val", 16, pad="fixed")))
+    longest = torch.cat(list(iter_predict(loaded.module, data, "val", 16)))
     assert data.tokens("val", 16) < 0.5 * data.tokens("val", 16, pad="fixed")
     assert torch.allclose(fixed, longest, atol=1e-4), (fixed - longest).abs().max()

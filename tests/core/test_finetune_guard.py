@@ -12,7 +12,7 @@ from torch.nn import functional as F
 from studio.core.pipelines import finetune_loop
 from studio.core.data.sources import open_dataset
 from studio.core.base.errors import StudioError
-from studio.core.pipelines.evaluate import Metrics, predict
+from studio.core.pipelines.evaluate import Metrics, iter_predict
 from studio.core.base.events import Finished, Metric, Warning
 from studio.core.pipelines.finetune import (LARGE_CNN, SMALL_NET, TRANSFORMER, FinetuneSettings, lr_factor, model_family,
                                   resolve)
@@ -108,7 +108,7 @@ def test_best_checkpoint_is_the_one_kept(digits, monkeypatch):
     assert result.report.to_dict()["after"]["accuracy"] == pytest.approx(start + 0.05)
     best = [(e.step, e.value) for e in events if isinstance(e, Metric) and e.name == "best/accuracy"]
     assert best == [(10, pytest.approx(start + 0.01)), (20, pytest.approx(start + 0.05))]  # the charts' marks
-    final = predict(result.model, data)  # the kept weights are exactly those evaluated at step 20
+    final = list(iter_predict(result.model, data))  # the kept weights are exactly those evaluated at step 20
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(final, seen[1]))
 
 

@@ -140,9 +140,12 @@ def test_saved_and_kept_reports_are_the_same_type(ran, tmp_path):
     assert reopened.extras["report"] == ran.report
 
 
-def test_export_report_round_trips_and_rows(digits, tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_export_report_round_trips_and_rows(digits, tmp_path, precision):
     loaded, data = digits
-    result = _result(list(export(loaded, ExportRequest("onnx", tmp_path / "d.onnx", samples=64), data)))
+    request = ExportRequest("onnx", tmp_path / "d.onnx", precision, int8_mode="dynamic", samples=64,
+                            calibration_samples=16)
+    result = _result(list(export(loaded, request, data)))
     report = result.report
     assert isinstance(report, ExportReport)
     on_disk = json.loads(result.report_path.read_text())
@@ -159,5 +162,13 @@ def test_export_report_round_trips_and_rows(digits, tmp_path):
     assert report.speedup_vs_pytorch == pytest.approx(
         on_disk["latency"]["2_thread"]["pytorch"]["median_ms"] / on_disk["latency"]["2_thread"]["runtime"]["median_ms"],
         rel=1e-2)
-    assert candidate_rows(report) == []  # fp32: no int8 candidates
+    if precision == "fp32":
+        assert candidate_rows(report) == []  # no int8 candidates
+    else:
+        (fp32, *_), (chosen, *cells) = candidate_rows(report)
+        row = on_disk["candidates"][0]
+        assert fp32 == "fp32" and chosen == "✔ dynamic" and row["chosen"] and row["latency"].keys() == {"1_thread",
+                                                                                                   "2_thread"}
+        assert float(cells[-1].removesuffix("×")) == pytest.approx(row["file_bytes"] / on_disk["fp32"]["file_bytes"],
+                                                                   abs=0.0051)
     assert "verified on held-out inputs" in export_summary(report)

@@ -1,11 +1,10 @@
 """Metrics of a model on a dataset: loss and top-1 accuracy when labels exist, and always
-fidelity to the original (top-1 agreement, KL divergence, cosine), plus batch-1 latency."""
+fidelity to the original (top-1 agreement, KL divergence, cosine); batch-1 latency is
+`pipelines.latency` (interleaved, with an interval)."""
 
 from __future__ import annotations
 
 import math
-import statistics
-import time
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
@@ -62,17 +61,6 @@ def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_s
         yield primary_output(out).float().cpu()
 
 
-def predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-            device: torch.device | None = None, *, pad: str = "longest") -> list[torch.Tensor]:
-    """All of `iter_predict` (teachers' outputs are cached with this)."""
-    return list(iter_predict(model, dataset, split, batch_size, device, pad=pad))
-
-
-def evaluate(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
-             reference: list[torch.Tensor] | None = None, device: torch.device | None = None) -> Metrics:
-    return metrics_from(predict(model, dataset, split, batch_size, device), dataset, split, batch_size, reference)
-
-
 def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
                  reference: list[torch.Tensor] | None = None) -> Metrics:
     """Loss/accuracy against the labels and fidelity against `reference` outputs, from outputs
@@ -97,21 +85,6 @@ def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "va
             result["kl"] = float(F.kl_div(F.log_softmax(flat_o, -1), F.log_softmax(flat_r, -1), log_target=True,
                                           reduction="batchmean"))
     return Metrics(samples=n, **result)
-
-
-def latency_ms(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]], runs: int = 20,
-               warmup: int = 3) -> float:
-    """Median wall time of single batch-1 forward passes after warm-up."""
-    args, kwargs = example
-    model.eval()
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + runs):
-            start = time.perf_counter()
-            model(*args, **kwargs)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def batch_one(dataset: Dataset) -> tuple[tuple[Any, ...], dict[str, Any]]:

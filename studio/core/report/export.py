@@ -34,7 +34,7 @@ class FileRow(ExportCheck):
     float_layers: tuple[str, ...] | None = field(default=None, metadata=OMIT_NONE)
     size_vs_fp32: float | None = field(default=None, metadata=OMIT_NONE)
     within_budget: bool | None = field(default=None, metadata=OMIT_NONE)
-    latency: Latency | None = field(default=None, metadata=OMIT_NONE)
+    latency: dict[str, dict[str, float]] | None = field(default=None, metadata=OMIT_NONE)  # threads → stats
     latency_ms: float | None = field(default=None, metadata=OMIT_NONE)
     speed_vs_fp32: float | None = field(default=None, metadata=OMIT_NONE)
     chosen: bool | None = field(default=None, metadata=OMIT_NONE)
