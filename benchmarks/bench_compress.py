@@ -54,10 +54,10 @@ for event in compress(loaded, plan, batches=[spec.make_inputs()], calibration=[]
         result = event.result
 total = time.perf_counter() - start
 print(json.dumps({{
-    "layers": len(result.changes), "apply_s": result.report["timing"]["apply_s"],
-    "apply_plus_measure_s": round(total, 3), "apply_vs_target": round(result.report["timing"]["apply_s"] / {target}, 3),
-    "params_before": result.report["before"]["params"], "params_after": result.report["after"]["params"],
-    "cosine_vs_original": round(result.report["fidelity"]["cosine"], 5),
+    "layers": len(result.changes), "apply_s": result.report.timing["apply_s"],
+    "apply_plus_measure_s": round(total, 3), "apply_vs_target": round(result.report.timing["apply_s"] / {target}, 3),
+    "params_before": result.report.before.params, "params_after": result.report.after.params,
+    "cosine_vs_original": round(result.report.fidelity.cosine, 5),
     "model_mb": round(model_bytes / 1e6, 1),
     "peak_extra_memory_vs_model": round((rss_kb() - base) * 1024 / model_bytes, 3),
 }}))

@@ -37,7 +37,7 @@ def bench_model(source: str, samples: int, workdir: Path) -> dict:
         except Exception as exc:  # a failed conversion is a result too
             rows[f"{fmt}_{precision}"] = {"error": str(exc)[:300]}
             continue
-        report = [e for e in events if isinstance(e, Finished)][0].result.report
+        report = [e for e in events if isinstance(e, Finished)][0].result.report.to_dict()
         pytorch = {t: report["latency"][t]["pytorch_uncompressed"] for t in report["latency"]}
         rows[f"{fmt}_{precision}"] = {
             "latency": {t: report["latency"][t]["runtime"] for t in report["latency"]},

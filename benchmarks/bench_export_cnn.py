@@ -106,7 +106,7 @@ def main() -> None:
                 if isinstance(event, StageStarted):
                     print(f"  {time.perf_counter() - start:7.1f} s  {event.name}: {event.detail}", file=sys.stderr,
                           flush=True)
-            report = events[-1].result.report if isinstance(events[-1], Finished) else {}
+            report = events[-1].result.report.to_dict() if isinstance(events[-1], Finished) else {}
             chosen = next(r for r in report["candidates"] if r.get("chosen"))
             fp32 = report["fp32"]
             accuracy_kept = chosen["accuracy"] / fp32["accuracy"] if fp32["accuracy"] else None

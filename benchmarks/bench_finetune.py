@@ -84,7 +84,7 @@ def measure(name: str, build, args) -> dict:
             print(f"{name}: step {event.step} {event.name} {event.value:.4f}", file=sys.stderr, flush=True)
         elif isinstance(event, Finished):
             result = event.result
-    report = result.report
+    report = result.report.to_dict()
     finetune = report["finetune"]
     return {
         "model": loaded.name, "recipe": what,

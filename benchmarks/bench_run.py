@@ -36,7 +36,7 @@ def main() -> None:
                             ("plain", FinetuneSettings(epochs=args.epochs, distill=False)),
                             ("distill", FinetuneSettings(epochs=args.epochs, distill=True))):
         start = time.perf_counter()
-        report = [e for e in run(loaded, plan, data, settings) if isinstance(e, Finished)][0].result.report
+        report = [e for e in run(loaded, plan, data, settings) if isinstance(e, Finished)][0].result.report.to_dict()
         results[label] = {"accuracy": round(report["after"]["accuracy"], 4), "seconds": round(time.perf_counter() - start, 2)}
     original = report["before"]["accuracy"]
     print(json.dumps({
