@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
 from studio.gui.qt_details_panel import DetailsPanel
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
+from studio.gui.qt_process_worker import ProcessWorker
 from studio.gui.qt_open_controller import CurrentModel, OpenController, make_request
 from studio.gui.qt_resources import APPLICATION, icon, recent_sources, settings
 from studio.gui.qt_recent_menu import RecentMenu
@@ -48,7 +49,8 @@ class MainWindow(QMainWindow):
         self.setObjectName("mainWindow")
         self.setWindowTitle(APPLICATION)
         self.setAcceptDrops(True)
-        self.runner = JobRunner(self)  # the only one: every controller's jobs go through it
+        # the only one: every controller's jobs go through it; jobs with a spec run in a child process
+        self.runner = JobRunner(self, worker_class=ProcessWorker)
         self.runner.busyChanged.connect(self._set_busy)
         self.current = CurrentModel()
         self.last_error_dialog: QMessageBox | None = None

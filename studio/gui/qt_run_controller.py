@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea, QWidget
 
 from studio.core.base.events import Finished, RunCancelled
 from studio.gui.qt_resources import icon
+from studio.gui import qt_process_worker as process
 from studio.gui.qt_worker import Job, JobHandle, JobRunner, ask_to_cancel
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ class RunController(QObject):
     def model_changed(self) -> None:
         """A different model: forget the old one's results; its plan's run settings fill the panel."""
         self.discard_result()
+        process.warm_up()  # the job worker process imports torch while the user reads the tree
         settings = self.document.plan.settings
         if settings:
             self.run_panel.load_settings(settings)
@@ -140,7 +142,7 @@ class RunController(QObject):
         self.show_run()
         self._status("Running the plan…")
         self.runStarted.emit()
-        self._start("run", Job("run", "the run", job, spec=None))
+        self._start("run", Job("run", "the run", job, spec=process.run_spec(self.current, plan, settings)))
 
     def find_lr(self) -> None:
         """The learning-rate range test on the compressed plan, its curve in a dialog."""
@@ -173,7 +175,8 @@ class RunController(QObject):
         self.lr_dialog.start()
         self.lr_dialog.show()
         self.run_panel.set_running(True)
-        self._start("find-lr", Job("find-lr", "the learning-rate test", job, spec=None))
+        self._start("find-lr", Job("find-lr", "the learning-rate test", job,
+                                   spec=process.lr_spec(self.current, plan, settings, steps)))
 
     def cancel(self) -> None:
         """Cancel our job (the run, the learning-rate test or the export), not another's."""
@@ -186,8 +189,9 @@ class RunController(QObject):
             return
         original = self.current.opened.loaded
         baseline = self.baseline if self.baseline is not None else original.module
-        kept = replace(original, module=self.result.model, name=f"{original.name.removeprefix('sample:')} (compressed)", kind="compressed",
-                       extras={**original.extras, "report": self.result.report})
+        module, reopen = process.kept_model(self.result, original, self.current)  # a child's result: from its folder
+        kept = replace(original, module=module, name=f"{original.name.removeprefix('sample:')} (compressed)", kind="compressed",
+                       extras={**original.extras, **reopen, "report": self.result.report})
         self.baseline = baseline
         self.keepRequested.emit(kept)
 
@@ -201,9 +205,7 @@ class RunController(QObject):
         saved = self.result
 
         def job(_token: CancelToken) -> Any:
-            from studio.core.pipelines.compressed_dir import save_compressed
-
-            yield Finished(save_compressed(saved, folder, force=False))
+            yield Finished(process.save_result(saved, folder))
 
         self._start("save", Job("save", "saving the compressed model", job))
 
@@ -227,7 +229,8 @@ class RunController(QObject):
             return export(loaded, request, dataset, baseline=baseline, cancel=token)
 
         self.export_panel.set_busy(True)
-        self._start("export", Job("export", "the export", job, spec=None))
+        self._start("export", Job("export", "the export", job,
+                                  spec=process.export_spec(self.current, request, spec, baseline)))
 
     # --- job events ----------------------------------------------------------------------
     def _on_event(self, kind: str, event: object, said: list[RunCancelled]) -> None:

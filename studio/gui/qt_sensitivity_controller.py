@@ -29,6 +29,7 @@ from studio.gui.qt_sensitivity_model import drop_colour, format_drop, is_percent
 from studio.gui.qt_sensitivity_panel import SensitivityPanel
 from studio.gui.qt_sensitivity_plan import (Prediction, plan_choices, plan_for_setting, predict, reference_label,
                                             tree_marks)
+from studio.gui.qt_process_worker import sweep_spec
 from studio.gui.qt_worker import Job, JobHandle, JobRunner, ask_to_cancel
 
 if TYPE_CHECKING:
@@ -111,7 +112,7 @@ class SensitivityController(QObject):
         self.panel.started()
         self.show()
         self._status("Measuring layer sensitivity…")
-        self._run(Job("sweep", "the sensitivity sweep", job, spec=None))
+        self._run(Job("sweep", "the sensitivity sweep", job, spec=sweep_spec(self.current, spec, data, cache)))
 
     def fit(self, target: Any) -> None:
         opened, result = self.current.opened, self.result

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from studio.core.pipelines.jobs.results import SavedRun
 from studio.core.pipelines.jobs.runner import ProcessJobRunner, WorkerCrashed, shared_runner
-from studio.core.pipelines.jobs.specs import ExportJob, LrJob, RunJob, SweepJob, request_for
+from studio.core.pipelines.jobs.specs import ExportJob, LrJob, RunJob, SweepJob
 
 __all__ = ["ExportJob", "LrJob", "ProcessJobRunner", "RunJob", "SavedRun", "SweepJob", "WorkerCrashed",
-           "request_for", "shared_runner"]
+           "shared_runner"]

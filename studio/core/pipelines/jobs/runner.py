@@ -24,11 +24,11 @@ from typing import Any, Iterator
 
 from studio.core.base.cancel import Cancelled, CancelToken
 from studio.core.base.errors import StudioError, UntrustedCodeError
-from studio.core.base.events import RunCancelled, StageStarted
+from studio.core.base.events import Metric, RunCancelled, StageStarted
 from studio.core.pipelines.jobs.child import WARM_MODULES, serve
 
-GRACE_S = 0.5      # from cancel to terminate: the child's own cancel checks get this long
-POLL_S = 0.05      # how often a waiting parent looks at the cancel token
+GRACE_S = 0.3      # from cancel to terminate: the child's own cancel checks get this long
+POLL_S = 0.02      # how often a waiting parent looks at the cancel token
 BUSY_WAIT_S = 10.0  # a new job waits this long for the previous one to let go of the worker
 STAGE_NAMES = {"open": "opening the model", "compress": "compression", "validate": "validation", "apply": "applying the plan",
                "measure": "measuring", "evaluate": "evaluation", "finetune": "fine-tuning", "latency": "timing",
@@ -178,11 +178,12 @@ class ProcessJobRunner:
     def events(self, job: Any, cancel: CancelToken | None = None) -> Iterator[object]:
         """Run `job` (a spec from studio.core.pipelines.jobs.specs) in the worker; yields its events.
         Raises what the in-process generator would (StudioError, UntrustedCodeError, Cancelled),
-        and WorkerCrashed when the child dies. `Cancelled` thrown in at a yield (the window's
+        and WorkerCrashed when the child dies; a child stopped by force after a cancel ends the
+        stream with a RunCancelled naming the stage. `Cancelled` thrown in at a yield (the window's
         worker does that) cancels the child; its RunCancelled, if it says one in time, is yielded."""
         cancel = cancel or CancelToken()
         worker = self._acquire()
-        stage, finished, deadline, thrown = "start", False, None, False
+        stage, finished, deadline, thrown, steps = "start", False, None, False, 0
         try:
             worker.cancel.clear()
             try:
@@ -210,7 +211,8 @@ class ProcessJobRunner:
                 elif deadline is not None and time.monotonic() >= deadline:
                     finished = True
                     self._discard(worker)  # still busy (a native call, a long step): stop it by force
-                    raise Cancelled()
+                    yield _stopped(stage, steps)  # the job's last word, said on the child's behalf
+                    return
                 else:
                     continue
                 kind = message[0]
@@ -220,6 +222,8 @@ class ProcessJobRunner:
                     for event in message[1]:
                         if isinstance(event, StageStarted):
                             stage = event.name
+                        elif isinstance(event, Metric) and event.name == "train/loss":
+                            steps = max(steps, event.step)
                         if thrown and not isinstance(event, RunCancelled):
                             continue
                         try:
@@ -241,7 +245,8 @@ class ProcessJobRunner:
                     finished = True
                     if deadline is not None:  # died while being cancelled: that is a cancel
                         self._discard(worker)
-                        raise Cancelled()
+                        yield _stopped(stage, steps)
+                        return
                     raise self._crashed(worker, stage, getattr(job, "kind", "job"))
         finally:
             if not finished:
@@ -283,6 +288,12 @@ class ProcessJobRunner:
         return WorkerCrashed(f"The {kind} stopped: its worker process crashed during {where} ({how}). "
                              "The window, the plan and the original model are unaffected; "
                              "the next job starts a fresh worker.", stage)
+
+
+def _stopped(stage: str, steps: int) -> RunCancelled:
+    """The run pipeline's own words (studio.core.pipelines.run), from what the child had sent."""
+    return RunCancelled(stage, f"cancelled during {stage}" + (f" after {steps} fine-tuning steps" if steps else "")
+                        + "; the original model is unchanged")
 
 
 _SHARED: list[ProcessJobRunner] = []

@@ -14,7 +14,6 @@ from studio.core.base.events import Finished, StageStarted
 from studio.core.model.loaders import LoadRequest
 
 if TYPE_CHECKING:
-    from studio.core.model.loaded_model import LoadedModel
     from studio.core.pipelines.export.request import ExportRequest
     from studio.core.pipelines.sensitivity.spec import SweepSpec
 
@@ -135,12 +134,3 @@ class LrJob:
     def portable(self, event: object, scratch: Path) -> object:
         return event  # LrFinderResult: tuples of floats
 
-
-def request_for(loaded: LoadedModel, trust: bool = False) -> LoadRequest:
-    """The request that reopens `loaded` elsewhere: where it came from plus its input spec. A model
-    kept from a child's run reopens from its compressed folder (`extras["folder"]`)."""
-    origin = loaded.extras.get("request") or {"source": loaded.source}
-    source = str(loaded.extras.get("folder") or origin.get("source") or loaded.source)
-    weights = None if loaded.extras.get("folder") else origin.get("weights")
-    return LoadRequest(source, weights=weights, trust=trust, trust_remote_code=bool(origin.get("trust_remote_code")),
-                       input_spec=loaded.input_spec)
