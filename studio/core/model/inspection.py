@@ -79,6 +79,7 @@ def inspect_model(module: nn.Module, input_spec: InputSpec | None, notes: Iterab
     stats: dict[int, _TensorStats] = {}
     owners: dict[int, list[str]] = defaultdict(list)
     own_ids: dict[str, list[int]] = {}
+    stored: dict[str, dict[str, int]] = {}  # layers that store their weights otherwise (int8 codes + scales)
     for name, mod in modules:
         parent = nodes.get(name.rsplit(".", 1)[0] if "." in name else "") if name else None
         node = LayerNode(name=name, type=type(mod).__name__, depth=name.count(".") + 1 if name else 0)
@@ -96,11 +97,14 @@ def inspect_model(module: nn.Module, input_spec: InputSpec | None, notes: Iterab
                 owners[key].append(name)
         own_ids[name] = ids
         node.params = sum(stats[k].numel for k in ids if stats[k].is_param)
+        stored_as = _stored_bytes_by_dtype(mod)
+        if stored_as is not None:
+            stored[name] = stored_as
     shared_ids = {k for k, names in owners.items() if len(names) > 1}
     for key in shared_ids:
         for name in owners[key]:
             nodes[name].shared = True
-    _aggregate(nodes, modules, own_ids, stats, shared_ids)
+    _aggregate(nodes, modules, own_ids, stats, shared_ids, stored)
     root = nodes[""]
     for node in nodes.values():
         node.share = node.total_params / root.total_params if root.total_params else 0.0
@@ -110,7 +114,20 @@ def inspect_model(module: nn.Module, input_spec: InputSpec | None, notes: Iterab
     return ModelTree(root=root, input_spec=str(input_spec or ""), notes=tuple(all_notes))
 
 
-def _aggregate(nodes, modules, own_ids, stats, shared_ids) -> None:
+def _stored_bytes_by_dtype(module: nn.Module) -> dict[str, int] | None:
+    """Bytes of a layer that says how a file holds it (`storage_arrays()`, e.g. the studio's
+    quantized layers: integer codes and scales), so the tree shows real sizes, not the float
+    copy the simulation computes with."""
+    arrays = getattr(module, "storage_arrays", None)
+    if not callable(arrays) or any(t.is_meta for t, _ in _own_tensors(module)):
+        return None
+    out: dict[str, int] = defaultdict(int)
+    for array in arrays():
+        out[str(array.dtype)] += int(array.nbytes)
+    return dict(out)
+
+
+def _aggregate(nodes, modules, own_ids, stats, shared_ids, stored) -> None:
     """Post-order sums; subtrees holding a tied tensor twice count it once."""
     subtree_shared: dict[str, set[int]] = {}
     for name, _ in reversed(modules):
@@ -119,7 +136,10 @@ def _aggregate(nodes, modules, own_ids, stats, shared_ids) -> None:
         seen = {k for k in ids if k in shared_ids}
         totals = _Totals()
         for key in ids:
-            totals.add(stats[key])
+            totals.add(stats[key], count_bytes=name not in stored)
+        for dtype, nbytes in stored.get(name, {}).items():
+            totals.nbytes += nbytes
+            totals.by_dtype[dtype] += nbytes
         for child in node.children:
             totals.merge(child)
             dup = subtree_shared[child.name] & seen
@@ -135,9 +155,10 @@ class _Totals:
         self.params = self.trainable = self.nbytes = self.zeros = 0
         self.by_dtype: dict[str, int] = defaultdict(int)
 
-    def add(self, s: _TensorStats, sign: int = 1) -> None:
-        self.nbytes += sign * s.nbytes
-        self.by_dtype[s.dtype] += sign * s.nbytes
+    def add(self, s: _TensorStats, sign: int = 1, count_bytes: bool = True) -> None:
+        if count_bytes:
+            self.nbytes += sign * s.nbytes
+            self.by_dtype[s.dtype] += sign * s.nbytes
         if s.is_param:
             self.params += sign * s.numel
             self.trainable += sign * (s.numel if s.trainable else 0)
@@ -174,9 +195,12 @@ def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode
             target = meta_copy(module)
             meta_args, meta_kwargs = meta_inputs(module, args, kwargs)
             counter, output = _hooked_forward(target, meta_args, meta_kwargs, nodes, spec)
-        except Exception:
+        except Exception as exc:
             if is_meta_model(module):
-                raise
+                cause = exc.args[0] if isinstance(exc, StudioError) and exc.args else f"{type(exc).__name__}: {exc}"
+                raise StudioError(f"This model has no weights (built from its config on the meta device) and its "
+                                  f"forward pass cannot run so: {str(cause)[:300]} — open the folder with its weights "
+                                  "to compress, run or export it.") from exc
             counter = None
             for node in nodes.values():
                 node.input_shape = node.output_shape = ""

@@ -29,6 +29,9 @@ def sweep(loaded: LoadedModel, dataset: Dataset | None, spec: SweepSpec, cancel:
     from studio.core.pipelines.sensitivity.engine import sample_batches
 
     cancel = cancel or CancelToken()
+    from studio.core.model.loaders import require_weights
+
+    require_weights(loaded, "swept for sensitivity")
     if not loaded.eager:
         raise StudioError(f"{loaded.name} is TorchScript; a sensitivity sweep changes layers of an eager PyTorch model.")
     if spec.samples < 1:
