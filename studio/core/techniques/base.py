@@ -11,6 +11,7 @@ layer, edits that reach other layers, the layers those shrink, masks kept while 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator
 
@@ -113,6 +114,8 @@ class Technique:
     supported_types: ClassVar[str]  # for messages, e.g. "Linear, Conv2d"
     noun: ClassVar[str] = ""     # for messages naming the technique, e.g. "rank reduction"
     restructures: ClassVar[bool] = False  # replaces a layer by differently shaped modules (factors)
+    aliases: ClassVar[tuple[str, ...]] = ()  # other names users type for it (sweeps, CLI), e.g. "quant"
+    sweep_defaults: ClassVar[tuple[str, ...]] = ()  # sensitivity settings swept when none are chosen
 
     def supports(self, module: nn.Module) -> bool:
         raise NotImplementedError
@@ -145,6 +148,15 @@ class Technique:
         besides the targets' own estimates; read without changing `model`."""
         return {}
 
+    def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
+        """(label, config body) of a sensitivity setting the user typed (`raw`: lower-case, single
+        spaces; `text`: as typed, for messages), e.g. 'struct 30%'; StudioError when unreadable."""
+        raise StudioError(f"{self.name} has no sweep settings.")
+
+    def layer_body(self, body: dict[str, Any], module: nn.Module) -> dict[str, Any]:
+        """A config body completed for one layer, as a plan for that layer would pick it."""
+        return body
+
     def fine_tune_masks(self, model: nn.Module, change: LayerChange) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """(parameter, mask) pairs fine-tuning multiplies in after every optimizer step, so what
         this change made zero stays zero."""
@@ -162,6 +174,24 @@ TECHNIQUES: dict[str, Technique] = {}
 def register(cls: type[Technique]) -> type[Technique]:
     TECHNIQUES[cls.name] = cls()
     return cls
+
+
+_NUMBER = r"(\d+(?:\.\d+)?)\s*(%?)"
+
+
+def parse_fraction(text: str, what: str) -> float:
+    """'0.5' or '50%' → 0.5; a clear StudioError for anything else or outside (0, 1]."""
+    match = re.fullmatch(_NUMBER, text.strip())
+    if not match:
+        raise StudioError(f"{what} {text!r} is not a number or percentage (e.g. 0.5 or 50%).")
+    value = float(match.group(1)) / (100 if match.group(2) else 1)
+    if not 0 < value < 1 + 1e-9:
+        raise StudioError(f"{what} {text!r} must be a fraction between 0 and 1 (or a percentage, e.g. 50%).")
+    return round(value, 6)
+
+
+def percent(value: float) -> str:
+    return f"{value * 100:g}%"
 
 
 def replace_submodule_(model: nn.Module, name: str, new: nn.Module) -> None:

@@ -7,6 +7,7 @@ layer) is a module of `lowrank_methods`, found by name; the replacement layers l
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -16,7 +17,7 @@ from torch import nn
 
 from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig, option,
-                                         register, replace_submodule_)
+                                         parse_fraction, percent, register, replace_submodule_)
 from studio.core.techniques.lowrank_layers import CPConv2d, LowRankConv1x1, LowRankLinear, TuckerConv2d
 from studio.core.techniques.lowrank_math import (Ranks, evbmf_rank, kept_energy, layer_dims, rank_for_energy,
                                                  unfolding_singular_values)
@@ -192,6 +193,8 @@ class LowRank(Technique):
     supported_types = "Linear, Conv2d (groups=1)"
     noun = "rank reduction"
     restructures = True  # a layer becomes two to four factor layers
+    aliases = ("rank", "low-rank")
+    sweep_defaults = ("rank 50%", "rank 25%", "energy 90%")
 
     def supports(self, module: nn.Module) -> bool:
         # Subclasses count (their own forward is checked in `check`); MultiheadAttention's out_proj
@@ -244,6 +247,21 @@ class LowRank(Technique):
                 problems.append(f"layer {name}: lowrank: its weight is tied to {tied[0]}; factorizing unties it and "
                                 "adds parameters; exclude it (lowrank: null)")
         return problems
+
+    def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
+        """0.25 / rank 25% (share of parameters kept) / energy 90%."""
+        energy = raw.startswith(("energy", "e"))
+        value = parse_fraction(re.sub(r"^(energy|e|rank|r)\s*", "", raw), "Energy" if energy else "Rank fraction")
+        if energy:
+            return f"energy {percent(value)}", {"energy": value}
+        if value >= 1:
+            raise StudioError(f"Rank fraction {text!r} must be below 100%.")
+        return f"rank {percent(value)}", {"rank_fraction": value}
+
+    def layer_body(self, body: dict[str, Any], module: nn.Module) -> dict[str, Any]:
+        """Without a method, the first registered one that fits the layer (SVD for Linear and
+        1x1 convs, Tucker-2 for larger kernels)."""
+        return body if "method" in body else {**body, "method": default_method(module)}
 
     def project(self, module: nn.Module, config: LowRankConfig, estimate: Estimate) -> Estimate:
         if config.problems() or _method_problem(module, config.method):

@@ -4,6 +4,7 @@ BatchNorm, following layers, residual adds and depthwise convs consistent."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -12,7 +13,7 @@ from torch import nn
 
 from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
-                                         option, register)
+                                         option, parse_fraction, percent, register)
 
 MODES = ("unstructured", "structured", "2:4")
 IMPORTANCE = ("l1", "l2")
@@ -59,6 +60,8 @@ class Prune(Technique):
     label = "Prune…"
     supported_types = "Linear, Conv2d"
     noun = "pruning"
+    aliases = ("pruning",)
+    sweep_defaults = ("prune 30%", "prune 50%", "prune 70%", "struct 30%", "struct 50%")
 
     def supports(self, module: nn.Module) -> bool:
         # By behaviour, not class name: subclasses (TF-"same" padded convs, …) count; pruning edits
@@ -125,6 +128,17 @@ class Prune(Technique):
 
     def coupled_effects(self, model, example_inputs, targets) -> dict[str, float]:
         return coupled_kept_fractions(model, example_inputs, targets)
+
+    def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
+        """0.5 / 50% / prune 50% / struct 30% / 2:4."""
+        if raw == "2:4":
+            return "2:4", {"mode": "2:4"}
+        structured = raw.startswith(("struct", "s"))
+        amount = parse_fraction(re.sub(r"^(structured|struct|s|unstructured|prune)\s*", "", raw), "Pruning amount")
+        if amount >= 1:
+            raise StudioError(f"Pruning amount {text!r} must be below 100%.")
+        label = f"{'struct' if structured else 'prune'} {percent(amount)}"
+        return label, {"mode": "structured" if structured else "unstructured", "amount": amount}
 
     def fine_tune_masks(self, model: nn.Module, change: LayerChange) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Zeros made by unstructured/2:4 pruning must stay zero while fine-tuning; structured

@@ -25,6 +25,13 @@ from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, Qu
 DTYPES = {"int8": 8, "int4": 4, "fp16": 16}
 ACTIVATIONS = ("dynamic", "static", None)
 MIN_GROUP = 8
+SWEEP_PRECISIONS = {  # sensitivity settings: label → config body
+    "int8": {"dtype": "int8", "activations": None},
+    "int8 w+a": {"dtype": "int8", "activations": "dynamic"},
+    "int4": {"dtype": "int4", "activations": None, "group_size": 128},
+    "int4 g32": {"dtype": "int4", "activations": None, "group_size": 32},
+    "fp16": {"dtype": "fp16", "activations": None},
+}
 
 
 @dataclass(frozen=True)
@@ -124,6 +131,8 @@ class Quantize(Technique):
     label = "Quantize…"
     supported_types = "Linear, Conv2d"
     noun = "quantization"
+    aliases = ("quant", "quantization")
+    sweep_defaults = ("int8", "int8 w+a", "int4", "fp16")
 
     def supports(self, module: nn.Module) -> bool:
         return _float_layer(module)
@@ -133,6 +142,11 @@ class Quantize(Technique):
         if not module.weight.is_floating_point():
             return [f"its weights are {module.weight.dtype}, not floating point; quantize the float model"]
         return _subclass_problems(module)
+
+    def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
+        if raw not in SWEEP_PRECISIONS:
+            raise StudioError(f"Unknown precision {text!r}; use one of: {', '.join(SWEEP_PRECISIONS)}.")
+        return raw, dict(SWEEP_PRECISIONS[raw])
 
     def project(self, module: nn.Module, config: QuantizeConfig, estimate: Estimate) -> Estimate:
         out, fan_in, bias = _shape(module)
