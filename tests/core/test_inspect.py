@@ -178,3 +178,23 @@ def test_describe_shapes():
     assert describe_shapes((torch.zeros(1), {"a": torch.zeros(2, 3)})) == "(1, 2x3)"
     assert describe_shapes(torch.tensor(1.0)) == "scalar"
     assert describe_shapes(None) == ""
+
+
+def test_quantized_layers_show_the_bytes_a_file_holds():
+    """After compression the tree shows int8/int4/fp16 layers at their stored size (codes and
+    scales), the same figure as the Size card, not the float copy the simulation computes with."""
+    from studio.core.base.events import Finished
+    from studio.core.model.measure import stored_bytes
+    from studio.core.pipelines.compress import compress
+    from studio.core.pipelines.opening import LoadRequest, load_model
+    from studio.core.plan import CompressionPlan
+
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    original = inspect_model(loaded.module, loaded.input_spec)
+    for dtype in ("int8", "int4", "fp16"):
+        plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "quantize": {"dtype": dtype}}]})
+        result = next(e for e in compress(loaded, plan) if isinstance(e, Finished)).result
+        tree = inspect_model(result.compressed, loaded.input_spec)
+        assert tree.root.bytes == stored_bytes(result.compressed) < original.root.bytes
+        assert tree.root.total_params == original.root.total_params  # parameters are still parameters
+        assert sum(tree.root.bytes_by_dtype.values()) == tree.root.bytes
