@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -95,7 +96,8 @@ def main() -> None:
     result = {"model": "EfficientNet-Lite0 (ImageNet weights, efficientnet-lite-pytorch) + linear head on digits",
               "params": sum(p.numel() for p in model.parameters()), "input": f"1x3x{args.res}x{args.res}",
               "head_fit_s": round(time.perf_counter() - start, 1), "head_train_accuracy": round(train_acc, 4),
-              "pytorch_fp32": {"accuracy": round(pt_acc, 4), "samples": len(x_test)}, "runtimes": {}}
+              "pytorch_fp32": {"accuracy": round(pt_acc, 4), "samples": len(x_test)}, "runtimes": {},
+              "machine": {"cpus": os.cpu_count(), "load_average_1_5_15_min_at_start": [round(v, 2) for v in os.getloadavg()]}}
     with tempfile.TemporaryDirectory() as tmp:
         for fmt in args.formats.split(","):
             start = time.perf_counter()
@@ -120,8 +122,11 @@ def main() -> None:
                            "speedup_vs_fp32": chosen["speed_vs_fp32"], "size_vs_fp32": chosen["size_vs_fp32"],
                            "met": bool(accuracy_kept and accuracy_kept >= 0.995 and chosen["speed_vs_fp32"] >= 1.5
                                        and chosen["size_vs_fp32"] <= 0.3)},
+                "float_layers_rule": report.get("float_layers_rule"), "calibration": report.get("calibration"),
+                "load_average_after": [round(v, 2) for v in os.getloadavg()],
                 "warnings": [e.message for e in events if isinstance(e, Warning)],
             }
+    result["machine"]["load_average_1_5_15_min_at_end"] = [round(v, 2) for v in os.getloadavg()]
     print(json.dumps(result, indent=1))
 
 

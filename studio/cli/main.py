@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--samples", type=int, help="verification inputs (default: the whole validation split, "
                         "at most 1000)")
     export.add_argument("--calibration-samples", type=int, default=200, help="training inputs for static int8")
+    export.add_argument("--sensitivity", metavar="FILE", help="a `studio sensitivity` result of this model: int8 auto "
+                        "also tries its most quantization-sensitive layers in float (default: first + last layer)")
     export.add_argument("--data", metavar="SPEC", help="calibration/verification data (default: the sample's own, "
                                                        "else inputs from the input spec)")
     export.add_argument("--out", required=True, help="output file (.onnx / .tflite); the report goes beside it")
@@ -188,7 +190,8 @@ def _export(args: argparse.Namespace) -> int:
 
     request = ExportRequest(args.format, Path(args.out), args.precision, args.force, args.int8_mode,
                             samples=args.samples, calibration=args.calibration,
-                            calibration_samples=args.calibration_samples, keep_float=tuple(args.keep_float))
+                            calibration_samples=args.calibration_samples, keep_float=tuple(args.keep_float),
+                            sensitivity=Path(args.sensitivity) if args.sensitivity else None)
     if request.problems():
         raise StudioError("Cannot export: " + "; ".join(request.problems()) + ".")
     check_output(request.out, folder=False, force=request.force)  # before the (slow) load

@@ -12,6 +12,7 @@ from studio.core.data.sources import open_dataset
 from studio.core.base.errors import StudioError
 from studio.core.base.events import Finished, StageStarted
 from studio.core.pipelines.export import ExportRequest, export
+from studio.core.pipelines.export import onnx_export
 from studio.core.pipelines.export.onnx_export import nodes_for_layers
 from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.plan import CompressionPlan
@@ -107,8 +108,10 @@ def test_int8_onnx_has_batchnorm_folded_and_keeps_marked_layers_float(digits, tm
     first = next(n for n in graph.node if n.op_type == "Conv" and "features.0.0" in n.input[1])
     assert first.input[1] == "model.features.0.0.weight"  # float weight, not a DequantizeLinear output
     assert result.report.to_dict()["float_layers"] == ["features.0.0"]
-    assert result.report.to_dict()["calibration"] == {"method": "percentile", "samples": 64, "split": "train",
-                                            "runtime_method": "percentile 99.999"}
+    calibration = result.report.to_dict()["calibration"]
+    assert calibration == {"method": "percentile", "samples": 64, "split": "train", "runtime_method": "percentile 99.999",
+                           "weights": calibration["weights"]}
+    assert calibration["weights"].startswith("7-bit" if onnx_export.u8s8_saturates() else "8-bit")
     assert result.report.to_dict()["verification"]["accuracy"] >= 0.97
 
 

@@ -22,9 +22,7 @@ from studio.core.pipelines.export.runtimes import runtime_for
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.report.export import ExportCheck, ExportReport, FileRow
 from studio.core.report.export_rows import slower_message, slower_than_uncompressed_message
-
-FRAGILE_NOTE = ("first weight layer and classifier (heuristic: they see the raw input and produce the logits; "
-                "no per-layer quantization sensitivity was available)")
+from studio.core.pipelines.export.fragile import HEURISTIC_NOTE, fragile_units, load_sweep
 
 
 def conv_heavy(model: nn.Module, loaded: LoadedModel) -> bool:
@@ -88,6 +86,8 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
             raise StudioError(f"{path} already exists; pass --force to replace it (window: confirm).")
     if not loaded.eager:
         raise StudioError("TorchScript models cannot be re-exported here; open the eager model (file.py:Net --weights W).")
+    sweep = load_sweep(request.sensitivity, loaded.module) if request.sensitivity else None
+    rule = HEURISTIC_NOTE
     yield StageStarted("prepare", f"{request.format} {request.precision}")
     model, marks = float_copy(loaded.module)
     count = request.samples or (VERIFY_SAMPLES if dataset is not None else RANDOM_VERIFY_SAMPLES)
@@ -118,7 +118,7 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
             base_float = runtime.float_units(base, float_layers)
             if float_layers and not base_float:
                 warnings.append("No node of the file matched the layers to keep float; every layer is int8.")
-            fragile = runtime.fragile_units(base)
+            fragile, rule = fragile_units(runtime, base, sweep, Path(request.sensitivity or "").name)
             todo = candidates(request.int8_mode, base_float, fragile)
             feed = runtime.calibration_feed(calibration)
             for index, candidate in enumerate(todo):
@@ -176,7 +176,8 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
             quantized_layers=(tuple(sorted(marks)) if marks else None) if request.precision == "int8" else None,
             calibration=({"method": request.calibration, "samples": len(calibration),
                           "split": "train" if dataset is not None else "inputs from the input spec",
-                          "runtime_method": runtime.calibration_label(request.calibration)}
+                          "runtime_method": runtime.calibration_label(request.calibration),
+                          "weights": runtime.weights}
                          if choice and choice[0].mode == "static" else None),
             file=str(out), file_bytes=final.stat().st_size, fp32_file_bytes=base.stat().st_size,
             size_vs_fp32=round(final.stat().st_size / base.stat().st_size, 3),
@@ -191,7 +192,7 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
             slower_than_uncompressed=best["runtime"]["median_ms"] > best["pytorch_uncompressed"]["median_ms"],
             candidates=tuple(FileRow.from_dict(_plain_row(r)) for r in rows) or None,
             choice=choice[1] if choice else None,
-            float_layers_rule=FRAGILE_NOTE if request.precision == "int8" and request.int8_mode == "auto" else None,
+            float_layers_rule=rule if request.precision == "int8" and request.int8_mode == "auto" else None,
             warnings=tuple(warnings),
         )
         from studio.core.base.atomic import atomic_path, write_text_atomic

@@ -34,6 +34,7 @@ class ExportRequest:
     calibration_samples: int = CALIBRATION_SAMPLES
     keep_float: tuple[str, ...] = ()
     accuracy_budget: float = ACCURACY_BUDGET
+    sensitivity: Path | None = None  # a `studio sensitivity` result: auto tries its most fragile layers in float
 
     def problems(self) -> list[str]:
         out = []

@@ -19,10 +19,16 @@ from studio.core.report.export import RUNTIME_NAMES
 class OnnxRuntime:
     name = RUNTIME_NAMES["onnx"]
     converter = "torch.onnx (dynamo) + ONNX Runtime pre-processing (BatchNorm folded, shapes inferred)"
-    quantizer = "ONNX Runtime quantizer, symmetric per-channel int8 weights, every supported op type; static: QDQ"
     fp16_tool = "ONNX Runtime float16 converter, fp32 inputs/outputs"
 
     def __init__(self, loaded: LoadedModel) -> None:
+        from studio.core.pipelines.export.onnx_export import u8s8_saturates
+
+        self.reduce_range = u8s8_saturates()
+        self.weights = ("7-bit (reduce_range: this x86 CPU has no VNNI, where ONNX Runtime's u8×s8 int8 kernels "
+                        "saturate with 8-bit weights)" if self.reduce_range else "8-bit")
+        self.quantizer = ("ONNX Runtime quantizer, symmetric per-channel int8 weights"
+                          f"{' (7-bit: reduce_range)' if self.reduce_range else ''}, every supported op type; static: QDQ")
         self.output_name = ("logits" if loaded.extras.get("data") or "Classification" in type(loaded.module).__name__
                             else "output")
         self.input_names = [t.name for t in loaded.input_spec.tensors]
@@ -58,7 +64,7 @@ class OnnxRuntime:
     def quantize(self, base: Path, dst: Path, candidate: Candidate, feed: list, method: str) -> None:
         from studio.core.pipelines.export.onnx_export import quantize_int8
 
-        quantize_int8(base, dst, candidate.mode, list(candidate.keep_float), feed, method)
+        quantize_int8(base, dst, candidate.mode, list(candidate.keep_float), feed, method, self.reduce_range)
 
     def fp16(self, base: Path, dst: Path) -> None:
         from studio.core.pipelines.export.onnx_export import to_fp16
@@ -75,6 +81,7 @@ class TFLiteRuntime:
     name = RUNTIME_NAMES["tflite"]
     converter = "litert-torch (BatchNorm and activations fused into the convolutions)"
     quantizer = "AI Edge Quantizer, per-channel int8 weights, every supported op"
+    weights = "8-bit"
     fp16_tool = "AI Edge Quantizer float casting"
 
     def __init__(self, loaded: LoadedModel) -> None:

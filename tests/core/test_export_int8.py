@@ -1,0 +1,171 @@
+"""int8 export details: 7-bit weights where ONNX Runtime's u8×s8 kernels saturate, and the
+layers `auto` tries in float chosen from a sensitivity sweep."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from studio.core.base.errors import StudioError
+from studio.core.base.events import Finished
+from studio.core.data.sources import open_dataset
+from studio.core.pipelines.export import ExportRequest, export
+from studio.core.pipelines.export import onnx_export
+from studio.core.pipelines.export.fragile import HEURISTIC_NOTE, load_sweep, sweep_layers
+from studio.core.model.input_spec import InputSpec
+from studio.core.pipelines.opening import LoadRequest, load_model
+from studio.core.pipelines.sensitivity import SensitivityCell, SensitivityResult, SweepSetting, SweepSpec, sweep
+
+
+@pytest.fixture(scope="module")
+def digits():
+    loaded = load_model(LoadRequest("sample:digits-cnn"))
+    return loaded, open_dataset("digits", loaded)
+
+
+def _int8_weights(path) -> list[np.ndarray]:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(path)).graph
+    return [numpy_helper.to_array(i) for i in graph.initializer
+            if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 4]
+
+
+@pytest.mark.parametrize("reduce_range,limit", [(False, 127), (True, 64)])
+def test_reduce_range_gives_7_bit_weights(tmp_path, reduce_range, limit):
+    """With reduce_range the symmetric per-channel weights use [-64, 64] (no int16 overflow in
+    u8×s8 pairs), without it the full [-127, 127]; the int8 file still matches float closely."""
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    x = torch.randn(1, 3, 8, 8)
+    onnx_export.export_fp32(model, InputSpec.parse("1x3x8x8 float32"), tmp_path / "f.onnx", "y")
+    feed = [{"input": torch.randn(1, 3, 8, 8).numpy()} for _ in range(16)]
+    onnx_export.quantize_int8(tmp_path / "f.onnx", tmp_path / "q.onnx", "static", [], feed, "minmax", reduce_range)
+    weights = _int8_weights(tmp_path / "q.onnx")
+    assert len(weights) == 2
+    for w in weights:  # each output channel reaches the edge of its range (symmetric max-abs scaling)
+        per_channel = np.abs(w.reshape(w.shape[0], -1)).max(axis=1)
+        assert per_channel.max() == limit and per_channel.min() >= limit - 1
+    with torch.no_grad():
+        expected = model(x).numpy()
+    # ORT's x64 precision mode (u8×u8 kernels) never saturates; 7-bit weights do not on the fast kernels either
+    for precise in ((True, False) if reduce_range else (True,)):
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.x64quantprecision", "1" if precise else "0")
+        session = ort.InferenceSession(str(tmp_path / "q.onnx"), options, providers=["CPUExecutionProvider"])
+        y = session.run(None, {"input": x.numpy()})[0]
+        assert np.abs(y - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_saturation_detection_reads_the_cpu(monkeypatch):
+    import platform
+
+    class FakePath:
+        text = ""
+
+        def __init__(self, _):
+            pass
+
+        def read_text(self):
+            return FakePath.text
+
+    monkeypatch.setattr(onnx_export, "Path", FakePath)
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    FakePath.text = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert onnx_export.u8s8_saturates()
+    FakePath.text = "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
+    assert not onnx_export.u8s8_saturates()
+    FakePath.text = "flags\t\t: avx2 avx_vnni\n"
+    assert not onnx_export.u8s8_saturates()
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    FakePath.text = "flags\t\t: avx2\n"
+    assert not onnx_export.u8s8_saturates()  # ARM dot products accumulate in int32
+
+
+def _result(layers, inverse_drops, all_int8=0.80, baseline=0.95, single=None) -> SensitivityResult:
+    setting = SweepSetting("quantize", "int8 w+a", {"quantize": {"dtype": "int8", "activations": "dynamic"}})
+    cells = tuple(SensitivityCell(layer, "int8 w+a", drop, baseline - drop, 0, 0, 0)
+                  for layer, drop in zip(layers, single or [0.0] * len(layers)))
+    inverse = tuple(SensitivityCell(layer, "all int8 but this", drop, baseline - drop, 0, 0, 0)
+                    for layer, drop in zip(layers, inverse_drops))
+    return SensitivityResult("m", "accuracy", baseline, 100, (setting,), tuple(layers), cells, inverse,
+                             all_int8 if inverse_drops else math.nan)
+
+
+def test_sweep_layers_rank_what_float_buys_back():
+    """Inverse view: gain = (baseline − all int8) − (baseline − all int8 but this layer)."""
+    result = _result(["a", "b", "c", "d", "e"], [0.10, 0.15, 0.02, 0.15, 0.08])  # all-int8 drop is 0.15
+    layers, rule = sweep_layers(result, "s.json")
+    assert layers == ["c", "e", "a"]  # gains 0.13, 0.07, 0.05; b and d buy nothing back
+    assert "s.json" in rule and "c (+13.00 pt)" in rule and "all int8 but this layer" in rule
+    # without the inverse view: the layers whose own int8 copy drops the metric most
+    result = _result(["a", "b", "c"], [], single=[0.01, 0.0, 0.03])
+    layers, rule = sweep_layers(result, "s.json")
+    assert layers == ["c", "a"] and "only this layer int8" in rule
+    assert sweep_layers(_result(["a"], [0.15]), "s.json")[0] == []  # nothing helps: nothing extra float
+
+
+def test_load_sweep_refuses_other_models_and_sweeps_without_quantization(digits, tmp_path):
+    loaded, _ = digits
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(StudioError, match="not a sensitivity result"):
+        load_sweep(tmp_path / "bad.json", loaded.module)
+    (tmp_path / "other.json").write_text(json.dumps(_result(["encoder.fc"], [0.1]).to_dict()))
+    with pytest.raises(StudioError, match="another model.*encoder.fc"):
+        load_sweep(tmp_path / "other.json", loaded.module)
+    prune_only = _result(["features.0.0"], [])
+    prune_only = SensitivityResult("m", "accuracy", 0.9, 10, (SweepSetting("prune", "prune 50%", {}),),
+                                   prune_only.layers, ())
+    (tmp_path / "prune.json").write_text(json.dumps(prune_only.to_dict()))
+    with pytest.raises(StudioError, match="no quantization sensitivity"):
+        load_sweep(tmp_path / "prune.json", loaded.module)
+    with pytest.raises(StudioError, match="cannot read"):
+        load_sweep(tmp_path / "missing.json", loaded.module)
+
+
+def _auto(loaded, data, out, sensitivity=None):
+    request = ExportRequest("onnx", out, "int8", samples=120, calibration_samples=32, sensitivity=sensitivity)
+    events = list(export(loaded, request, data))
+    assert isinstance(events[-1], Finished)
+    return events[-1].result.report.to_dict()
+
+
+def test_auto_keeps_the_sweeps_most_sensitive_layers_float(digits, tmp_path):
+    """A sweep ranks features.3.pointwise.0 then classifier.1 (the rest buy nothing back): the
+    extra static and dynamic candidates keep exactly those float, and the report says why."""
+    loaded, data = digits
+    layers = [n for n, m in loaded.module.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    drops = {"features.3.pointwise.0": 0.02, "classifier.1": 0.04}
+    result = _result(layers, [drops.get(layer, 0.06) for layer in layers], all_int8=0.89, baseline=0.95)
+    (tmp_path / "sweep.json").write_text(json.dumps(result.to_dict()))
+    report = _auto(loaded, data, tmp_path / "s.onnx", tmp_path / "sweep.json")
+    assert "sensitivity sweep sweep.json" in report["float_layers_rule"]
+    assert "features.3.pointwise.0 (+4.00 pt), classifier.1 (+2.00 pt)" in report["float_layers_rule"]
+    floats = [r["float_layers"] for r in report["candidates"]]
+    assert floats == [[], ["features.3.pointwise.0", "classifier.1"], [], ["features.3.pointwise.0", "classifier.1"]]
+    assert report["verification"]["samples"] == 120
+
+
+def test_auto_with_a_real_sweep_of_the_digits_sample(digits, tmp_path):
+    """The sweep measured on the digits sample (int8 weights + activations, inverse view) feeds
+    the export; where no layer's float copy buys accuracy back, no extra candidate is built."""
+    loaded, data = digits
+    spec = SweepSpec(techniques=("quantize",), settings={"quantize": ("int8 w+a",)}, samples=100)
+    events = list(sweep(loaded, data, spec))
+    result = events[-1].result
+    assert result.inverse and len(result.inverse) == len(result.layers)
+    (tmp_path / "digits.json").write_text(json.dumps(result.to_dict()))
+    layers, rule = sweep_layers(result, "digits.json")
+    report = _auto(loaded, data, tmp_path / "d.onnx", tmp_path / "digits.json")
+    assert report["float_layers_rule"] == rule and report["float_layers_rule"] != HEURISTIC_NOTE
+    expected = [[], layers, [], layers] if layers else [[], []]
+    assert [r["float_layers"] for r in report["candidates"]] == expected
+    assert all(r["samples"] == 120 for r in report["candidates"])
