@@ -91,8 +91,6 @@ def build_parser() -> argparse.ArgumentParser:
 def _inspect(args: argparse.Namespace) -> int:
     from studio.core.base.events import Finished, StageStarted
     from studio.core.pipelines.opening import open_model
-    from studio.cli.tables import layer_table
-
     from studio.cli.terminal import user_stdout_to_stderr
 
     opened = None
@@ -113,6 +111,8 @@ def _inspect(args: argparse.Namespace) -> int:
                    **opened.tree.to_dict()}
         print(json.dumps(payload, indent=1))
     else:
+        from studio.cli.tables import layer_table  # the report rows it needs cost time --json does not spend
+
         print(layer_table(opened.loaded, opened.tree, max_depth=args.depth))
     return 0
 
