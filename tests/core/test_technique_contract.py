@@ -152,14 +152,16 @@ def _bert():
 MODELS = {"linear": _linear, "conv3x3": _conv, "conv1x1": _conv1x1, "bert": _bert}
 
 
-def _outcome(key, config, make):
-    """(compressed model or None, projection, spec, original, problems) of one layer's plan;
-    None for the model when the technique supports none of the model's candidate layers."""
+def _outcome(key, config, make, others=None):
+    """(compressed model or None, projection, spec, original, problems) of one layer's plan (with
+    `others`, {key: config}, on the same layer); None for the problems when the techniques share
+    none of the model's candidate layers."""
+    configs = {key: config, **(others or {})}
     model, spec, layers = make()
-    layer = next((n for n in layers if TECHNIQUES[key].supports(model.get_submodule(n))), None)
+    layer = next((n for n in layers if all(TECHNIQUES[k].supports(model.get_submodule(n)) for k in configs)), None)
     if layer is None:
         return None, None, spec, model, None
-    plan = CompressionPlan.from_dict({"rules": [{"layers": layer, key: config.to_dict()}]})
+    plan = CompressionPlan.from_dict({"rules": [{"layers": layer, **{k: c.to_dict() for k, c in configs.items()}}]})
     try:
         resolve(plan, model)
     except PlanError as exc:
@@ -192,6 +194,33 @@ def test_apply_keeps_the_model_running_and_the_projection_is_what_is_measured(ca
     assert got.shape == want.shape and torch.isfinite(got).all()
     before, after = figures(original, spec), figures(compressed, spec)  # what the report measures
     assert projection.before.params == before.params and projection.after.params == after.params
+    assert projection.after.bytes - projection.before.bytes == after.bytes - before.bytes
+
+
+def _changing(key):
+    """A variant that changes something: the first with a ranged field set, else the default."""
+    ranged = [f.name for f in dataclasses.fields(TECHNIQUES[key].config_type) if "range" in f.metadata]
+    return next((c for c in variants(key) if any(getattr(c, n) != getattr(type(c)(), n) for n in ranged)),
+                variants(key)[0])
+
+
+PAIRS = [(a, b) for i, a in enumerate(TECHNIQUES) for b in list(TECHNIQUES)[i + 1:]]
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1x1", "bert"])
+@pytest.mark.parametrize("pair", PAIRS, ids="+".join)
+def test_two_techniques_on_one_layer_project_what_is_measured(pair, kind):
+    """Composed on one layer (e.g. factors that are then quantized), the projection still
+    equals what the run measures, or the plan check refuses the combination."""
+    a, b = pair
+    compressed, projection, spec, original, problems = _outcome(a, _changing(a), MODELS[kind], {b: _changing(b)})
+    if problems is None:
+        pytest.skip(f"{a} and {b} share no layer of the {kind} model")
+    if compressed is None:
+        assert problems
+        return
+    before, after = figures(original, spec), figures(compressed, spec)
+    assert projection.after.params == after.params
     assert projection.after.bytes - projection.before.bytes == after.bytes - before.bytes
 
 

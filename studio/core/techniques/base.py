@@ -70,6 +70,9 @@ class Estimate:
     bytes: int
     flops: int
     nonzero: int
+    # When an earlier technique replaced the layer by several (factors): (out, fan-in, bias) of
+    # each weight-bearing part, so later techniques project what they will really meet.
+    parts: tuple[tuple[int, int, int], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -269,14 +269,15 @@ class LowRank(Technique):
         ranks = choose_ranks(module, config)
         if not _saves(module, config.method, ranks):
             return estimate
-        weight = module.weight
+        weight, method = module.weight, get_method(config.method)
         after = factored_params(module, config.method, ranks)
         removed = weight.numel() - after
         stride = tuple(module.stride) if isinstance(module, nn.Conv2d) else (1, 1)
-        ratio = get_method(config.method).flops_ratio(layer_dims(module), ranks, stride)  # exact or approximate
+        ratio = method.flops_ratio(layer_dims(module), ranks, stride)  # exact or approximate
         nonzero_weight = int(torch.count_nonzero(weight.detach()))
         return Estimate(estimate.params - removed, estimate.bytes - removed * weight.element_size(),
-                        int(round(estimate.flops * ratio)), estimate.nonzero - nonzero_weight + after)
+                        int(round(estimate.flops * ratio)), estimate.nonzero - nonzero_weight + after,
+                        method.factor_shapes(layer_dims(module), ranks, _bias(module)))
 
     def apply_(self, model: nn.Module, targets: dict[str, LowRankConfig],
                context: ApplyContext) -> Iterator[LayerChange]:

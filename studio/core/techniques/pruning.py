@@ -4,6 +4,7 @@ BatchNorm, following layers, residual adds and depthwise convs consistent."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Iterator
@@ -105,12 +106,13 @@ class Prune(Technique):
         return problems
 
     def project(self, module: nn.Module, config: PruneConfig, estimate: Estimate) -> Estimate:
-        weight = module.weight.numel()
+        # Unstructured and 2:4 prune each part of a layer an earlier technique split (factors).
+        weights = [o * f for o, f, _ in estimate.parts] or [module.weight.numel()]
         if config.mode == "2:4":
-            return Estimate(estimate.params, estimate.bytes, estimate.flops, estimate.nonzero - weight // 2)
+            return dataclasses.replace(estimate, nonzero=estimate.nonzero - sum(w // 2 for w in weights))
         if config.mode == "unstructured":  # torch.nn.utils.prune rounds the count to the nearest
-            return Estimate(estimate.params, estimate.bytes, estimate.flops,
-                            estimate.nonzero - round(weight * config.amount))
+            return dataclasses.replace(estimate, nonzero=estimate.nonzero - sum(round(w * config.amount)
+                                                                                for w in weights))
         # Structured: this layer's own share; the following layer also shrinks (not projected).
         keep = 1 - int(_out_units(module) * config.amount) / _out_units(module)
         removed = int(_weight_and_bias(module) * (1 - keep))

@@ -152,7 +152,10 @@ class Quantize(Technique):
         out, fan_in, bias = _shape(module)
         dense_params = out * fan_in + bias
         size = module.weight.element_size()
-        if estimate.params == dense_params:
+        if estimate.parts:  # replaced by factor layers: each is quantized on its own
+            dense_params = sum(o * f + b for o, f, b in estimate.parts)
+            stored = sum(quantized_storage_bytes(o, f, b, config) for o, f, b in estimate.parts)
+        elif estimate.params == dense_params:
             stored = quantized_storage_bytes(out, fan_in, bias, config)
         else:
             # An earlier technique reshaped the layer (e.g. low-rank factors): scale codes by the

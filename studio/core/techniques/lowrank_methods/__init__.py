@@ -87,6 +87,10 @@ class LowRankMethod:
         """Multiply-adds of the factorized layer over the dense one, per output position."""
         raise NotImplementedError
 
+    def factor_shapes(self, dims: Dims, ranks: Ranks, bias: int) -> tuple[tuple[int, int, int], ...]:
+        """(out, fan-in, bias) of each weight-bearing layer `factorize` builds, in order."""
+        raise NotImplementedError
+
     def factorize(self, module: nn.Module, ranks: Ranks, solver: str) -> nn.Module:
         """The replacement layer (built from standard Linear/Conv2d children)."""
         raise NotImplementedError

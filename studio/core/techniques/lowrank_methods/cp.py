@@ -50,6 +50,11 @@ class CP(LowRankMethod):
         r = ranks.out
         return (inp * r * sh * sw + r * kh * sw + r * kw + r * out) / (out * inp * kh * kw)
 
+    def factor_shapes(self, dims: Dims, ranks: Ranks, bias: int) -> tuple[tuple[int, int, int], ...]:
+        out, inp, kh, kw = dims
+        r = ranks.out  # pointwise, depthwise kh x 1 and 1 x kw (one input each), pointwise
+        return (r, inp, 0), (r, kh, 0), (r, kw, 0), (out, r, bias)
+
     def factorize(self, module: nn.Module, ranks: Ranks, solver: str) -> nn.Module:
         """CPConv2d filled by the einsum ALS of `cp_decompose`, 10-30x faster than tensorly's
         generic `parafac` (which `CPConv2d.from_conv` uses) on 3x3 kernels of a few hundred channels."""

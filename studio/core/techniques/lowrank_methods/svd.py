@@ -53,6 +53,10 @@ class SVD(LowRankMethod):
         out, inp, kh, kw = dims  # the stride sits on the first 1x1 conv: both factors at output resolution
         return self.factored_params(dims, ranks) / (out * inp * kh * kw)
 
+    def factor_shapes(self, dims: Dims, ranks: Ranks, bias: int) -> tuple[tuple[int, int, int], ...]:
+        out, inp, kh, kw = dims
+        return (ranks.out, inp * kh * kw, 0), (out, ranks.out, bias)
+
     def factorize(self, module: nn.Module, ranks: Ranks, solver: str) -> nn.Module:
         if isinstance(module, nn.Linear):
             return LowRankLinear.from_linear(module, ranks.out, solver)

@@ -44,6 +44,10 @@ class Tucker(LowRankMethod):
         sh, sw = stride
         return (inp * ranks.inp * sh * sw + ranks.inp * ranks.out * kh * kw + ranks.out * out) / (out * inp * kh * kw)
 
+    def factor_shapes(self, dims: Dims, ranks: Ranks, bias: int) -> tuple[tuple[int, int, int], ...]:
+        out, inp, kh, kw = dims
+        return (ranks.inp, inp, 0), (ranks.out, ranks.inp * kh * kw, 0), (out, ranks.out, bias)
+
     def factorize(self, module: nn.Module, ranks: Ranks, solver: str) -> nn.Module:
         return TuckerConv2d.from_conv(module, ranks.out, ranks.inp, solver)
 
