@@ -1,12 +1,15 @@
-"""The window's responsiveness during a compression run: a 10 ms QTimer probe on the GUI
-thread records the gaps between its ticks while the run works on the worker thread; the
-longest gap is the longest event-loop stall a user could feel. Target: < 100 ms.
+"""The window's responsiveness while a job works: a 10 ms QTimer probe on the GUI thread records
+the gaps between its ticks; the longest gap is the longest event-loop stall a user could feel.
 
-Runs in the real window (offscreen): the digits sample with KD fine-tuning (many metric
-events, a Python-heavy worker: the hardest case for the GIL), repeated, then the MiniLM
-sample with SVD + int8 evaluated on its snippets (heavy work, few events).
+Each job runs twice in the real window (offscreen), side by side: in-process (the QThread drives
+the generator, as before issue 16) and in the child process (the QThread only relays events).
+Jobs: the digits sample with distillation fine-tuning (many metric events, the GIL's worst case),
+a layer-sensitivity sweep and an int8 ONNX export. The child's warm-up (starting the worker,
+importing torch) is reported separately; the job wall times are measured after it.
+Targets (issue 16): longest stall <= 50 ms and p99 <= 20 ms in every case with the child process,
+and its wall time within 10 % of in-process.
 
-    python benchmarks/bench_gui_run.py [--epochs 4] [--repeats 3]
+    python benchmarks/bench_gui_run.py [--epochs 2] [--repeats 1] [--jobs run,sweep,export]
 """
 
 from __future__ import annotations
@@ -15,22 +18,21 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-TARGET_MS = 100.0
+STALL_TARGET_MS, P99_TARGET_MS, WALL_TOLERANCE = 50.0, 20.0, 0.10
 PROBE_MS = 10
 
 
-def measure(app, window, source: str, recipe: str, data: str, epochs: int) -> dict:
-    from PySide6.QtCore import QEventLoop, Qt, QTimer
+def open_model(app, window, source: str) -> None:
+    from PySide6.QtCore import QEventLoop
 
     from studio.core.model.loaders import LoadRequest
-    from studio.core.plan import CompressionPlan
-    from studio.core.base.resources import resource
 
     loop = QEventLoop()
     window.modelShown.connect(loop.quit)
@@ -39,11 +41,12 @@ def measure(app, window, source: str, recipe: str, data: str, epochs: int) -> di
     window.modelShown.disconnect(loop.quit)
     while window.runner.busy:
         app.processEvents()
-    window.plan.document.set_plan(CompressionPlan.load(resource("recipes", recipe)))
-    panel = window.run.run_panel
-    panel.data_combo.setEditText(data)
-    panel.epochs.setValue(epochs)
-    panel.max_flush_ms = 0.0
+
+
+def probed(app, window, start) -> dict:
+    """Run `start()` (which starts one job) under the probe until the runner is idle again."""
+    from PySide6.QtCore import QEventLoop, Qt, QTimer
+
     gaps: list[float] = []
     last = [time.perf_counter()]
 
@@ -54,47 +57,110 @@ def measure(app, window, source: str, recipe: str, data: str, epochs: int) -> di
 
     probe = QTimer(interval=PROBE_MS, timerType=Qt.TimerType.PreciseTimer)
     probe.timeout.connect(tick)
-    events = [0]
-    window.run.runner.event.connect(lambda _e: events.__setitem__(0, events[0] + 1))
+    events, failures = [0], []
+    count = lambda _e: events.__setitem__(0, events[0] + 1)  # noqa: E731
+    window.runner.event.connect(count)
+    window.runner.failed.connect(lambda message, _o: failures.append(message))
     done = QEventLoop()
-    window.run.runner.busyChanged.connect(lambda busy: None if busy else done.quit())
-    start = time.perf_counter()
-    last[0] = start
+    window.runner.done.connect(done.quit)
+    begin = time.perf_counter()
+    last[0] = begin
     probe.start()
-    panel.run_button.click()
+    start()
     done.exec()
     probe.stop()
-    seconds = time.perf_counter() - start
+    seconds = time.perf_counter() - begin
+    window.runner.done.disconnect(done.quit)
+    window.runner.event.disconnect(count)
     gaps.sort()
-    report = window.run.result.report if window.run.result else {}
-    return {"model": source, "recipe": recipe, "data": data, "finetune_epochs": epochs,
-            "run_seconds": round(seconds, 2), "events": events[0], "probe_ticks": len(gaps),
+    return {"wall_s": round(seconds, 2), "events": events[0], "probe_ticks": len(gaps),
             "longest_stall_ms": round(max(gaps, default=0.0), 1),
             "p99_stall_ms": round(gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0, 1),
-            "longest_chart_flush_ms": round(panel.max_flush_ms, 1),
-            "accuracy_after": report.get("after", {}).get("accuracy"),
-            "ratio_to_target": round(max(gaps, default=0.0) / TARGET_MS, 3)}
+            "failed": failures[0] if failures else None}
+
+
+def run_job(app, window, epochs: int, scratch: Path, n: int) -> dict:
+    from studio.core.base.resources import resource
+    from studio.core.plan import CompressionPlan
+
+    window.plan.document.set_plan(CompressionPlan.load(resource("recipes", "digits-prune-quantize.yaml")))
+    panel = window.run.run_panel
+    panel.data_combo.setEditText("digits")
+    panel.epochs.setValue(epochs)
+    panel.distill.setChecked(True)
+    out = probed(app, window, panel.run_button.click)
+    result = window.run.result
+    out["accuracy_after"] = result.report.after.accuracy if result is not None else None
+    return out
+
+
+def sweep_job(app, window, epochs: int, scratch: Path, n: int) -> dict:
+    sensitivity = window.sensitivity
+    sensitivity.cache_dir = scratch / f"sweep-cache-{n}"  # a fresh cache: every cell is measured
+    sensitivity.panel.data_combo.setEditText("digits")
+    sensitivity.panel.samples.setValue(200)
+    out = probed(app, window, sensitivity.start)
+    out["cells"] = len(sensitivity.result.cells) if sensitivity.result is not None else None
+    return out
+
+
+def export_job(app, window, epochs: int, scratch: Path, n: int) -> dict:
+    from studio.core.pipelines.export.request import ExportRequest
+
+    request = ExportRequest("onnx", scratch / f"digits-{n}.onnx", precision="int8", int8_mode="static")
+    out = probed(app, window, lambda: window.run.start_export(request))
+    out["exported"] = request.out.is_file()
+    return out
+
+
+JOBS = {"run": run_job, "sweep": sweep_job, "export": export_job}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--jobs", default="run,sweep,export")
     args = parser.parse_args()
+    from studio.core.pipelines.jobs import shared_runner
     from studio.gui.qt_app import _application
     from studio.gui.qt_main_window import MainWindow
+    from studio.gui.qt_process_worker import ProcessWorker
 
     app = _application()
     window = MainWindow()
     window.resize(1400, 900)
     window.show()
-    cases = [measure(app, window, "sample:digits-cnn", "digits-prune-quantize.yaml", "digits", args.epochs)
-             for _ in range(args.repeats)]  # the first run in a process also pays one-time imports
-    cases.append(measure(app, window, "sample:minilm-sentiment", "minilm-svd-int8.yaml", "sample", 0))
+    begin = time.perf_counter()
+    runner = shared_runner()
+    runner.warm_up()
+    ready_s = runner.wait_ready()
+    warm_up = {"worker_ready_s": round(ready_s, 2), "waited_s": round(time.perf_counter() - begin, 2),
+               "start_method": runner.method}
+    open_model(app, window, "sample:digits-cnn")
+    scratch = Path(tempfile.mkdtemp(prefix="bench-gui-"))
+    cases, n = [], 0
+    for name in args.jobs.split(","):
+        # one untimed in-process pass per job: the GUI process's own first-use imports are not the job's
+        ProcessWorker.enabled = False
+        JOBS[name](app, window, min(args.epochs, 1), scratch, n := n + 1)
+        for repeat in range(args.repeats):
+            row: dict = {"job": name, "repeat": repeat + 1}
+            for backend, enabled in (("in_process", False), ("child_process", True)):
+                ProcessWorker.enabled = enabled
+                row[backend] = JOBS[name](app, window, args.epochs, scratch, n := n + 1)
+            inner, child = row["in_process"], row["child_process"]
+            row["child_wall_vs_in_process"] = round(child["wall_s"] / inner["wall_s"], 3) if inner["wall_s"] else None
+            row["ok"] = (child["longest_stall_ms"] <= STALL_TARGET_MS and child["p99_stall_ms"] <= P99_TARGET_MS
+                         and row["child_wall_vs_in_process"] is not None
+                         and row["child_wall_vs_in_process"] <= 1 + WALL_TOLERANCE and not child["failed"])
+            cases.append(row)
     window.close()
-    worst = max(case["longest_stall_ms"] for case in cases)
-    print(json.dumps({"target_ms": TARGET_MS, "longest_stall_ms": worst, "ratio_to_target": round(worst / TARGET_MS, 3),
-                      "ok": worst < TARGET_MS, "cases": cases}, indent=1))
+    print(json.dumps({"targets": {"longest_stall_ms": STALL_TARGET_MS, "p99_stall_ms": P99_TARGET_MS,
+                                  "wall_within": WALL_TOLERANCE},
+                      "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
+                      "model": "sample:digits-cnn", "finetune_epochs": args.epochs, "warm_up": warm_up,
+                      "ok": all(c["ok"] for c in cases), "cases": cases}, indent=1))
 
 
 if __name__ == "__main__":
