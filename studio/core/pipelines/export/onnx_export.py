@@ -168,8 +168,8 @@ def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
     """ONNX Runtime's quantizer as its maintainers recommend: on the pre-processed graph
     (BatchNorm folded into Conv, shape inference), every op type it supports (not only
     Conv/Gemm/MatMul: restricting it leaves float islands that cost accuracy and time),
-    symmetric per-channel int8 weights (7-bit with `reduce_range`, where `u8s8_saturates`);
-    static QDQ calibrated on `calibration`."""
+    symmetric per-channel int8 weights; static QDQ calibrated on `calibration`, with 7-bit
+    weights if `reduce_range` (where `u8s8_saturates`)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
@@ -178,8 +178,9 @@ def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
         # The dynamic quantizer first splits Gemm into <name>_MatMul + <name>_Add.
         names = exclude + [f"{name}_MatMul" for name in exclude]
         with _quiet():
-            quantize_dynamic(str(src), str(dst), per_channel=True, reduce_range=reduce_range,
-                             weight_type=QuantType.QInt8, nodes_to_exclude=names or None)
+            # 8-bit weights: with reduce_range the dynamic EfficientNet-Lite0 file fell from 73.6 % to 22 %
+            quantize_dynamic(str(src), str(dst), per_channel=True, weight_type=QuantType.QInt8,
+                             nodes_to_exclude=names or None)
         return
 
     class Reader(CalibrationDataReader):

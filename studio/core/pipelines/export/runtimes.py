@@ -28,15 +28,23 @@ class OnnxRuntime:
         self.weights = ("7-bit (reduce_range: this x86 CPU has no VNNI, where ONNX Runtime's u8×s8 int8 kernels "
                         "saturate with 8-bit weights)" if self.reduce_range else "8-bit")
         self.quantizer = ("ONNX Runtime quantizer, symmetric per-channel int8 weights"
-                          f"{' (7-bit: reduce_range)' if self.reduce_range else ''}, every supported op type; static: QDQ")
+                          ", every supported op type; static: QDQ"
+                          f"{', 7-bit weights (reduce_range)' if self.reduce_range else ''}")
         self.output_name = ("logits" if loaded.extras.get("data") or "Classification" in type(loaded.module).__name__
                             else "output")
         self.input_names = [t.name for t in loaded.input_spec.tensors]
 
     def convert(self, model: nn.Module, spec: InputSpec, work: Path) -> Path:
-        from studio.core.pipelines.export import onnx_export
+        from studio.core.base.errors import StudioError
+        from studio.core.pipelines.export import onnx_export, onnx_transformers
 
         raw, base = work / "raw.onnx", work / "fp32.onnx"
+        if onnx_transformers.fusable(model):  # BERT family: ORT's attention/LayerNorm/GELU fusion
+            try:
+                onnx_transformers.export_fused(model, spec, base, self.output_name)
+                return base
+            except StudioError:
+                pass  # the plain export below still works, unfused
         onnx_export.export_fp32(model, spec, raw, self.output_name)
         onnx_export.optimize(raw, base)
         return base
