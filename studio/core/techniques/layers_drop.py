@@ -98,8 +98,11 @@ class DropLayers(Technique):
 
     def project(self, module: nn.Module, config: DropConfig, estimate: Estimate) -> Estimate:
         # What goes is reported per parameter-holding layer inside (coupled_effects), so a layer
-        # also quantized or pruned by another rule is counted once.
-        return estimate
+        # also quantized or pruned by another rule is counted once. Those count every parameter
+        # as a removed non-zero; the zero-valued ones (a LayerNorm bias at initialisation) were
+        # never counted as non-zero, so they are given back here.
+        zeros = sum(int((p == 0).sum()) for p in module.parameters())
+        return Estimate(estimate.params, estimate.bytes, estimate.flops, estimate.nonzero + zeros)
 
     def changes_other_layers(self, config: DropConfig) -> bool:
         return True  # the layer list and the shared config change: apply needs a full copy
