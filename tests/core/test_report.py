@@ -75,11 +75,16 @@ def test_compression_report_round_trips_with_its_keys(compressed):
     assert plain["ratios"]["bytes"] == pytest.approx(plain["after"]["bytes"] / plain["before"]["bytes"])
 
 
-def test_passing_the_tree_skips_nothing_that_matters(digits, compressed):
+def test_a_passed_tree_is_not_built_again(digits, compressed, monkeypatch):
+    import studio.core.pipelines.compress as pipeline
     from studio.core.model.inspection import inspect_model
 
     loaded = digits[0]
-    again = _result(list(compress(loaded, PLAN, tree=inspect_model(loaded.module, loaded.input_spec)))).report
+    tree = inspect_model(loaded.module, loaded.input_spec)
+    inspected = []
+    monkeypatch.setattr(pipeline, "inspect_model", lambda model, spec: inspected.append(model) or inspect_model(model, spec))
+    again = _result(list(compress(loaded, PLAN, tree=tree))).report
+    assert loaded.module not in inspected and len(inspected) == 1  # only the compressed model
     assert again.before == compressed.report.before and again.layers == compressed.report.layers
 
 
