@@ -75,9 +75,9 @@ def test_batches_are_cut_to_their_longest_sequence_and_bucketed():
 
 
 def test_validation_is_sorted_within_pools_so_any_prefix_stays_fair(monkeypatch):
-    from studio.core.data import sources
+    from studio.core.data import dataset
 
-    monkeypatch.setattr(sources, "EVAL_POOL", 10)
+    monkeypatch.setattr(dataset, "EVAL_POOL", 10)
     data = text_dataset(n=90)
     val = data.val_idx.tolist()
     assert sorted(val) == sorted(text_dataset(n=90).val_idx.tolist())
