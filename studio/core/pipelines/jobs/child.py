@@ -21,7 +21,9 @@ from studio.core.base.events import LayerDone, Metric, Progress
 
 BATCH_S = 0.02  # frequent events leave in batches at most this old: fewer wake-ups in the window
 FREQUENT = (Metric, Progress, LayerDone)
-WARM_MODULES = ("torch", "studio.core.pipelines.run", "studio.core.pipelines.opening", "studio.core.data.sources")
+WARM_MODULES = ("torch", "studio.core.pipelines.run", "studio.core.pipelines.opening", "studio.core.data.sources",
+                "studio.core.pipelines.sensitivity.pipeline", "studio.core.pipelines.sensitivity.engine",
+                "studio.core.pipelines.export.pipeline", "studio.core.pipelines.lr_finder")
 
 
 def warm_imports() -> None:
