@@ -169,3 +169,12 @@ def test_auto_with_a_real_sweep_of_the_digits_sample(digits, tmp_path):
     expected = [[], layers, [], layers] if layers else [[], []]
     assert [r["float_layers"] for r in report["candidates"]] == expected
     assert all(r["samples"] == 120 for r in report["candidates"])
+
+
+def test_cli_sensitivity_option_refuses_an_unreadable_file(tmp_path, capsys):
+    from studio.cli.main import main
+
+    code = main(["export", "sample:digits-cnn", "--format", "onnx", "--precision", "int8", "--out",
+                 str(tmp_path / "m.onnx"), "--sensitivity", str(tmp_path / "none.json")])
+    assert code == 2 and "cannot read the sensitivity result" in capsys.readouterr().err
+    assert not (tmp_path / "m.onnx").exists()
