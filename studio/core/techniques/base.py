@@ -119,6 +119,7 @@ class Technique:
     restructures: ClassVar[bool] = False  # replaces a layer by differently shaped modules (factors)
     aliases: ClassVar[tuple[str, ...]] = ()  # other names users type for it (sweeps, CLI), e.g. "quant"
     sweep_defaults: ClassVar[tuple[str, ...]] = ()  # sensitivity settings swept when none are chosen
+    simulated: ClassVar[bool] = False  # PyTorch only simulates it (slower there); a runtime realizes it on export
 
     def supports(self, module: nn.Module) -> bool:
         raise NotImplementedError

@@ -131,6 +131,7 @@ class Quantize(Technique):
     label = "Quantize…"
     supported_types = "Linear, Conv2d"
     noun = "quantization"
+    simulated = True  # quantize-dequantize around float math
     aliases = ("quant", "quantization")
     sweep_defaults = ("int8", "int8 w+a", "int4", "fp16")
 
