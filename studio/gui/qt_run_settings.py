@@ -18,7 +18,7 @@ DATA_SPECS = spec_choices()
 # The fields this box edits; other FinetuneSettings keys from a recipe are carried through.
 FINETUNE_DEFAULTS: dict[str, Any] = {"epochs": 0, "lr": "auto", "distill": True, "temperature": 4.0, "alpha": 0.7}
 _BROWSE = {"imagefolder": "", "csv": "CSV files (*.csv);;All files (*)",
-           "tensors": "Tensors (*.npy *.safetensors);;All files (*)"}
+           "tensors": "Tensors (*.npy *.safetensors);;All files (*)", "text": "Text (*.txt);;All files (*)"}
 
 
 def named(widget: Any, name: str, tip: str = "") -> Any:

@@ -110,3 +110,20 @@ def test_cli_meta_inspect_and_compress_refusal(tmp_path, capsys):
     assert code == 2 and "opened without weights" in err and "Traceback" not in err
     assert main(["inspect", "sample:digits-cnn", "--meta"]) == 2
     assert "--meta builds a model" in capsys.readouterr().err
+
+
+def test_pipelines_refuse_a_weightless_model_before_any_work(tmp_path):
+    """The window calls the pipelines directly (not through the CLI's check): compress, run and
+    export each refuse a meta model with the one sentence, before touching it."""
+    from studio.core.base.errors import StudioError
+    from studio.core.pipelines.compress import compress
+    from studio.core.pipelines.export import ExportRequest, export
+    from studio.core.pipelines.opening import LoadRequest, load_model
+    from studio.core.plan import CompressionPlan
+
+    loaded = load_model(LoadRequest(str(_tiny_llama(tmp_path / "cfg", weights=False))))
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "quantize": {"dtype": "int8"}}]})
+    for events in (compress(loaded, plan), export(loaded, ExportRequest("onnx", tmp_path / "m.onnx"))):
+        with pytest.raises(StudioError, match="without weights"):
+            list(events)
+    assert not (tmp_path / "m.onnx").exists()

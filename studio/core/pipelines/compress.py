@@ -16,6 +16,7 @@ from studio.core.base.errors import StudioError
 from studio.core.base.events import Finished, LayerDone, Progress, StageStarted, Warning
 from studio.core.model.inspection import inspect_model
 from studio.core.model.loaded_model import LoadedModel
+from studio.core.model.loaders import require_weights
 from studio.core.model.measure import fidelity, figures, stored_bytes
 from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
@@ -63,6 +64,7 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     original is not inspected twice."""
     cancel = cancel or CancelToken()
     yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
+    require_weights(loaded, "compressed")  # the what-if projection works without weights, compressing does not
     assignments = validate(loaded, plan)
     total = sum(len(layers) for layers in assignments.values())
     yield StageStarted("apply", f"{total} layer assignment(s)")

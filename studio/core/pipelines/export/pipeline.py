@@ -20,6 +20,7 @@ from studio.core.pipelines.export.request import (FORMATS, RANDOM_VERIFY_SAMPLES
                                 report_path_for)
 from studio.core.pipelines.export.runtimes import runtime_for
 from studio.core.model.loaded_model import LoadedModel
+from studio.core.model.loaders import require_weights
 from studio.core.report.export import ExportCheck, ExportReport, FileRow
 from studio.core.report.export_rows import slower_message, slower_than_uncompressed_message
 from studio.core.pipelines.export.fragile import HEURISTIC_NOTE, fragile_units, load_sweep
@@ -75,6 +76,7 @@ def export(loaded: LoadedModel, request: ExportRequest, dataset=None, baseline: 
     from studio.core.pipelines.export.wrap import ExportWrapper
 
     cancel = cancel or CancelToken()
+    require_weights(loaded, "exported")
     problems = request.problems()
     if problems:
         raise StudioError("Cannot export: " + "; ".join(problems) + ".")
