@@ -109,7 +109,9 @@ def test_best_checkpoint_is_the_one_kept(digits, monkeypatch):
     best = [(e.step, e.value) for e in events if isinstance(e, Metric) and e.name == "best/accuracy"]
     assert best == [(10, pytest.approx(start + 0.01)), (20, pytest.approx(start + 0.05))]  # the charts' marks
     final = list(iter_predict(result.model, data))  # the kept weights are exactly those evaluated at step 20
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(final, seen[1]))
+    # On a GPU the evaluation ran under bf16 autocast while iter_predict runs in fp32 on the CPU.
+    tolerance = {"rtol": 0.05, "atol": 0.05} if torch.cuda.is_available() else {"atol": 1e-6}
+    assert all(torch.allclose(a, b, **tolerance) for a, b in zip(final, seen[1]))
 
 
 def test_early_stop_after_patience_evaluations_without_improvement(digits, monkeypatch):

@@ -132,7 +132,9 @@ def test_cancel_ends_every_run_stage_within_a_second(runner, stage):
     job = RunJob(DIGITS, digits_plan(), "digits", {"epochs": 1, "distill": True})
     seconds, seen = _cancel_at(runner, job, stage)
     assert seconds <= 1.0
-    assert not any(isinstance(e, Finished) for e in seen)
+    # The last stage can end before the cancel lands (a fast machine, events batched every 20 ms):
+    # then the run is simply done. Any earlier stage must end cancelled.
+    assert stage == RUN_STAGES[-1] or not any(isinstance(e, Finished) for e in seen)
 
 
 @pytest.mark.parametrize("stage", ["open", "sensitivity"])

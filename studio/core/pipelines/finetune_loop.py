@@ -141,6 +141,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
         total = min(total, settings.max_steps)
     resolved = resolve(settings, student, total)
     student.to(device)
+    masks = [(weight, mask.to(weight.device)) for weight, mask in masks]  # the weights moved; their masks follow
     optimizer = torch.optim.AdamW(param_groups(student, resolved.weight_decay), lr=resolved.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     yield StageStarted("finetune", f"{settings.epochs} epoch(s), {total} steps on {device.type}"
