@@ -200,3 +200,22 @@ def test_pruned_bert_exports_match_pytorch(tmp_path, fmt):
     events = list(export(pruned, ExportRequest(fmt, tmp_path / f"p.{fmt}", "fp32", samples=8), None))
     verification = events[-1].result.report.to_dict()["verification"]
     assert verification["max_abs"] < 1e-3 and verification["top1_agreement"] == 1.0
+
+
+def test_fine_tuning_masks_follow_layers_renumbered_by_dropping():
+    """Unstructured pruning of layer 2 after dropping layer 0: the pruned layer is now layer 1,
+    and fine-tuning must keep ITS zeros (not mask the layer that took its old number)."""
+    from studio.core.pipelines.run import _kept_masks
+
+    loaded = _loaded()
+    result, _ = _compress(loaded, [
+        {"layers": "bert.encoder.layer.2.intermediate.dense", "prune": {"mode": "unstructured", "amount": 0.5}},
+        {"layers": "bert.encoder.layer.0", "drop": True},
+        {"layers": "bert.encoder.layer.0.intermediate.dense", "prune": {"mode": "unstructured", "amount": 0.5}},
+    ])
+    pruned = result.compressed.get_submodule("bert.encoder.layer.1.intermediate.dense").weight
+    masks = _kept_masks(result.compressed, result)
+    assert len(masks) == 1  # the layer-0 pruning went with its layer
+    weight, mask = masks[0]
+    assert weight is pruned and torch.equal(mask, (pruned != 0).to(mask.dtype))
+    assert 0.45 < float((mask == 0).float().mean()) < 0.55

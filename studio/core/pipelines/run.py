@@ -159,9 +159,28 @@ def spread_batches(dataset: Dataset, split: str, batch_size: int, count: int) ->
 
 
 def _kept_masks(student: nn.Module, result: CompressionResult) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """What each technique's changes keep fixed while fine-tuning (e.g. pruned zeros stay zero)."""
+    """What each technique's changes keep fixed while fine-tuning (e.g. pruned zeros stay zero),
+    found under the layers' names in the student (dropping layers renumbers those after them)."""
+    from dataclasses import replace
+
     from studio.core.techniques import all_techniques
 
     techniques = all_techniques()
-    return [mask for change in result.changes if change.technique in techniques
-            for mask in techniques[change.technique].fine_tune_masks(student, change)]
+    masks = []
+    for change in result.changes:
+        name = _student_name(student, change.name)
+        if change.technique in techniques and name is not None:
+            masks += techniques[change.technique].fine_tune_masks(student, replace(change, name=name))
+    return masks
+
+
+def _student_name(student: nn.Module, name: str) -> str | None:
+    """The student's name for an original layer, through the model's layer map (new block →
+    original block, left by layer dropping); None when the layer's block was dropped."""
+    mapping: dict[str, str] = getattr(student, "studio_layer_map", None) or {}
+    back = {original: new for new, original in mapping.items()}
+    for parent in {new.rsplit(".", 1)[0] for new in mapping}:
+        if name.startswith(parent + "."):
+            block = parent + "." + name[len(parent) + 1:].split(".", 1)[0]
+            return back[block] + name[len(block):] if block in back else None
+    return name
