@@ -20,6 +20,7 @@ COLUMN_WIDTHS = {COL_NAME: 270, COL_PLAN: 190, COL_SENSITIVITY: 90, COL_TYPE: 14
 # What the user edits and judges sits next to the name, in view on a 1366-px screen; the model's
 # column numbers stay as they are (only the header's visual order changes).
 VISUAL_ORDER = (COL_NAME, COL_PLAN, COL_SENSITIVITY, COL_TYPE, COL_PARAMS, COL_SHARE, COL_SIZE, COL_FLOPS, COL_OUTPUT)
+FLAT_NAME_WIDTH = 420  # the flat list's name column at most
 EXPAND_BUDGET = 32  # after load, open whole levels while about this many rows stay visible
 
 
@@ -80,6 +81,8 @@ class LayerTreePanel(QWidget):
         self.flat_button.setObjectName("flatLayers")
         self.flat_button.setText("Largest layers")
         self.flat_button.setCheckable(True)
+        self.flat_button.setStyleSheet("QToolButton:checked { background: palette(highlight); "
+                                       "color: palette(highlighted-text); border-radius: 4px; padding: 2px 6px; }")
         self.flat_button.setToolTip("A flat list of every layer with parameters, largest first (click again "
                                     "for the tree); sort it by any column.")
         self.flat_button.toggled.connect(self.set_flat)
@@ -140,7 +143,11 @@ class LayerTreePanel(QWidget):
         self.model.set_flat(flat)
         if flat:
             self.view.sortByColumn(COL_SIZE, Qt.SortOrder.DescendingOrder)
+            # qualified names: wide enough for "…layer.3.intermediate.dense" (within reason)
+            self.view.setColumnWidth(COL_NAME, min(FLAT_NAME_WIDTH, max(COLUMN_WIDTHS[COL_NAME],
+                                                                         self.view.sizeHintForColumn(COL_NAME))))
         else:
+            self.view.setColumnWidth(COL_NAME, COLUMN_WIDTHS[COL_NAME])
             self.view.header().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
             self.proxy.sort(-1)
             self._expand_default()
