@@ -147,7 +147,7 @@ class CompareView(QWidget):
         chart_layout = QVBoxLayout(chart)
         chart_layout.setContentsMargins(0, 0, 0, 0)
         chart_layout.setSpacing(4)
-        title = QLabel(f"<b>Parameters per layer</b> &nbsp; <span style='color:{BEFORE_COLOUR}'>■</span> original"
+        title = QLabel(f"<b>Size per layer</b> &nbsp; <span style='color:{BEFORE_COLOUR}'>■</span> original"
                        f" &nbsp;<span style='color:{AFTER_COLOUR}'>■</span> compressed")
         title.setObjectName("layerBarsTitle")
         title.setToolTip("Scroll over the chart to zoom into the layers; hover a bar for the layer's details.")

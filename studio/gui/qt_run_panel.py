@@ -101,7 +101,7 @@ class RunPanel(QWidget):
             curve.setClipToView(True)
             self._plots[plot].add_curve(curve, right=name in RIGHT_AXIS)
             self._curves[name] = curve
-        self.original_line = reference_line(self.size_plot)
+        self.original_line = reference_line(self.size_plot, below=True)  # the original is the chart's top
         self.original_accuracy = reference_line(self.accuracy_plot, below=True)  # the original tends to be the top
         self.best_lines = [best_line(plot) for plot in (self.loss_plot, self.accuracy_plot)]
         self.best_step: int | None = None
