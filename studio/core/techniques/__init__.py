@@ -4,22 +4,13 @@ module (plus its tests) and no list to edit."""
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-
+from studio.core.base.discovery import import_submodules
 from studio.core.techniques.base import TECHNIQUES, Technique, TechniqueConfig, register
-
-_discovered = False
 
 
 def all_techniques() -> dict[str, Technique]:
     """Name → technique, in composition order (rank reduction → pruning → quantization)."""
-    global _discovered
-    if not _discovered:
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-        _discovered = True
+    import_submodules(__name__, __path__)
     return dict(sorted(TECHNIQUES.items(), key=lambda item: item[1].order))
 
 

@@ -9,11 +9,10 @@ new module here (found automatically) plus its tests.
 
 from __future__ import annotations
 
-import importlib
 import math
-import pkgutil
 from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
+from studio.core.base.discovery import import_submodules
 from studio.core.base.errors import StudioError
 from studio.core.techniques.lowrank_math import Ranks, layer_dims
 
@@ -104,9 +103,6 @@ class LowRankMethod:
 
 
 _REGISTRY: dict[str, LowRankMethod] = {}
-_discovered = False
-
-
 def register_method(name: str) -> Callable[[type[LowRankMethod]], type[LowRankMethod]]:
     """Class decorator: `@register_method("svd")` makes the method available by that name."""
 
@@ -120,12 +116,7 @@ def register_method(name: str) -> Callable[[type[LowRankMethod]], type[LowRankMe
 
 def all_methods() -> dict[str, LowRankMethod]:
     """Name → method in priority order; imports every module of this package once."""
-    global _discovered
-    if not _discovered:
-        for info in pkgutil.iter_modules(__path__):
-            if not info.name.startswith("_"):
-                importlib.import_module(f"{__name__}.{info.name}")
-        _discovered = True
+    import_submodules(__name__, __path__)
     return dict(sorted(_REGISTRY.items(), key=lambda item: item[1].priority))
 
 
