@@ -72,7 +72,8 @@ def test_cancel_mid_run_keeps_original(qtbot, digits_window):
     panel.cancel_button.click()
     assert panel.cancel_button.text() == "Cancelling…"
     qtbot.waitUntil(lambda: panel.run_button.isEnabled(), timeout=10000)
-    assert not window.run.runner.busy
+    # the panel re-enables on the pipeline's RunCancelled; the runner ends when the job's worker has stopped
+    qtbot.waitUntil(lambda: not window.run.runner.busy, timeout=10000)
     # the pipeline's own RunCancelled reaches the panel: it says how far fine-tuning got
     log = panel.log.toPlainText()
     assert "cancelled during finetune after " in log and "fine-tuning steps; the original model is unchanged" in log
