@@ -21,7 +21,7 @@ from studio.core.base.errors import StudioError
 from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
 from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, StageStarted, Warning
 from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Resolved, distillation_loss, hidden_mse,
-                                  lr_factor, param_groups, resolve)
+                                  adamw, lr_factor, param_groups, resolve)
 from studio.core.model.measure import primary_output
 
 EVAL_BATCH = 64
@@ -142,7 +142,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
     resolved = resolve(settings, student, total)
     student.to(device)
     masks = [(weight, mask.to(weight.device)) for weight, mask in masks]  # the weights moved; their masks follow
-    optimizer = torch.optim.AdamW(param_groups(student, resolved.weight_decay), lr=resolved.lr)
+    optimizer = adamw(param_groups(student, resolved.weight_decay), resolved.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     yield StageStarted("finetune", f"{settings.epochs} epoch(s), {total} steps on {device.type}"
                        + (", distillation" if settings.distill else "") + f"; {resolved.describe()}")

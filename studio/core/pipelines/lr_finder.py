@@ -17,7 +17,7 @@ from studio.core.pipelines.compress import compress
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.base.events import Finished, LrProbe, Progress, RunCancelled, StageStarted
-from studio.core.pipelines.finetune import FinetuneSettings, model_family, param_groups
+from studio.core.pipelines.finetune import FinetuneSettings, adamw, model_family, param_groups
 from studio.core.pipelines.finetune_loop import TrainingLoss
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.plan import CompressionPlan
@@ -87,7 +87,7 @@ def find_lr(loaded: LoadedModel, plan: CompressionPlan | None, dataset: Dataset,
         defaults = model_family(student)
         yield StageStarted("find-lr", f"{steps} steps, lr {start_lr:g} → {end_lr:g} on {dataset.name}")
         loss_fn = TrainingLoss(loaded.module.eval(), student, settings, torch.device("cpu"))
-        optimizer = torch.optim.AdamW(param_groups(student, 0.0), lr=start_lr)
+        optimizer = adamw(param_groups(student, 0.0), start_lr)
         lrs, losses, smoothed = [], [], []
         avg, best = 0.0, math.inf
         student.train()
