@@ -17,16 +17,19 @@ def editable_copy(model: nn.Module, assignments: Assignments) -> nn.Module:
     """A copy that is safe to edit: containers on the path to each target and the targets
     themselves are copied; untouched layers are shared with the original to save memory.
 
-    A technique that edits layers far from its targets (structured pruning) and tied
-    parameters, which must stay tied, take a full deep copy.
+    A target whose techniques only read it (`reads_only`, e.g. realized int4, which builds new
+    tensors from the weight) is not copied at all: the copy's parent points at the original layer
+    until the technique swaps it. A technique that edits layers far from its targets (structured
+    pruning) and tied parameters, which must stay tied, take a full deep copy.
     """
     targets = {name for layers in assignments.values() for name in layers}
     techniques = all_techniques()
     reaches = any(techniques[key].changes_other_layers(c) for key, layers in assignments.items() for c in layers.values())
-    if reaches or _touches_shared_parameters(model, targets):
+    copied = {name for name in targets if not _only_read(model, name, assignments)}
+    if reaches or _touches_shared_parameters(model, copied):
         return copy.deepcopy(model)
     root = _shallow(model)
-    for name in targets:
+    for name in sorted(targets, key=lambda n: n not in copied):  # a copied layer's own copy wins
         parent = root
         parts = name.split(".")
         for part in parts[:-1]:
@@ -35,7 +38,8 @@ def editable_copy(model: nn.Module, assignments: Assignments) -> nn.Module:
                 child = _shallow(child)
                 parent._modules[part] = child
             parent = child
-        parent._modules[parts[-1]] = copy.deepcopy(parent._modules[parts[-1]])
+        if name in copied:
+            parent._modules[parts[-1]] = copy.deepcopy(parent._modules[parts[-1]])
     for module in root.modules():
         module.__dict__.pop("_studio_copied", None)
     return root
@@ -47,6 +51,17 @@ def _shallow(module: nn.Module) -> nn.Module:
         setattr(clone, attr, dict(getattr(module, attr)))
     clone._studio_copied = True
     return clone
+
+
+def _only_read(model: nn.Module, name: str, assignments: Assignments) -> bool:
+    techniques = all_techniques()
+    module = model.get_submodule(name)
+    for key, layers in assignments.items():
+        if name in layers:
+            reads_only = getattr(techniques[key], "reads_only", None)
+            if not (callable(reads_only) and reads_only(module, layers[name])):
+                return False
+    return True
 
 
 def _touches_shared_parameters(model: nn.Module, targets: set[str]) -> bool:

@@ -1,6 +1,8 @@
 """A compressed model on disk: a folder with the weights (safetensors), the recipe, the
 report and where the original came from. No pickle: reopening rebuilds the structure by
-replaying the recipe on the original, then loads the saved weights strictly."""
+replaying the recipe on the original, then loads the saved weights strictly. Realized int4
+layers are saved as their packed codes and scales (4 bits a weight); the replay builds them
+empty and the saved codes fill them, nothing is quantized again."""
 
 from __future__ import annotations
 
@@ -58,6 +60,7 @@ def load_compressed_dir(path: Path, trust: bool = False, trust_remote_code: bool
     from studio.core.pipelines.compress import validate
     from studio.core.plan import CompressionPlan
     from studio.core.techniques.base import ApplyContext
+    from studio.core.techniques.int4_packed import packed_shells
 
     manifest = _read_manifest(path)
     origin: dict[str, Any] = manifest["original"]
@@ -74,8 +77,9 @@ def load_compressed_dir(path: Path, trust: bool = False, trust_remote_code: bool
     plan = CompressionPlan.load(path / manifest["files"]["recipe"])
     assignments = validate(original, plan)
     model = editable_copy(original.module, assignments)
-    for _ in apply_assignments_(model, assignments, ApplyContext(example_inputs=original.example_inputs())):
-        pass
+    with packed_shells():
+        for _ in apply_assignments_(model, assignments, ApplyContext(example_inputs=original.example_inputs())):
+            pass
     try:
         missing, unexpected = load_model(model, str(path / manifest["files"]["weights"]), strict=False)
     except Exception as exc:

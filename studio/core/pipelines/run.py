@@ -114,8 +114,10 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                 after = outcome.best  # the validation metrics of the weights kept
                 report = report.with_after(ModelFigures(**figures(student, loaded.input_spec).to_dict()),
                                            OutputFidelity(**fidelity(loaded.module, student, batches or []).to_dict()))
-            report = replace(report, before=replace(report.before, accuracy=before.accuracy, loss=before.loss),
-                             after=replace(report.after, accuracy=after.accuracy, loss=after.loss),
+            report = replace(report, before=replace(report.before, accuracy=before.accuracy, loss=before.loss,
+                                                    perplexity=before.perplexity),
+                             after=replace(report.after, accuracy=after.accuracy, loss=after.loss,
+                                           perplexity=after.perplexity),
                              fidelity=replace(report.fidelity, kl=after.kl))  # KL(original ‖ final), validation split
             example = batch_one(dataset)
         else:

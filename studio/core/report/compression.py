@@ -26,6 +26,7 @@ class ModelFigures(Record):
     flops: int
     accuracy: float | None = field(default=None, metadata=OMIT_NONE)
     loss: float | None = field(default=None, metadata=OMIT_NONE)
+    perplexity: float | None = field(default=None, metadata=OMIT_NONE)  # causal LMs on text: data, exp(loss)
     latency_ms: float | None = field(default=None, metadata=OMIT_NONE)
 
 

@@ -39,6 +39,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("FLOPs", "flops", "", format_flops, True),
     Figure("Accuracy", "accuracy", "pp", format_percent, False),
     Figure("Loss", "loss", "", lambda v: f"{v:.4g}", True),
+    Figure("Perplexity", "perplexity", "", lambda v: f"{v:.4g}", True),
     Figure("Latency (ms)", "latency_ms", "", format_ms, True, 0.05),  # timing noise: under 5% is "same"
 )
 FIDELITY: tuple[tuple[str, str, Callable[[float], str]], ...] = (
@@ -135,6 +136,8 @@ def headline(report: CompressionReport) -> str:
         parts.append("same size" if size > 0.95 else f"{1 / size:.1f}× larger")
     if before.accuracy is not None and after.accuracy is not None:
         parts.append(f"accuracy {format_percent(before.accuracy)} → {format_percent(after.accuracy)}")
+    elif before.perplexity is not None and after.perplexity is not None:
+        parts.append(f"perplexity {before.perplexity:.4g} → {after.perplexity:.4g}")
     elif report.fidelity.top1_agreement is not None:
         parts.append(f"{format_percent(report.fidelity.top1_agreement)} top-1 agreement")
     flops = shrink("flops")

@@ -2,7 +2,9 @@
 none), int4 group-wise weight-only, and fp16.
 
 Inside the studio it is simulated (quantize-dequantize, see `quant_modules`) so accuracy is
-measured in PyTorch and can be fine-tuned; the export step realizes the same per-layer choices
+measured in PyTorch and can be fine-tuned — except int4 on Linear layers, which is realized:
+packed codes and torch's CPU int4 kernel (`int4_packed`; its codes stay frozen while the rest
+fine-tunes). The export step realizes the same per-layer choices
 in ONNX Runtime / TFLite. Sizes are reported at the real bit widths plus scales/zero points.
 """
 
@@ -18,6 +20,7 @@ from torch import nn
 from studio.core.base.errors import StudioError
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          option, register, replace_submodule_)
+from studio.core.techniques.int4_packed import PackedInt4Linear, why_simulated
 from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, extra_state,
                                                   int4_groups, overrides_forward, quantized_storage_bytes,
                                                   storage_bytes)
@@ -120,7 +123,15 @@ def quantize_module(module: nn.Module, config: QuantizeConfig) -> QuantLinear | 
     """The simulated replacement of one float Linear/Conv2d (shares its Parameters)."""
     if isinstance(module, nn.Conv2d):
         return QuantConv2d.from_float(module, config)
+    if realizes(module, config):
+        return PackedInt4Linear.from_linear(module, config)
     return QuantLinear.from_float(module, config)
+
+
+def realizes(module: nn.Module, config: QuantizeConfig) -> bool:
+    """int4 on a plain Linear is held packed (int4_packed), not simulated: it only reads the
+    weight, so the layer needs no private copy of it."""
+    return config.dtype == "int4" and isinstance(module, nn.Linear) and why_simulated(module, config.group_size) is None
 
 
 @register
@@ -137,6 +148,11 @@ class Quantize(Technique):
 
     def supports(self, module: nn.Module) -> bool:
         return _float_layer(module)
+
+    def reads_only(self, module: nn.Module, config: QuantizeConfig) -> bool:
+        """Applying `config` builds a new layer from `module` without sharing or changing its
+        tensors, so apply needs no private copy of the layer (see `pipelines.apply`)."""
+        return realizes(module, config)
 
     def check(self, name: str, module: nn.Module, config: QuantizeConfig) -> list[str]:
         # int4 fan-ins that are not a multiple of group_size are handled with a shorter last group.
@@ -173,6 +189,8 @@ class Quantize(Technique):
         pass over the data, then the changes in model order with their calibration details."""
         static = any(c.dtype == "int8" and c.activations == "static" for c in targets.values())
         swapped: list[tuple[str, QuantLinear | QuantConv2d, int]] = []
+        simulated: dict[str, list[str]] = {}  # int4 layers the CPU kernel cannot take: why → names
+        shared, untied = _shared_tensors(model) if any(c.dtype == "int4" for c in targets.values()) else set(), []
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
@@ -180,17 +198,39 @@ class Quantize(Technique):
             if problems:
                 raise StudioError(f"layer {name}: quantize: {problems[0]}")
             params = sum(p.numel() for p in module.parameters())
+            if config.dtype == "int4" and isinstance(module, nn.Linear) and not realizes(module, config):
+                simulated.setdefault(why_simulated(module, config.group_size) or "", []).append(name)
+            elif realizes(module, config) and id(module.weight) in shared:
+                untied.append(name)
             layer = quantize_module(module, config)
             replace_submodule_(model, name, layer)
             if static:
                 swapped.append((name, layer, params))
             else:
                 yield LayerChange(name, self.name, _detail(layer), params, params)
+        for why, names in simulated.items():
+            context.warnings.append(f"quantize: int4 on {len(names)} layer(s) is simulated in float, not packed: {why} "
+                                    f"({', '.join(names[:3])}{', …' if len(names) > 3 else ''}).")
+        if untied:
+            context.warnings.append(f"quantize: int4 on {', '.join(untied[:3])} unties a weight shared with another "
+                                    "layer (e.g. an LM head tied to its embedding): that layer keeps the float tensor "
+                                    "and this one gets its own codes, so the model grows; exclude it (quantize: null) "
+                                    "to keep the tie.")
         if not static:
             return
         batches = calibrate_(model, context)
         for name, layer, params in swapped:
             yield LayerChange(name, self.name, _detail(layer, batches), params, params)
+
+
+def _shared_tensors(model: nn.Module) -> set[int]:
+    """ids of parameters held by more than one module (tied weights)."""
+    seen: set[int] = set()
+    shared: set[int] = set()
+    for module in model.modules():
+        for param in module.parameters(recurse=False):
+            (shared if id(param) in seen else seen).add(id(param))
+    return shared
 
 
 def calibrate_(model: nn.Module, context: ApplyContext) -> int:
@@ -226,7 +266,8 @@ def calibrate_(model: nn.Module, context: ApplyContext) -> int:
 
 def _detail(layer: QuantLinear | QuantConv2d, batches: int | None = None) -> str:
     config = layer.config
-    out, fan_in, _ = _shape(layer)
+    packed = isinstance(layer, PackedInt4Linear)  # its `weight` is computed: read the shape instead
+    out, fan_in = (layer.out_features, layer.in_features) if packed else _shape(layer)[:2]
     if config.dtype == "fp16":
         text = "fp16 weights and bias"
     elif config.dtype == "int4":
@@ -237,6 +278,7 @@ def _detail(layer: QuantLinear | QuantConv2d, batches: int | None = None) -> str
         else:
             text = f"int4 weights in groups of {config.group_size} ({groups} per output"
             text += f", last one {last} wide)" if last != config.group_size else ")"
+        text += ", packed (torch's CPU int4 kernel)" if packed else ", simulated in float"
     else:
         text = f"int8 {'per-channel' if config.per_channel else 'per-tensor'} weights, "
         if config.activations == "dynamic":
