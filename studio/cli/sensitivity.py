@@ -21,7 +21,8 @@ def add_parsers(sub, add_model_options: Callable[[argparse.ArgumentParser], None
     sens.add_argument("model", help="the model (any source `inspect` accepts)")
     add_model_options(sens)
     sens.add_argument("--data", metavar="SPEC", help=f"{DATA_SPECS} (default: the sample's own data, else random inputs)")
-    sens.add_argument("--technique", default="prune,lowrank,quant", help="comma list of prune, lowrank, quant")
+    sens.add_argument("--technique", default="", help="comma list of techniques to sweep, e.g. prune,lowrank,quant "
+                      "(default: every technique that has sweep settings)")
     sens.add_argument("--layers", metavar="GLOB", help="layer pattern like recipe rules (glob or re:REGEX)")
     sens.add_argument("--settings", action="append", metavar="TECH=V,V",
                       help="e.g. prune=0.3,0.5,struct30%% lowrank=0.25,energy90%% quant=int8,int4 (repeatable)")

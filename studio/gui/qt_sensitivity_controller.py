@@ -342,6 +342,10 @@ class SensitivityController(QObject):
 
     def model_shown(self) -> None:
         opened = self.current.opened
+        if opened is not None:
+            from studio.core.pipelines.sensitivity.settings import sweepable_techniques  # torch is loaded now
+
+            self.panel.set_techniques(sweepable_techniques())
         if opened is not None and opened.loaded.module is self._module and self.result is not None:
             self._update_marks()  # the same model inspected again: the tree was rebuilt
         elif self._module is not None:

@@ -20,21 +20,25 @@ from studio.gui.qt_sensitivity_curves import AXES, SensitivityCurves
 from studio.gui.qt_sensitivity_heatmap import SensitivityHeatmap
 from studio.gui.qt_sensitivity_model import SensitivityTableModel
 
-TECHNIQUES = (("prune", "Prune"), ("lowrank", "Low-rank"), ("quantize", "Quantize"))
 # combo label, Target.kind, placeholder
 TARGETS = (("Size at most", "size", "e.g. 2MB"), ("Params kept", "params", "fraction, e.g. 0.5 or 50%"),
            ("FLOPs kept", "flops", "fraction, e.g. 0.5 or 50%"), ("Max drop", "max_drop", "pp, e.g. 1"))
 
 
-def parse_settings(text: str) -> dict[str, tuple[str, ...]] | None:
-    """'prune: 0.3 0.6; quantize: int8, int4' → {'prune': ('0.3', '0.6'), ...}; empty → the defaults."""
+def parse_settings(text: str, known: tuple[str, ...] | None = None) -> dict[str, tuple[str, ...]] | None:
+    """'prune: 0.3 0.6; quantize: int8, int4' → {'prune': ('0.3', '0.6'), ...}; empty → the defaults.
+    `known`: the technique keys the panel offers (default: every one with sweep settings)."""
+    if known is None:
+        from studio.core.pipelines.sensitivity.settings import sweepable_techniques  # imports torch: late
+
+        known = tuple(key for key, _ in sweepable_techniques())
     out: dict[str, tuple[str, ...]] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         key, colon, values = part.partition(":")
         key = key.strip().lower()
-        if not colon or key not in dict(TECHNIQUES):
+        if not colon or key not in known:
             raise StudioError(f"Settings {part!r}: write 'technique: value value …' with a technique of "
-                              f"{', '.join(dict(TECHNIQUES))}, separated by ';'.")
+                              f"{', '.join(known)}, separated by ';'.")
         items = tuple(v for v in re.split(r"[\s,]+", values.strip()) if v)
         if not items:
             raise StudioError(f"Settings for {key} list no values.")
@@ -148,14 +152,9 @@ class SensitivityPanel(QWidget):
         box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Preferred)
         form = QFormLayout(box)
         form.setLabelAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        row = QHBoxLayout()
+        self._technique_row = QHBoxLayout()  # filled from the technique registry once a model is open
         self.technique_checks: dict[str, QCheckBox] = {}
-        for key, label in TECHNIQUES:
-            check = named(QCheckBox(label), f"sweep_{key}", f"Sweep {label.lower()} settings on every layer.")
-            check.setChecked(True)
-            self.technique_checks[key] = check
-            row.addWidget(check)
-        form.addRow(row)
+        form.addRow(self._technique_row)
         self.layers_edit = named(QLineEdit(), "sweepLayers", "Which layers: a glob ('features.*') or 're:regex'; "
                                  "empty sweeps every compressible layer.")
         self.layers_edit.setPlaceholderText("all compressible")
@@ -240,13 +239,30 @@ class SensitivityPanel(QWidget):
         self._kind_changed(0)
         return box
 
+    def set_techniques(self, techniques: tuple[tuple[str, str], ...]) -> None:
+        """One checkbox per technique that has sweep settings ((key, menu label) pairs from the core
+        registry, which imports torch: so it is called when a model is open, not at start-up)."""
+        if tuple(self.technique_checks) == tuple(key for key, _ in techniques):
+            return
+        for check in self.technique_checks.values():
+            self._technique_row.removeWidget(check)
+            check.deleteLater()
+        self.technique_checks = {}
+        for key, label in techniques:
+            text = label.rstrip("…. ")
+            check = named(QCheckBox(text), f"sweep_{key}", f"Sweep {text.lower()} settings on every layer.")
+            check.setChecked(True)
+            check.setEnabled(not self._running)
+            self.technique_checks[key] = check
+            self._technique_row.addWidget(check)
+
     # --- requests --------------------------------------------------------------------------
     def spec(self) -> SweepSpec:
         """The sweep the controls describe; bad input raises StudioError (shown as a dialog)."""
         techniques = tuple(key for key, check in self.technique_checks.items() if check.isChecked())
         if not techniques:
             raise StudioError("Choose at least one technique to sweep.")
-        settings = parse_settings(self.settings_edit.text())
+        settings = parse_settings(self.settings_edit.text(), tuple(self.technique_checks))
         if settings:
             settings = {k: v for k, v in settings.items() if k in techniques}
         return SweepSpec(techniques=techniques, layers=self.layers_edit.text().strip() or None,

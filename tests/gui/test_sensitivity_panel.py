@@ -113,3 +113,24 @@ def test_predicted_vs_measured_line():
     assert "size predicted 2 MB" in text and "2.1 MB" in text
     assert predicted_vs_measured(None, report) == ""
     assert predicted_vs_measured(Prediction("accuracy", math.nan, 1, ("x",)), report) == ""
+
+
+def test_technique_checkboxes_come_from_the_registry(qtbot):
+    """The panel names no technique: its checkboxes are the registered ones that have sweep settings."""
+    from studio.core.pipelines.sensitivity.settings import sweepable_techniques
+    from studio.core.techniques import all_techniques
+
+    panel = SensitivityPanel()
+    qtbot.addWidget(panel)
+    assert panel.technique_checks == {}
+    expected = [key for key, technique in all_techniques().items() if technique.sweep_defaults]
+    panel.set_techniques(sweepable_techniques())
+    assert list(panel.technique_checks) == expected and expected
+    assert all(check.isChecked() and "…" not in check.text() for check in panel.technique_checks.values())
+    first = expected[0]
+    panel.technique_checks[first].setChecked(False)
+    panel.set_techniques(sweepable_techniques())  # the same list again keeps the user's choices
+    assert not panel.technique_checks[first].isChecked()
+    assert set(panel.spec().techniques) == set(expected) - {first}
+    with pytest.raises(StudioError, match="technique of"):
+        parse_settings(f"{first}: 0.5", tuple(expected[1:]))

@@ -22,6 +22,11 @@ def _techniques() -> dict:
     return all_techniques()
 
 
+def sweepable_techniques() -> tuple[tuple[str, str], ...]:
+    """(key, label) of every registered technique that has sweep settings, in menu order."""
+    return tuple((key, technique.label) for key, technique in _techniques().items() if technique.sweep_defaults)
+
+
 def technique_key(name: str) -> str:
     typed = name.strip().lower()
     techniques = _techniques()
@@ -39,7 +44,7 @@ def parse_setting(technique: str, text: str) -> SweepSetting:
 
 
 def sweep_settings(techniques: tuple[str, ...], chosen: dict[str, tuple[str, ...]] | None) -> tuple[SweepSetting, ...]:
-    keys = list(dict.fromkeys(technique_key(t) for t in techniques))
+    keys = list(dict.fromkeys(technique_key(t) for t in techniques)) or [k for k, _ in sweepable_techniques()]
     if not keys:
         raise StudioError(f"Choose at least one technique to sweep ({', '.join(_techniques())}).")
     chosen = {technique_key(k): tuple(v) for k, v in (chosen or {}).items()}

@@ -8,12 +8,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from studio.core.plan import CompressionPlan
 
-TECHNIQUES = ("prune", "lowrank", "quantize")
-
-
 @dataclass(frozen=True)
 class SweepSpec:
-    techniques: tuple[str, ...] = TECHNIQUES
+    techniques: tuple[str, ...] = ()  # empty: every registered technique that has sweep settings
     layers: str | None = None  # glob / re: pattern like recipe rules; None = every compressible layer
     settings: dict[str, tuple[str, ...]] | None = None  # per technique, labels or values; None = defaults
     samples: int = 200
