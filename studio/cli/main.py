@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "int8"])
     export.add_argument("--int8-mode", default="auto", choices=["auto", "dynamic", "static"],
                         help="auto: measure dynamic/static candidates (with and without the most fragile "
-                             "layers in float) and keep the fastest within 1 pt of fp32 accuracy")
+                             "layers in float) and keep the fastest that holds 99.5 %% of fp32 accuracy")
     export.add_argument("--calibration", default="minmax", choices=["minmax", "percentile", "entropy"],
                         help="static int8 calibration method (ONNX Runtime offers all three; TFLite: min-max)")
     export.add_argument("--keep-float", action="append", default=[], metavar="LAYER",

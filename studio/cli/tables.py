@@ -9,7 +9,8 @@ from studio.core.base.units import clip, format_bytes, format_count, format_flop
 from studio.core.report.compression import CompressionReport
 from studio.core.report.export import ExportReport
 from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, candidate_rows, file_line, latency_rows,
-                                            slower_message, speedup_text, verification_rows)
+                                            slower_message, speed_verdict_text, speedup_text,
+                                            verification_rows)
 from studio.core.report.rows import compare_rows, headline, latency_is_simulated, speed, subline
 
 _COLUMNS = (("Layer", 44, "<"), ("Type", 22, "<"), ("Params", 9, ">"), ("Share", 7, ">"),
@@ -75,8 +76,10 @@ def export_summary(report: ExportReport) -> str:
     candidates = candidate_rows(report)
     if candidates:
         lines.append("int8 candidates (verified on held-out data, timed next to the fp32 file):")
-        lines += ["  " + line for line in _columns([CANDIDATE_COLUMNS] + candidates)]
+        lines += ["  " + line for line in _columns([tuple(c.replace("\n", " ") for c in CANDIDATE_COLUMNS)] + candidates)]
         lines.append(f"choice: {report.choice}")
+        if report.float_layers_rule:
+            lines.append(f"float layers tried: {report.float_layers_rule}")
     columns = tuple(c.replace("\n", " ") for c in LATENCY_COLUMNS)
     lines.append("batch-1 latency:")
     lines += ["  " + line for line in _columns([("", *columns)] + [(label, *cells)
@@ -84,4 +87,6 @@ def export_summary(report: ExportReport) -> str:
     lines.append(speedup_text(report)
                  + ("  ⚠ SLOWER THAN FP32 IN THIS RUNTIME" if report.slower_than_fp32 else "")
                  + ("  ⚠ slower than the uncompressed model" if report.slower_than_uncompressed else ""))
+    if speed_verdict_text(report):
+        lines.append(speed_verdict_text(report))
     return "\n".join(lines)

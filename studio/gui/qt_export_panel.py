@@ -20,10 +20,10 @@ from studio.core.pipelines.export import CALIBRATION_METHODS, FORMATS, INT8_MODE
 from studio.core.base.units import format_bytes
 from studio.core.report.export import ExportReport
 from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, LATENCY_ROWS, VERIFY_ROWS,
-                                            candidate_rows, latency_rows, slower_message, speedup_text,
+                                            candidate_rows, latency_rows, slower_message, speed_verdict_text, speedup_text,
                                             verification_rows)
 from studio.core.report.rows import DASH
-from studio.gui.qt_file_dialogs import save_file
+from studio.gui.qt_file_dialogs import open_file, save_file
 from studio.gui.qt_export_tables import _cell, _table, _title
 
 FORMAT_LABELS = {"onnx": "ONNX (ONNX Runtime)", "tflite": "TFLite (LiteRT)"}
@@ -84,8 +84,8 @@ class ExportPanel(QWidget):
         self.int8_combo.setObjectName("exportInt8Mode")
         for key in INT8_MODES:
             self.int8_combo.addItem(key, key)
-        self.int8_combo.setToolTip("auto: measures dynamic and static int8 (with and without the first layer and "
-                                   "the classifier in float) and keeps the fastest within 1 pt of fp32 accuracy")
+        self.int8_combo.setToolTip("auto: measures dynamic and static int8 (with and without the most fragile layers "
+                                   "in float) and keeps the fastest that holds 99.5 % of fp32 accuracy")
         self.calibration_combo = QComboBox()
         self.calibration_combo.setObjectName("exportCalibration")
         for key in CALIBRATION_METHODS:
@@ -124,6 +124,17 @@ class ExportPanel(QWidget):
         self.keep_float_edit = QLineEdit()
         self.keep_float_edit.setObjectName("exportKeepFloat")
         self.keep_float_edit.setPlaceholderText("layers to keep in float in an int8 file, e.g. conv1, fc (globs allowed)")
+        self.sensitivity_edit = QLineEdit()
+        self.sensitivity_edit.setObjectName("exportSensitivity")
+        self.sensitivity_edit.setPlaceholderText("rule: first layer + classifier; or a sensitivity result (.json) "
+                                                 "whose most quantization-sensitive layers auto tries in float")
+        self.sensitivity_edit.setToolTip("A result saved from the Sensitivity panel (or `studio sensitivity --json`) "
+                                         "of this model, with quantization in its sweep")
+        self.sensitivity_button = QPushButton("Browse…")
+        self.sensitivity_button.setObjectName("exportSensitivityBrowse")
+        sensitivity_row = QHBoxLayout()
+        sensitivity_row.addWidget(self.sensitivity_edit, 1)
+        sensitivity_row.addWidget(self.sensitivity_button)
         self.export_button = QPushButton("Export")
         self.export_button.setObjectName("exportButton")
         self.export_button.setDefault(True)
@@ -139,10 +150,12 @@ class ExportPanel(QWidget):
         form.addRow("File", path_row)
         form.addRow("Data", self.data_edit)
         form.addRow("Keep float", self.keep_float_edit)
+        form.addRow("Float layers", sensitivity_row)
         form.addRow(buttons)
         self.format_combo.currentIndexChanged.connect(self._on_format)
         self.precision_combo.currentIndexChanged.connect(self._on_precision)
         self.browse_button.clicked.connect(self._browse)
+        self.sensitivity_button.clicked.connect(self._browse_sensitivity)
         self.export_button.clicked.connect(self.request_export)
         self.reveal_button.clicked.connect(self.reveal)
         return box
@@ -223,7 +236,8 @@ class ExportPanel(QWidget):
 
     def _on_precision(self, *_: Any) -> None:
         int8 = self.precision() == "int8"
-        for widget in (self.int8_combo, self.int8_label, self.calibration_combo, self.calibration_label):
+        for widget in (self.int8_combo, self.int8_label, self.calibration_combo, self.calibration_label,
+                       self.sensitivity_edit, self.sensitivity_button):
             widget.setEnabled(int8)
 
     def _browse(self) -> None:
@@ -233,11 +247,18 @@ class ExportPanel(QWidget):
         if path:
             self.path_edit.setText(str(Path(path).with_suffix(suffix)))
 
+    def _browse_sensitivity(self) -> None:
+        path = open_file(self, "Sensitivity result", "sensitivity", "Sensitivity result (*.json)")
+        if path:
+            self.sensitivity_edit.setText(path)
+
     # --- request --------------------------------------------------------------------
     def request(self, force: bool = False) -> ExportRequest:
         return ExportRequest(self.format(), Path(self.path_edit.text().strip()).expanduser(), self.precision(),
                              force=force, int8_mode=self.int8_mode(), calibration=self.calibration(),
-                             keep_float=tuple(n.strip() for n in self.keep_float_edit.text().split(",") if n.strip()))
+                             keep_float=tuple(n.strip() for n in self.keep_float_edit.text().split(",") if n.strip()),
+                             sensitivity=Path(self.sensitivity_edit.text().strip()).expanduser()
+                             if self.sensitivity_edit.text().strip() else None)
 
     def request_export(self) -> None:
         """Validate, ask before replacing a file, then emit `exportRequested`."""
@@ -280,8 +301,8 @@ class ExportPanel(QWidget):
         for widget in (self.format_combo, self.precision_combo, self.path_edit, self.browse_button,
                        self.data_edit, self.keep_float_edit, self.export_button):
             widget.setEnabled(not busy)
-        self.int8_combo.setEnabled(not busy and self.precision() == "int8")
-        self.calibration_combo.setEnabled(not busy and self.precision() == "int8")
+        for widget in (self.int8_combo, self.calibration_combo, self.sensitivity_edit, self.sensitivity_button):
+            widget.setEnabled(not busy and self.precision() == "int8")
         self.progress.setVisible(busy)
         if busy:
             self._clear_results()
@@ -343,7 +364,9 @@ class ExportPanel(QWidget):
             for c, text in enumerate(row):
                 self.candidates_table.setItem(r, c, _cell(text, Qt.AlignmentFlag.AlignLeft if c == 0
                                                           else Qt.AlignmentFlag.AlignRight))
-        self.choice_label.setText(f"Choice: {report.choice}" if report.choice else "")
+        self.choice_label.setText("\n".join(text for text in (
+            f"Choice: {report.choice}" if report.choice else "",
+            f"Float layers tried: {report.float_layers_rule}" if report.float_layers_rule else "") if text))
         self.candidates_table.updateGeometry()
         self.candidates_box.setVisible(bool(rows))
 
@@ -357,7 +380,7 @@ class ExportPanel(QWidget):
         for row, (_, cells) in enumerate(rows):
             for column, text in enumerate(cells):
                 self.latency_table.setItem(row, column, _cell(text))
-        self.speedup_label.setText(speedup_text(report))
+        self.speedup_label.setText("\n".join(t for t in (speedup_text(report), speed_verdict_text(report)) if t))
 
     def reveal(self) -> None:
         """Open the folder holding the exported file in the system file manager."""

@@ -52,28 +52,44 @@ def test_export_verified_in_runtime(digits, tmp_path, fmt, precision, min_accura
         assert report["latency"][threads]["runtime"]["p95_ms"] >= report["latency"][threads]["runtime"]["median_ms"]
     for threads in ("1_thread", "2_thread"):
         assert report["latency"][threads]["runtime_fp32"]["median_ms"] > 0  # timed next to the same runtime's fp32
-    assert report["slower_than_fp32"] == (precision != "fp32" and report["speedup_vs_fp32"] < 1)
+    if precision == "fp32":
+        assert not report["slower_than_fp32"] and "speed_checks" not in report
+    else:  # slower only when every repeat says so (by more than 5 %) at some thread count
+        checks = report["speed_checks"]
+        for threads, check in checks.items():
+            mine = report["latency"][threads]["runtime"]["repeat_medians_ms"]
+            fp32 = report["latency"][threads]["runtime_fp32"]["repeat_medians_ms"]
+            assert len(mine) == len(fp32) == 3
+            assert check["repeat_ratios"] == [round(b / a, 3) for a, b in zip(mine, fp32)]
+            assert check["verdict"] == ("slower" if max(check["repeat_ratios"]) < 0.95 else
+                                        "faster" if min(check["repeat_ratios"]) > 1.05 else "same")
+        assert report["slower_than_fp32"] == any(c["verdict"] == "slower" for c in checks.values())
     if precision == "int8":
         _check_candidates(report, fmt)
 
 
 def _check_candidates(report, fmt):
-    """auto measured every candidate on the held-out split and kept the fastest within 1 pt."""
+    """auto measured every candidate on the held-out split and kept, of those holding 99.5 % of
+    fp32's accuracy, the most accurate of the ones within 10 % of the fastest."""
     from studio.core.report.export import ExportReport
     from studio.core.report.export_rows import candidate_rows
 
     rows = report["candidates"]
-    assert {r["mode"] for r in rows} == {"static", "dynamic"} and len(rows) == 4
+    assert {r["mode"] for r in rows} == {"static", "dynamic"} and len(rows) in ((4, 5) if fmt == "onnx" else (4,))
     assert any(r["float_layers"] for r in rows)  # first conv + classifier kept float in some candidates
     for row in rows:
         assert row["samples"] == 450 and row["latency_ms"] > 0 and 0 < row["size_vs_fp32"] < 0.6
-        assert row["within_budget"] == (row["accuracy"] >= report["fp32"]["accuracy"] - 0.01)
+        assert row["within_budget"] == (row["accuracy"] >= report["fp32"]["accuracy"] * 0.995 - 1e-12)
+        ratios = [report["fp32"]["latency"][t]["median_ms"] / row["latency"][t]["median_ms"] for t in row["latency"]]
+        assert row["speed_vs_fp32"] == pytest.approx((ratios[0] * ratios[1]) ** 0.5, abs=1e-3)
     inside = [r for r in rows if r["within_budget"]]
+    fast = [r for r in inside if r["speed_vs_fp32"] >= max(i["speed_vs_fp32"] for i in inside) / 1.1]
     chosen = [r for r in rows if r.get("chosen")]
-    assert len(chosen) == 1 and chosen[0]["latency_ms"] == min(r["latency_ms"] for r in inside)
-    assert report["int8_mode"] == chosen[0]["mode"] and "fastest" in report["choice"]
+    assert len(chosen) == 1 and chosen[0] in fast
+    assert chosen[0]["accuracy"] == max(r["accuracy"] for r in fast)
+    assert report["int8_mode"] == chosen[0]["mode"] and ("fastest" in report["choice"] or "equally fast" in report["choice"])
     table = candidate_rows(ExportReport.from_dict(report))
-    assert len(table) == 5 and table[0][0] == "fp32" and sum(r[0].startswith("✔") for r in table) == 1
+    assert len(table) == len(rows) + 1 and table[0][0] == "fp32" and sum(r[0].startswith("✔") for r in table) == 1
     assert all("(n=450)" in r[1] for r in table)
 
 

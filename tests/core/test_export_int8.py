@@ -178,3 +178,76 @@ def test_cli_sensitivity_option_refuses_an_unreadable_file(tmp_path, capsys):
                  str(tmp_path / "m.onnx"), "--sensitivity", str(tmp_path / "none.json")])
     assert code == 2 and "cannot read the sensitivity result" in capsys.readouterr().err
     assert not (tmp_path / "m.onnx").exists()
+
+
+def test_pick_counts_speeds_within_noise_as_equal_and_the_budget_is_relative():
+    from studio.core.pipelines.export.candidates import pick, within_budget
+
+    fp32 = {"accuracy": 0.9444}
+    assert within_budget({"accuracy": 0.9397}, fp32, 0.005) and not within_budget({"accuracy": 0.9396}, fp32, 0.005)
+    rows = [dict(label="a", accuracy=0.940, speed_vs_fp32=1.70, file_bytes=11),
+            dict(label="b", accuracy=0.942, speed_vs_fp32=1.60, file_bytes=10),  # within 10 %: as fast, more accurate
+            dict(label="c", accuracy=0.950, speed_vs_fp32=0.30, file_bytes=9),
+            dict(label="d", accuracy=0.900, speed_vs_fp32=3.00, file_bytes=9)]   # outside the budget
+    for row in rows:
+        row["within_budget"] = within_budget(row, fp32, 0.005)
+    index, why = pick(rows, fp32, 0.005)
+    assert index == 1 and "2 are equally fast" in why and "≥ 93.97%" in why and "1 outside it" in why
+    rows[1]["speed_vs_fp32"] = 1.5  # now clearly slower than a
+    assert pick(rows, fp32, 0.005)[0] == 0
+
+
+def test_speed_check_calls_overlapping_repeats_the_same_speed():
+    from studio.core.pipelines.export.verify import speed_check
+
+    def latency(mine, fp32):
+        return {"runtime": {"median_ms": sorted(mine)[1], "repeat_medians_ms": mine},
+                "runtime_fp32": {"median_ms": sorted(fp32)[1], "repeat_medians_ms": fp32}}
+
+    assert speed_check(latency([1.0, 1.1, 1.2], [2.0, 2.0, 2.4]))["verdict"] == "faster"
+    check = speed_check(latency([2.0, 1.0, 2.0], [1.9, 1.9, 1.9]))  # one repeat faster, two slower: noise
+    assert check["verdict"] == "same" and check["repeat_ratios"] == [0.95, 1.9, 0.95]
+    assert speed_check(latency([2.0, 2.0, 2.2], [1.0, 1.5, 1.8]))["verdict"] == "slower"
+
+
+def test_float_weights_keeps_the_quantized_graph_but_the_named_weights(tmp_path):
+    """The named conv reads its fp32 weight (the fp32 file's own tensor); its activations and
+    every other layer stay as ONNX Runtime's quantizer made them; the file still runs close to fp32."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1)).eval()
+    onnx_export.export_fp32(model, InputSpec.parse("1x3x8x8 float32"), tmp_path / "f.onnx", "y")
+    feed = [{"input": torch.randn(1, 3, 8, 8).numpy()} for _ in range(16)]
+    onnx_export.quantize_int8(tmp_path / "f.onnx", tmp_path / "q.onnx", "static", [], feed, "minmax", False)
+    first = onnx_export.weight_nodes(tmp_path / "f.onnx")[0][0]
+    onnx_export.float_weights(tmp_path / "q.onnx", tmp_path / "f.onnx", tmp_path / "w.onnx", [first])
+    q, w = onnx.load(str(tmp_path / "q.onnx")).graph, onnx.load(str(tmp_path / "w.onnx")).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in w.initializer}
+    conv = next(n for n in w.node if n.name == first)
+    assert np.array_equal(inits[conv.input[1]], model[0].weight.detach().numpy())
+    assert len(_int8_weights(tmp_path / "w.onnx")) == 1 == len(_int8_weights(tmp_path / "q.onnx")) - 1
+    ops = lambda g: sorted(n.op_type for n in g.node)  # noqa: E731
+    assert ops(w) == sorted(ops(q)[:ops(q).index("DequantizeLinear")] + ops(q)[ops(q).index("DequantizeLinear") + 1:])
+    produced = {o for n in w.node for o in n.output} | {i.name for i in w.input} | set(inits)
+    assert all(i in produced for n in w.node for i in n.input if i)  # nothing dangling
+    x = feed[0]["input"]
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    out = ort.InferenceSession(str(tmp_path / "w.onnx"), providers=["CPUExecutionProvider"]).run(None, {"input": x})[0]
+    assert np.abs(out - expected).max() < 0.05 * np.abs(expected).max()
+
+
+def test_auto_measures_which_weights_to_keep_fp32_without_a_sweep(digits, tmp_path):
+    """No sweep: auto probes every weight layer in the runtime and adds a static candidate with
+    the most fragile layers' weights in fp32; the rule says what was measured and the layers."""
+    loaded, data = digits
+    report = _auto(loaded, data, tmp_path / "p.onnx")
+    rule = report["float_layers_rule"]
+    probed = [r for r in report["candidates"] if "fp32 weights" in r["label"]]
+    assert "measured in ONNX Runtime" in rule and "by rule, the first weight layer and the classifier" in rule
+    assert len(probed) == 1 and probed[0]["mode"] == "static" and 1 <= len(probed[0]["float_layers"]) <= 3
+    assert all(f"{layer} (−" in rule for layer in probed[0]["float_layers"])
+    assert probed[0]["samples"] == 120 and probed[0]["accuracy"] >= 0.95

@@ -154,7 +154,8 @@ def test_export_report_round_trips_and_rows(digits, tmp_path, precision):
     report = result.report
     assert isinstance(report, ExportReport)
     on_disk = json.loads(result.report_path.read_text())
-    assert on_disk == report.to_dict() and on_disk.keys() == EXPORT_KEYS
+    speed = {"speed_checks"} if precision != "fp32" else set()  # int8: faster/same/slower over repeats
+    assert on_disk == report.to_dict() and on_disk.keys() == EXPORT_KEYS | speed
     assert ExportReport.from_dict(on_disk) == report
     assert on_disk["verification"].keys() == {"samples", "max_abs", "cosine", "top1_agreement", "accuracy",
                                               "labeled_samples"}

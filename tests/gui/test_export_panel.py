@@ -54,12 +54,16 @@ def test_button_emits_request(qtbot, panel, tmp_path):
     panel.keep_float_edit.setText("stem, head.* ")
     assert panel.request().calibration == "entropy" and panel.request().keep_float == ("stem", "head.*")
     assert panel.data_spec() == "digits"
+    assert panel.sensitivity_edit.isEnabled() and panel.request().sensitivity is None
+    panel.sensitivity_edit.setText(str(tmp_path / "sweep.json"))
+    assert panel.request().sensitivity == tmp_path / "sweep.json"  # auto's float layers from that sweep
 
 
 def test_int8_mode_only_for_int8(panel):
     assert not panel.int8_combo.isEnabled() and not panel.calibration_combo.isEnabled()
+    assert not panel.sensitivity_edit.isEnabled() and not panel.sensitivity_button.isEnabled()
     panel.set_precision("int8")
-    assert panel.int8_combo.isEnabled() and panel.calibration_combo.isEnabled()
+    assert panel.int8_combo.isEnabled() and panel.calibration_combo.isEnabled() and panel.sensitivity_edit.isEnabled()
 
 
 def test_suffix_follows_format(panel, tmp_path):
@@ -173,7 +177,11 @@ def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events)
     latency = report["latency"]["2_thread"]
     latency["runtime"]["median_ms"], latency["runtime_fp32"]["median_ms"] = 1.6, 1.0
     report.update(precision="int8", int8_mode="static", fp32=fp32, candidates=rows, slower_than_fp32=True,
-                  speedup_vs_fp32=0.625, choice="static: the fastest of 2 candidate(s) within the budget")
+                  speedup_vs_fp32=0.625, choice="static: the fastest of 2 candidate(s) within the budget",
+                  float_layers_rule="the most fragile layers measured in ONNX Runtime: conv1 (−40% of the error)",
+                  speed_checks={"1_thread": {"ratio": 1.0, "repeat_ratios": [0.9, 1.0, 1.1], "verdict": "same"},
+                                "2_thread": {"ratio": 0.625, "repeat_ratios": [0.6, 0.625, 0.7],
+                                             "verdict": "slower"}})
     typed = ExportReport.from_dict(report)
     panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, typed)))
     assert panel.candidates_box.isVisible()
@@ -182,5 +190,8 @@ def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events)
     assert _cells(panel.candidates_table) == [c for row in expected for c in row]
     assert f"(n={report['fp32']['samples']})" in expected[0][1]
     assert "fastest of 2" in panel.choice_label.text()
+    assert "Float layers tried: the most fragile layers measured in ONNX Runtime" in panel.choice_label.text()
+    assert ("1 thread the same within noise (0.90–1.10×), 2 threads SLOWER (0.60–0.70×)"
+            in panel.speedup_label.text())
     assert panel.banner.isVisible() and "SLOWER THAN FP32 IN ONNX RUNTIME" in panel.banner.text()
     assert "1.600 ms vs 1.000 ms" in panel.banner.text()

@@ -67,6 +67,8 @@ class ExportReport(Record):
     choice: str | None = None
     float_layers_rule: str | None = None
     warnings: tuple[str, ...] = ()
+    # threads → {"ratio": fp32 / this file, "repeat_ratios": [...], "verdict": faster | same | slower}
+    speed_checks: dict[str, dict[str, Any]] | None = field(default=None, metadata=OMIT_NONE)
 
     @property
     def runtime(self) -> str:

@@ -164,12 +164,13 @@ def u8s8_saturates() -> bool:
 
 def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
                   calibration: list[dict[str, object]] | None, method: str = "minmax",
-                  reduce_range: bool = False) -> None:
+                  reduce_range: bool = False, cache: Path | None = None) -> None:
     """ONNX Runtime's quantizer as its maintainers recommend: on the pre-processed graph
     (BatchNorm folded into Conv, shape inference), every op type it supports (not only
     Conv/Gemm/MatMul: restricting it leaves float islands that cost accuracy and time),
     symmetric per-channel int8 weights; static QDQ calibrated on `calibration`, with 7-bit
-    weights if `reduce_range` (where `u8s8_saturates`)."""
+    weights if `reduce_range` (where `u8s8_saturates`); `cache`: ONNX Runtime's calibration
+    cache file (written by the first static call, read by the next ones)."""
     from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
                                           quantize_dynamic, quantize_static)
 
@@ -198,4 +199,38 @@ def quantize_int8(src: Path, dst: Path, mode: str, exclude: list[str],
     with _quiet():
         quantize_static(str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         reduce_range=reduce_range, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=exclude or None, calibrate_method=methods[method], extra_options=extra)
+                        nodes_to_exclude=exclude or None, calibrate_method=methods[method], extra_options=extra,
+                        calibration_cache_path=cache)
+
+
+def float_weights(qdq: Path, base: Path, dst: Path, nodes: Iterable[str]) -> None:
+    """The static QDQ file with the weights of `nodes` back in fp32 (read from the fp32 file):
+    their inputs and outputs stay int8, only the weight's DequantizeLinear goes, so ONNX Runtime
+    runs those few convolutions in float. ONNX Runtime's quantizer cannot express this itself
+    (`nodes_to_exclude` also drops the node's activation quantization, which measured worse
+    on EfficientNet-Lite0); the quantized graph is otherwise exactly the quantizer's."""
+    import onnx
+
+    model = onnx.load(str(qdq))
+    graph = model.graph
+    fp32 = onnx.load(str(base)).graph
+    fp32_weight = {n.name: n.input[1] for n in fp32.node if n.op_type in WEIGHT_OPS}
+    fp32_inits = {i.name: i for i in fp32.initializer}
+    producers = {o: n for n in graph.node for o in n.output}
+    names = {i.name for i in graph.initializer}
+    for node in (n for n in graph.node if n.name in set(nodes)):
+        weight = fp32_weight.get(node.name)
+        if weight not in fp32_inits or producers.get(node.input[1]) is None:
+            continue  # not quantized, or a weight computed in the graph
+        if weight not in names:
+            graph.initializer.append(fp32_inits[weight])
+            names.add(weight)
+        node.input[1] = weight
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    dead = [n for n in graph.node if n.op_type == "DequantizeLinear" and n.output[0] not in used]
+    for n in dead:
+        graph.node.remove(n)
+    used = {i for n in graph.node for i in n.input}
+    for init in [i for i in graph.initializer if i.name not in used]:
+        graph.initializer.remove(init)
+    onnx.save(model, str(dst))

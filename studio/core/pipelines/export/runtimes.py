@@ -39,6 +39,7 @@ class OnnxRuntime:
         from studio.core.pipelines.export import onnx_export, onnx_transformers
 
         raw, base = work / "raw.onnx", work / "fp32.onnx"
+        self.cache = work / "calibration.json"  # one calibration, reused by every static candidate
         if onnx_transformers.fusable(model):  # BERT family: ORT's attention/LayerNorm/GELU fusion
             try:
                 onnx_transformers.export_fused(model, spec, base, self.output_name)
@@ -54,6 +55,11 @@ class OnnxRuntime:
 
         wanted = set(layers)
         return tuple((node, module) for node, module in weight_nodes(base) if module in wanted)
+
+    def weight_units(self, base: Path) -> tuple[tuple[str, str], ...]:
+        from studio.core.pipelines.export.onnx_export import weight_nodes
+
+        return tuple((node, module or node) for node, module in weight_nodes(base))
 
     def fragile_units(self, base: Path) -> tuple[tuple[str, str], ...]:
         from studio.core.pipelines.export.onnx_export import weight_nodes
@@ -72,7 +78,18 @@ class OnnxRuntime:
     def quantize(self, base: Path, dst: Path, candidate: Candidate, feed: list, method: str) -> None:
         from studio.core.pipelines.export.onnx_export import quantize_int8
 
-        quantize_int8(base, dst, candidate.mode, list(candidate.keep_float), feed, method, self.reduce_range)
+        from studio.core.pipelines.export.onnx_export import float_weights
+
+        quantize_int8(base, dst, candidate.mode, list(candidate.keep_float), feed, method, self.reduce_range,
+                      getattr(self, "cache", None))
+        if candidate.float_weights:
+            float_weights(dst, base, dst, candidate.float_weights)
+
+    def weights_float(self, static: Path, base: Path, units: tuple[str, ...], dst: Path) -> None:
+        """The static file with the weights of `units` in fp32: what the per-layer probe measures."""
+        from studio.core.pipelines.export.onnx_export import float_weights
+
+        float_weights(static, base, dst, units)
 
     def fp16(self, base: Path, dst: Path) -> None:
         from studio.core.pipelines.export.onnx_export import to_fp16

@@ -8,7 +8,7 @@ import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -98,6 +98,38 @@ def side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.ndarray], th
     finally:
         torch.set_num_threads(previous)
     return {name: _stats(values) for name, values in times.items()}
+
+
+def repeated_side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.ndarray], threads: int,
+                             repeats: int = 3, runs: int = 20, once: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """`side_by_side_ms` `repeats` times (the runners named in `once` only in the first):
+    median and p95 of the repeats' medians and p95s, plus each repeat's median, whose spread
+    shows how much this machine's load moves the numbers."""
+    rounds = [side_by_side_ms(runners if not i else {k: v for k, v in runners.items() if k not in once},
+                              inputs, threads, runs) for i in range(repeats)]
+    out: dict[str, dict[str, Any]] = {}
+    for name in runners:
+        stats = [r[name] for r in rounds if name in r]
+        out[name] = {"median_ms": round(statistics.median(s["median_ms"] for s in stats), 4),
+                     "p95_ms": round(statistics.median(s["p95_ms"] for s in stats), 4),
+                     "repeat_medians_ms": [s["median_ms"] for s in stats]}
+    return out
+
+
+SAME_SPEED = 0.05  # a ratio this close to 1 in some repeat means "the same speed"
+
+
+def speed_check(latency: dict[str, dict[str, Any]], who: str = "runtime", against: str = "runtime_fp32") -> dict:
+    """fp32 time / this file's time in each repeat: 'faster' when every repeat says faster by
+    more than SAME_SPEED, 'slower' when every repeat says slower by more, else 'same' (the
+    difference is within what the repeats disagree on)."""
+    mine = latency[who].get("repeat_medians_ms") or [latency[who]["median_ms"]]
+    theirs = latency[against].get("repeat_medians_ms") or [latency[against]["median_ms"]]
+    ratios = [round(b / a, 3) for a, b in zip(mine, theirs) if a > 0]
+    verdict = ("faster" if min(ratios) > 1 + SAME_SPEED else "slower" if max(ratios) < 1 - SAME_SPEED
+               else "same")
+    return {"ratio": round(latency[against]["median_ms"] / latency[who]["median_ms"], 3),
+            "repeat_ratios": ratios, "verdict": verdict}
 
 
 def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) -> dict[str, float]:
