@@ -1,4 +1,4 @@
-"""The README's sensitivity screenshot, taken from the real window (offscreen): a finished
+"""The README's sensitivity screenshot at a laptop's 1366×768, taken from the real window (offscreen): a finished
 default sweep of the digits sample, two layers' curves, and a plan fitted to 30 % of the size.
 
     QT_QPA_PLATFORM=offscreen python docs/make_sensitivity_screenshot.py
@@ -37,7 +37,7 @@ def main() -> None:
             time.sleep(0.01)
 
     window = MainWindow()
-    window.resize(1600, 1000)
+    window.resize(1366, 768)
     window.show()
     window.open_source(LoadRequest("sample:digits-cnn"))
     wait(lambda: window.opened is not None and not window.runner.busy)

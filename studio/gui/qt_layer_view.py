@@ -15,7 +15,7 @@ from studio.gui.qt_layer_tree_model import (
 from studio.gui.qt_share_delegate import ShareBarDelegate
 
 FILTER_PLACEHOLDER = "Filter layers by name or type  (Ctrl+F)"
-COLUMN_WIDTHS = {COL_NAME: 270, COL_PLAN: 190, COL_SENSITIVITY: 90, COL_TYPE: 140, COL_PARAMS: 80, COL_SHARE: 110,
+COLUMN_WIDTHS = {COL_NAME: 250, COL_PLAN: 240, COL_SENSITIVITY: 90, COL_TYPE: 140, COL_PARAMS: 80, COL_SHARE: 110,
                  COL_SIZE: 80, COL_FLOPS: 105, COL_OUTPUT: 140}
 # What the user edits and judges sits next to the name, in view on a 1366-px screen; the model's
 # column numbers stay as they are (only the header's visual order changes).
@@ -99,6 +99,7 @@ class LayerTreePanel(QWidget):
         self.view.setObjectName("layerTree")
         self.view.setModel(self.proxy)
         self.view.setUniformRowHeights(True)
+        self.view.setIndentation(16)  # deep transformer names keep their text; the Plan column its saving
         self.view.setAlternatingRowColors(True)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)  # mark many layers at once

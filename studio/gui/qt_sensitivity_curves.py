@@ -53,8 +53,9 @@ class SensitivityCurves(pg.PlotWidget):
         self.axis = 0  # index into AXES
         self._items: list[pg.PlotDataItem] = []
         item = self.getPlotItem()
-        item.setTitle("Drop vs saving of the selected layers", color="#3c4043", size="9pt", bold=True)
+        item.setTitle("Drop vs saving (selected layers)", color="#3c4043", size="9pt", bold=True)
         item.showGrid(x=True, y=True, alpha=0.12)
+        item.layout.setContentsMargins(1, 1, 14, 1)  # room for the last x tick label (it was cut at the edge)
         for side in ("left", "bottom"):
             item.getAxis(side).setPen("#bdc1c6")
             item.getAxis(side).setTextPen("#5f6368")

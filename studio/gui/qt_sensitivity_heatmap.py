@@ -63,8 +63,9 @@ class SensitivityHeatmap(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(4)
         top = QHBoxLayout()
-        self.title = QLabel("<b>Drop per layer and setting</b>")
+        self.title = QLabel("<b>Drop</b>")  # short: at 1366 px the legend and the row order share its line
         self.title.setObjectName("heatmapTitle")
+        self.title.setToolTip("Drop of the metric per layer (rows) and setting (columns)")
         top.addWidget(self.title)
         top.addStretch(1)
         self.legend = QLabel(self._legend_html())
@@ -139,7 +140,7 @@ class SensitivityHeatmap(QWidget):
             self.view.viewport().update()
 
     def set_metric_label(self, metric: str, unit: str) -> None:
-        self.title.setText(f"<b>Drop in {metric}{unit} per layer and setting</b>")
+        self.title.setText(f"<b>Drop in {metric}{unit}</b>")
 
     def selected_layers(self) -> list[str]:
         rows = sorted({self.proxy.mapToSource(i).row() for i in self.view.selectionModel().selectedIndexes()})

@@ -135,7 +135,6 @@ class SensitivityPanel(QWidget):
         key.setToolTip("One line per layer (colour) and family of settings (symbol); "
                        "structured and unstructured pruning are separate lines.")
         key.setMinimumWidth(1)  # cut when narrow, never widen the dock
-        row.addWidget(key)
         row.addStretch(1)
         row.addWidget(QLabel("x axis:"))
         combo = named(QComboBox(), "curvesAxis", "What the curves plot the drop against.")
@@ -144,6 +143,7 @@ class SensitivityPanel(QWidget):
         row.addWidget(combo)
         column.addLayout(row)
         column.addWidget(curves, 1)
+        column.addWidget(key, 0, Qt.AlignmentFlag.AlignHCenter)  # under the chart: the axis choice keeps its row
         return box
 
     def _build_sweep_box(self) -> QGroupBox:
