@@ -1,11 +1,20 @@
 """The run panel's three charts (loss, accuracy/fidelity, size): how each is drawn so a short or
 empty run still reads well — steps never shown as "x0.001", an empty chart says so, the
 validation loss on its own right-hand axis (distillation losses and cross-entropy differ by
-orders of magnitude), reference labels kept inside the plot."""
+orders of magnitude), reference labels kept inside the plot.
+
+Cheap to redraw while points stream in: pyqtgraph regenerates and replays an axis (ticks, labels,
+grid) whenever its range or style changes, which cost 15-60 ms of the GUI thread per live update.
+So the step range grows in nice steps (1, 1.5, 2, 3, 5, 7.5 x 10^k) instead of following every new
+step, a value range is sticky until the data leaves it and style changes only happen on a change
+of state: a new point redraws the curve and replays the axes' recorded pictures, without generating
+their ticks and labels again. (Caching the axes as pixmaps, QGraphicsItem.DeviceCoordinateCache,
+crashed in paintEvent under a running job; not used.)"""
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
@@ -21,6 +30,30 @@ CURVES: dict[str, tuple[str, str, str, float, str | None]] = {
 }
 RIGHT_AXIS = {"val/loss"}  # curves drawn against the chart's right-hand axis
 EMPTY_TEXT = "no points yet"
+NICE = (1.0, 1.5, 2.0, 3.0, 5.0, 7.5, 10.0)  # the step range grows through these x 10^k
+SHRINK = 0.3  # a value range is recomputed when the data fills less than this share of it
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 1.5, 2, 3, 5, 7.5 x 10^k that is >= value (value > 0)."""
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(m * scale for m in NICE if m * scale >= value * (1 - 1e-9))
+
+
+def sticky_range(values: Sequence[float], current: tuple[float, float] | None) -> tuple[float, float]:
+    """`current` while it holds every value and the values fill at least SHRINK of it; else a new
+    range with 10 % headroom rounded out to a tick-like step (never below zero for values >= 0)."""
+    low, high = min(values), max(values)
+    if current is not None and current[0] <= low and high <= current[1] \
+            and high - low >= SHRINK * (current[1] - current[0]):
+        return current
+    span = high - low or abs(high) or 1.0
+    step = nice_ceiling(span / 5)
+    bottom = math.floor((low - 0.1 * span) / step) * step
+    top = math.ceil((high + 0.1 * span) / step) * step
+    return (max(bottom, 0.0) if low >= 0 else bottom), top
 
 
 class RunChart(pg.PlotWidget):
@@ -50,6 +83,10 @@ class RunChart(pg.PlotWidget):
         for side in sides:
             item.getAxis(side).setPen("#bdc1c6")
             item.getAxis(side).setTextPen("#5f6368")
+        self._empty: bool | None = None
+        self._x_range: tuple[float, float] | None = None
+        self._y_range: tuple[float, float] | None = None
+        self._whole_steps = False
         self.empty_hint = pg.TextItem(EMPTY_TEXT, color=GREY, anchor=(0.5, 0.5))
         self.empty_hint.setParentItem(item.vb)  # in view coordinates, not data: always centred
         item.vb.sigResized.connect(self._centre_hint)
@@ -81,7 +118,11 @@ class RunChart(pg.PlotWidget):
         self.empty_hint.setPos(rect.center())
 
     def set_empty(self, empty: bool) -> None:
-        """An empty chart shows the hint and no 0…1 tick values (they would mean nothing)."""
+        """An empty chart shows the hint and no 0…1 tick values (they would mean nothing).
+        Only a change of state touches the axes (a style change redraws them)."""
+        if empty == self._empty:
+            return
+        self._empty = empty
         item = self.getPlotItem()
         self.empty_hint.setVisible(empty)
         for side in ("left", "bottom", "right"):
@@ -93,23 +134,41 @@ class RunChart(pg.PlotWidget):
         self.legend.clear()
         self.getPlotItem().enableAutoRange()
         self.getPlotItem().getAxis("bottom").setTickSpacing()
+        self._x_range = self._y_range = None
+        self._whole_steps = False
         if self.right_view is not None:
             self.right_view.enableAutoRange()
         self.set_empty(True)
 
     def fit_steps(self, steps: list[float]) -> None:
-        """x from the data, but a single step (or a handful at one step) gets a range of whole steps
-        around it, starting at 0 at the lowest, instead of ±0.5 around the point."""
+        """x from 0 (or the lowest step) to the next nice step count above the data, so the axis
+        changes a few times per decade of steps, not at every update; a single step (or a handful
+        at one step) gets a range of whole steps around it instead of ±0.5 around the point."""
         if not steps:
             return
         low, high = min(steps), max(steps)
         item, axis = self.getPlotItem(), self.getPlotItem().getAxis("bottom")
-        if high - low < 1:
-            axis.setTickSpacing(1, 1)  # whole steps only
-            item.setXRange(max(-0.5, math.floor(low) - 1), math.ceil(high) + 1, padding=0)
+        whole = high - low < 1
+        if whole:
+            wanted = (max(-0.5, math.floor(low) - 1.0), math.ceil(high) + 1.0)
         else:
-            axis.setTickSpacing()  # back to automatic ticks
-            item.enableAutoRange(axis=pg.ViewBox.XAxis)
+            start = min(low, 0.0)
+            wanted = (start, start + nice_ceiling(high - start))
+        if whole != self._whole_steps:
+            axis.setTickSpacing(1, 1) if whole else axis.setTickSpacing()  # whole steps only / automatic
+            self._whole_steps = whole
+        if wanted != self._x_range:
+            self._x_range = wanted
+            item.setXRange(*wanted, padding=0 if whole else 0.02)
+
+    def fit_values(self, values: Sequence[float]) -> None:
+        """The left axis's range for `values`, kept while they fit it (see `sticky_range`)."""
+        if not values:
+            return
+        wanted = sticky_range(values, self._y_range)
+        if wanted != self._y_range:
+            self._y_range = wanted
+            self.getPlotItem().setYRange(*wanted, padding=0)
 
 
 def reference_line(chart: RunChart, below: bool = False) -> pg.InfiniteLine:

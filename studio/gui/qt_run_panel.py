@@ -3,6 +3,9 @@
 The panel never runs anything: the window's worker produces core events and the window
 calls `handle_event` on the GUI thread. Points and log lines are buffered and drawn by a
 ~15 Hz timer, so a run with tens of thousands of steps costs a handful of repaints a second.
+Each timer flush updates at most one chart (the others follow STAGGER_MS later), so one turn of
+the event loop never repaints all three: a validation pass touches the loss and accuracy charts,
+and together their repaint was the GUI thread's longest stall of a run.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ if TYPE_CHECKING:
 
 STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
 FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
+STAGGER_MS = 15  # the next dirty chart's turn, after one chart was drawn
+PLOTS = ("loss", "accuracy", "size")  # the order dirty charts are drawn in
 
 
 class RunPanel(QWidget):
@@ -54,7 +59,7 @@ class RunPanel(QWidget):
         self._original_bytes: int | None = None
         self._size_factor, self._size_unit = 1e-6, "MB"
         self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
-        self._timer.timeout.connect(self.flush)
+        self._timer.timeout.connect(lambda: self.flush(charts=1))
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -203,7 +208,7 @@ class RunPanel(QWidget):
             self.set_running(False)
             return
         if not self._timer.isActive():
-            self._timer.start()
+            self._timer.start(FLUSH_MS)
 
     def _add_point(self, name: str, step: float, value: float) -> None:
         if name.startswith("best/"):  # the step whose weights fine-tuning keeps so far
@@ -260,7 +265,7 @@ class RunPanel(QWidget):
             self._log(f"fine-tuning: lr {resolved.get('lr', 0):g} {resolved.get('schedule', '')}, {finetune['steps']} "
                       f"steps ({finetune['stopped']}), {kept}", GREEN if finetune.get("improved") else AMBER)
         self._progress = None
-        self.flush()
+        self.flush(charts=0)  # the log and the progress now; the charts' last points one per turn
         self.progress.setRange(0, 100)
         self.progress.setValue(100)
         self.progress.setFormat(f"done · {format_duration(elapsed)}")
@@ -268,10 +273,16 @@ class RunPanel(QWidget):
         self.set_running(False)
 
     # --- drawing ---------------------------------------------------------------------------
-    def flush(self) -> None:
-        """Push buffered points, progress and log lines to the widgets (GUI thread, ≤ 15 Hz)."""
+    def flush(self, charts: int | None = None) -> None:
+        """Push buffered points, progress and log lines to the widgets (GUI thread, ≤ 15 Hz).
+        `charts`: how many dirty charts to draw now (None: all); the rest get the next turn."""
         start = time.perf_counter()
         self._timer.stop()
+        dirty = [plot for plot in PLOTS if any(_plot_of(name) == plot for name in self._dirty)]
+        now = set(dirty if charts is None else dirty[:charts])
+        names = {name for name in self._dirty if _plot_of(name) in now}
+        later = {name for name in self._dirty if _plot_of(name) in set(dirty) - now}
+        self._dirty = names
         for name in self._dirty:
             if name in self._curves:
                 self._plots[CURVES[name][0]].set_empty(False)
@@ -287,13 +298,17 @@ class RunPanel(QWidget):
         for plot in {self._plots[CURVES[n][0]] for n in self._dirty if n in CURVES}:
             plot.fit_steps([x for n, spec in CURVES.items() if self._plots[spec[0]] is plot
                             for x in self._series.get(n, ([], []))[0]])
+        if "train/loss" in self._dirty:  # sticky: a falling loss does not redraw the axis at every point
+            self.loss_plot.fit_values(self._series["train/loss"][1])
         if self._dirty & {"size/bytes", "size/original_bytes"}:
             self._update_size_axis()
         if self._dirty & {"val/accuracy", "val/agreement"} and self.original_accuracy.isVisible():
             values = [100 * v for n in ("val/accuracy", "val/agreement") for v in self._series.get(n, ([], []))[1]]
             low, high = min([*values, self.original_accuracy.value()]), max([*values, self.original_accuracy.value()])
             self.accuracy_plot.getPlotItem().setYRange(low, high, padding=0.08)  # the original's line stays in view
-        self._dirty.clear()
+        self._dirty = later
+        if later:
+            self._timer.start(STAGGER_MS)
         if self._progress is not None:
             stage, step, total = self._progress
             self.progress.setRange(0, max(total, 1))
@@ -345,6 +360,11 @@ class RunPanel(QWidget):
             return list(xs), list(ys)
         x, y = curve.xData, curve.yData
         return ([], []) if x is None else (list(x), list(y))
+
+
+def _plot_of(name: str) -> str | None:
+    """The chart a buffered metric is drawn on (None: not drawn)."""
+    return CURVES[name][0] if name in CURVES else "size" if name.startswith("size/") else None
 
 
 __all__ = ["RunPanel"]
