@@ -2,11 +2,17 @@
 litert-torch's dynamic-range int8 out of the box (the studio's TFLite dynamic int8 of the
 original), and the studio's recipe (resources/recipes/minilm-fast.yaml: heads + FFN neurons,
 distillation fine-tuning) through ONNX Runtime (fp32 and dynamic int8, fused attention) and
-TFLite (dynamic int8). For each: accuracy on the held-out snippets, latency (median, p95;
-1 and 2 threads, batch 1 × 128 tokens), file size; plus fine-tuning time and machine load.
-Prints one JSON object.
+TFLite (dynamic int8). For each: accuracy on every held-out snippet (in the runtime), latency
+(median, p95; 1 and 2 threads, batch 1 x 128 tokens, every file and PyTorch timed round-robin
+in one loop), file size; plus fine-tuning time and machine load. Prints one JSON object.
 
     python benchmarks/bench_transformers.py [--recipe PATH] [--max-steps N] [--samples N]
+    python benchmarks/bench_transformers.py --compressed DIR [--gpu-json FILE]
+
+--compressed takes a folder already fine-tuned elsewhere (e.g. with bf16 on a GPU): a studio
+compressed folder, or the same with its weights as fp16 shards (`weights*.safetensors`, large
+tensors split row-wise as `name@@k`, what a GPU run can send back), reassembled here in fp32.
+Only the exports, their verification and the timing then run on this CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -30,16 +37,74 @@ def export_row(loaded, data, fmt: str, precision: str, out: Path, samples: int |
 
     mode = "dynamic" if precision == "int8" else "auto"
     request = ExportRequest(fmt, out, precision, force=True, int8_mode=mode, samples=samples)
+    t0 = time.perf_counter()
     try:
         events = list(export(loaded, request, data))
     except Exception as exc:  # a failed conversion is a result too
         return {"error": str(exc)[:300]}
     report = [e for e in events if isinstance(e, Finished)][0].result.report.to_dict()
-    return {"file_mb": round(report["file_bytes"] / 1e6, 2), "accuracy": report["verification"]["accuracy"],
-            "samples": report["verification"]["samples"],
-            "top1_agreement": report["verification"]["top1_agreement"],
-            "latency": {t: report["latency"][t]["runtime"] for t in report["latency"]},
-            "pytorch_latency": {t: report["latency"][t]["pytorch_uncompressed"] for t in report["latency"]}}
+    return {"file": str(out), "file_mb": round(report["file_bytes"] / 1e6, 2),
+            "accuracy": report["verification"]["accuracy"], "samples": report["verification"]["samples"],
+            "top1_agreement_with_pytorch": report["verification"]["top1_agreement"],
+            "fp32_file": {"file_mb": round(report["fp32"]["file_bytes"] / 1e6, 2),
+                          "accuracy": report["fp32"]["accuracy"]},
+            "export_seconds": round(time.perf_counter() - t0, 1)}
+
+
+def assemble(folder: Path, work: Path) -> Path:
+    """A compressed folder whose weights came back as shards (what a GPU run can send: fp16,
+    large tensors split row-wise as `name@@k`; a table as per-row int8 codes `name@@q[k]` and
+    fp32 scales `name@@s`) and whose small files came as one meta.json → a folder with fp32
+    model.safetensors that the studio opens."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    if (folder / "model.safetensors").exists():
+        return folder
+    out = work / folder.name
+    out.mkdir(parents=True, exist_ok=True)
+    if (folder / "meta.json").exists():
+        for name, text in json.loads((folder / "meta.json").read_text()).items():
+            (out / name).write_text(text)
+    else:
+        for name in ("studio.json", "recipe.yaml", "report.json"):
+            shutil.copy(folder / name, out / name)
+    parts: dict[str, dict[str, dict[int, torch.Tensor]]] = {}
+    for shard in sorted(folder.glob("weights*.safetensors")):
+        for key, tensor in load_file(str(shard)).items():
+            base, _, suffix = key.partition("@@")
+            kind = suffix[:1] if suffix[:1] in ("q", "s") else "f"
+            index = suffix[1:] if kind != "f" else suffix
+            parts.setdefault(base, {}).setdefault(kind, {})[int(index or 0)] = tensor
+    state = {}
+    for base, kinds in parts.items():
+        joined = {k: torch.cat([v[i] for i in sorted(v)]) if len(v) > 1 else v[0] for k, v in kinds.items()}
+        value = joined["q"].float() * joined["s"].float()[:, None] if "q" in joined else joined["f"]
+        state[base] = value.float() if value.is_floating_point() else value
+    save_file(state, str(out / "model.safetensors"))
+    return out
+
+
+def probe_input(loaded, data):
+    """Batch 1 x 128 tokens (a held-out snippet at the stored, fixed length), in input-spec order."""
+    _, kwargs, _ = next(iter(data.batches("val", 1, pad="fixed")))
+    return tuple(kwargs[t.name].numpy() for t in loaded.input_spec.tensors)
+
+
+def timing(loaded, students: dict, files: dict[str, Path], probe) -> dict:
+    from studio.core.pipelines.export.verify import onnx_runner, side_by_side_ms, tflite_runner, torch_runner
+    from studio.core.pipelines.export.wrap import ExportWrapper
+
+    out = {}
+    for threads in (1, 2):
+        runners = {"pytorch_fp32_eager": torch_runner(ExportWrapper(loaded.module, loaded.input_spec).eval(), None)}
+        for label, student in students.items():
+            runners[f"{label}_pytorch_fp32_eager"] = torch_runner(
+                ExportWrapper(student.module, student.input_spec).eval(), None)
+        for label, path in files.items():
+            runners[label] = (onnx_runner if path.suffix == ".onnx" else tflite_runner)(path, threads)
+        out[f"{threads}_thread"] = side_by_side_ms(runners, probe, threads, runs=30, warmup=5)
+    return out
 
 
 def main() -> None:
@@ -47,6 +112,9 @@ def main() -> None:
     parser.add_argument("--recipe", default=str(RECIPE))
     parser.add_argument("--max-steps", type=int, default=None, help="cap fine-tuning steps (a shorter run)")
     parser.add_argument("--samples", type=int, default=None, help="verification cap (default: all held-out)")
+    parser.add_argument("--compressed", nargs="+", default=None,
+                        help="already fine-tuned compressed folder(s) (skips the run)")
+    parser.add_argument("--gpu-json", default=None, help="the GPU fine-tune's summary, merged into the output")
     args = parser.parse_args()
 
     from dataclasses import replace
@@ -59,56 +127,102 @@ def main() -> None:
     from studio.core.pipelines.run import run
     from studio.core.plan import CompressionPlan
 
+    t0 = time.perf_counter()
+    loads = [os.getloadavg()[0]]
     loaded = load_model(LoadRequest("sample:minilm-sentiment"))
     data = open_dataset("sample", loaded)
     samples = args.samples or len(data.val_idx)
-    plan = CompressionPlan.load(Path(args.recipe))
-    settings = FinetuneSettings.from_dict(plan.settings.get("finetune"))
-    if args.max_steps:
-        settings = replace(settings, max_steps=args.max_steps)
-    loads, notes, t0 = [], [], time.perf_counter()
-    result = None
-    for event in run(loaded, plan, data, settings):
+    notes: list[str] = []
+    students, reports, plans = {}, {}, {}
+    work = Path(tempfile.mkdtemp(prefix="bench-transformers-"))
+    try:
+        if args.compressed:
+            for given in args.compressed:
+                folder = assemble(Path(given), work)
+                label = Path(given).name
+                students[label] = load_model(LoadRequest(str(folder)))
+                reports[label] = json.loads((folder / "report.json").read_text())
+                plans[label] = CompressionPlan.load(folder / "recipe.yaml").to_dict()
+            where = "given folders (fine-tuned elsewhere)"
+        else:
+            plan = CompressionPlan.load(Path(args.recipe))
+            settings = FinetuneSettings.from_dict(plan.settings.get("finetune"))
+            if args.max_steps:
+                settings = replace(settings, max_steps=args.max_steps)
+            result = None
+            for event in run(loaded, plan, data, settings):
+                loads.append(os.getloadavg()[0])
+                if isinstance(event, Note):
+                    notes.append(event.message)
+                    print(event.message, file=sys.stderr, flush=True)
+                elif isinstance(event, Finished):
+                    result = event.result
+            label = Path(args.recipe).stem
+            reports[label] = result.report.to_dict()
+            plans[label] = plan.to_dict()
+            students[label] = LoadedModel(result.model, label, label, loaded.kind, loaded.input_spec,
+                                          extras=loaded.extras)
+            where = "this CPU"
+        rows, files = {}, {}
+        jobs = [("litert_dynamic_int8_out_of_the_box", loaded, "tflite", "int8", None)]
+        for label, student in students.items():
+            jobs += [(f"{label}_onnx_int8", student, "onnx", "int8", None),
+                     (f"{label}_tflite_int8", student, "tflite", "int8", None),
+                     (f"{label}_onnx_fp32", student, "onnx", "fp32", 64)]  # timing; int8's export verified fp32
+        for label, model, fmt, precision, cap in jobs:
+            path = work / f"{label}.{fmt}"
+            rows[label] = export_row(model, data, fmt, precision, path, cap or samples)
+            loads.append(os.getloadavg()[0])
+            print(label, json.dumps(rows[label]), file=sys.stderr, flush=True)
+            if path.exists():
+                files[label] = path
+        for label in students:
+            fp32, int8 = rows.get(f"{label}_onnx_fp32", {}), rows.get(f"{label}_onnx_int8", {})
+            if "fp32_file" in int8 and "error" not in fp32:  # its accuracy on every held-out snippet
+                fp32.update(accuracy=int8["fp32_file"]["accuracy"], samples=int8["samples"])
+        latency = timing(loaded, students, files, probe_input(loaded, data))
         loads.append(os.getloadavg()[0])
-        if isinstance(event, Note):
-            notes.append(event.message)
-            print(event.message, file=sys.stderr, flush=True)
-        elif isinstance(event, Finished):
-            result = event.result
-    report = result.report.to_dict()
-    student = LoadedModel(result.model, "minilm-fast", "minilm-fast", loaded.kind, loaded.input_spec,
-                          extras=loaded.extras)
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        rows["litert_dynamic_int8_out_of_the_box"] = export_row(loaded, data, "tflite", "int8", work / "o8.tflite", samples)
-        for fmt, precision in (("onnx", "fp32"), ("onnx", "int8"), ("tflite", "int8")):
-            rows[f"recipe_{fmt}_{precision}"] = export_row(student, data, fmt, precision,
-                                                           work / f"r-{precision}.{fmt}", samples)
-            print(fmt, precision, rows[f"recipe_{fmt}_{precision}"], file=sys.stderr, flush=True)
-    base = rows["litert_dynamic_int8_out_of_the_box"]
-    pytorch = base.get("pytorch_latency", {})
-    original_accuracy = report["before"]["accuracy"]
-    for row in rows.values():
-        if "latency" in row and pytorch:
-            row["speedup_vs_pytorch_2_threads"] = round(
-                pytorch["2_thread"]["median_ms"] / row["latency"]["2_thread"]["median_ms"], 2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    first = next(iter(reports.values()))
+    original_accuracy = first["before"]["accuracy"]
+    base = latency["2_thread"]["pytorch_fp32_eager"]["median_ms"]
+    oob = latency["2_thread"].get("litert_dynamic_int8_out_of_the_box", {}).get("median_ms")
+    for label, row in rows.items():
+        row["latency"] = {t: latency[t][label] for t in latency if label in latency[t]}
+        if "error" in row or not row["latency"]:
+            continue
+        ms = row["latency"]["2_thread"]["median_ms"]
+        row["speedup_vs_pytorch_2_threads"] = round(base / ms, 2)
+        if oob:
+            row["speedup_vs_litert_int8_2_threads"] = round(oob / ms, 2)
+        if row.get("accuracy") is not None:
             row["accuracy_drop_pt"] = round(100 * (original_accuracy - row["accuracy"]), 2)
-            row.pop("pytorch_latency", None)
-    finetune = report.get("finetune") or {}
+        row["meets_target"] = bool(row["speedup_vs_pytorch_2_threads"] >= TARGET["speedup_vs_pytorch"]
+                                   and row["file_mb"] <= TARGET["max_mb"]
+                                   and row.get("accuracy_drop_pt", 99) <= TARGET["max_accuracy_drop_pt"])
+    recipes = {}
+    for label, report in reports.items():
+        finetune = report.get("finetune") or {}
+        recipes[label] = {"recipe": plans[label], "accuracy_after_finetune": report["after"]["accuracy"],
+                          "accuracy_before_finetune": (finetune.get("start") or {}).get("accuracy"),
+                          "params": report["after"]["params"], "flops": report["after"].get("flops"),
+                          "latency": {t: latency[t][f"{label}_pytorch_fp32_eager"] for t in latency},
+                          "finetune_seconds": finetune.get("seconds"), "steps": finetune.get("steps"),
+                          "device": report.get("settings", {}).get("device")}
+    gpu = json.loads(Path(args.gpu_json).read_text()) if args.gpu_json else None
     print(json.dumps({
-        "model": "sample:minilm-sentiment (all-MiniLM-L6-v2 + sentiment head)", "recipe": plan.to_dict(),
+        "model": "sample:minilm-sentiment (all-MiniLM-L6-v2 + sentiment head)",
         "data": f"{data.name}: {len(data.train_idx)} train / {len(data.val_idx)} held-out",
-        "pytorch_fp32_eager": {"accuracy": original_accuracy, "latency": pytorch,
-                               "state_mb": round(report["before"]["bytes"] / 1e6, 2)},
-        "recipe_pytorch": {"accuracy_after_finetune": report["after"]["accuracy"],
-                           "accuracy_before_finetune": (finetune.get("start") or {}).get("accuracy"),
-                           "params": report["after"]["params"], "flops": report["after"].get("flops"),
-                           "finetune_seconds": finetune.get("seconds"), "steps": finetune.get("steps"),
-                           "device": report.get("settings", {}).get("device")},
-        "exports": rows, "target": TARGET,
+        "fine_tuned_on": where,
+        "pytorch_fp32_eager": {"accuracy": original_accuracy, "latency": {t: latency[t]["pytorch_fp32_eager"]
+                                                                          for t in latency},
+                               "state_mb": round(first["before"]["bytes"] / 1e6, 2),
+                               "params": first["before"]["params"], "flops": first["before"].get("flops")},
+        "recipes_in_pytorch": recipes, "gpu_finetune": gpu,
+        "exports": rows, "target": TARGET, "latency_input": "batch 1 x 128 tokens (a held-out snippet, padded)",
         "run_seconds": round(time.perf_counter() - t0, 1), "cpus": os.cpu_count(),
-        "load_average_1min_min_max": [round(min(loads), 2), round(max(loads), 2)] if loads else None,
+        "load_average_1min_min_max": [round(min(loads), 2), round(max(loads), 2)],
         "notes": notes,
     }, indent=1, default=str))
 

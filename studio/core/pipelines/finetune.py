@@ -36,6 +36,8 @@ class FinetuneSettings:
     temperature: float = 4.0
     hidden: tuple[str, ...] = ()  # layer-name patterns whose outputs the student matches (MSE)
     hidden_weight: float = 1.0
+    attention: tuple[str, ...] = ()  # self-attention layers whose probability maps the student matches (TinyBERT)
+    attention_weight: float = 1.0
     eval_interval: int | str = AUTO  # steps between validation evaluations
     seed: int = 0
     max_steps: int | None = None
@@ -63,6 +65,9 @@ class FinetuneSettings:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["hidden"] = list(self.hidden)
+        out["attention"] = list(self.attention)
+        if not self.attention:  # off: recipes and reports stay as before the option existed
+            out.pop("attention"), out.pop("attention_weight")
         return {k: v for k, v in out.items() if v is not None}
 
     def problems(self) -> list[str]:
@@ -122,24 +127,26 @@ def _problem(key: str, value: Any) -> str | None:
         return _number(key, value, 0, 100, "softens both models' outputs", low_open=True)
     if key == "hidden_weight":
         return _number(key, value, 0, 1e6, "weight of the hidden-state loss")
+    if key == "attention_weight":
+        return _number(key, value, 0, 1e6, "weight of the attention-map loss")
     if key == "grad_clip":
         return _number(key, value, 0, 1e6, "max gradient norm; 0 turns clipping off")
     if key == "distill":
         return None if isinstance(value, bool) else f"distill must be true or false, not {value!r}."
     if key == "schedule":
         return None if value in SCHEDULES else f"schedule must be one of {', '.join(SCHEDULES)}, not {value!r}."
-    if key == "hidden":
+    if key in ("hidden", "attention"):
         if isinstance(value, str):
-            return (f'hidden must be a list of layer-name patterns, e.g. ["{value}"], not the string {value!r} '
+            return (f'{key} must be a list of layer-name patterns, e.g. ["{value}"], not the string {value!r} '
                     "(it would be read letter by letter).")
         if value is not None and (not isinstance(value, (list, tuple))
                                   or not all(isinstance(p, str) and p for p in value)):
-            return f"hidden must be a list of non-empty layer-name patterns, not {value!r}."
+            return f"{key} must be a list of non-empty layer-name patterns, not {value!r}."
     return None
 
 
 def _normalise(key: str, value: Any) -> Any:
-    if key == "hidden":
+    if key in ("hidden", "attention"):
         return tuple(value or ())
     if key in ("epochs", "batch_size", "seed", "patience", "max_steps") and value is not None:
         return int(value)

@@ -20,6 +20,8 @@ from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
 from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, StageStarted, Warning
+from studio.core.pipelines.attention_distill import AttentionLoss
+from studio.core.pipelines.attention_distill import running as attention_running
 from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Resolved, distillation_loss, hidden_mse,
                                   adamw, lr_factor, param_groups, resolve)
 from studio.core.model.measure import primary_output
@@ -72,12 +74,13 @@ class TrainingLoss:
         self.captures = [HiddenCapture(settings.hidden).attach(m) for m in (student, teacher)] if settings.hidden else []
         # Set by a technique that renumbers layers (dropping): student layer → the original's.
         self.layer_map: dict[str, str] = dict(getattr(student, "studio_layer_map", None) or {})
+        self.attention = AttentionLoss.for_settings(teacher, student, settings, self.layer_map)  # TinyBERT maps
         self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if device.type == "cuda" else _null
 
     def __call__(self, batch: tuple[Any, ...]) -> torch.Tensor:
         args, kwargs, labels = to_device(batch, self.device)
         s = self.settings
-        with self.autocast():
+        with self.autocast(), attention_running(self.attention):
             with torch.no_grad():
                 t_out = primary_output(self.teacher(*args, **kwargs)).float()
             s_out = primary_output(self.student(*args, **kwargs)).float()
@@ -89,11 +92,15 @@ class TrainingLoss:
                 extra = hidden_mse(self.captures[0].outputs, self.captures[1].outputs, self.layer_map)
                 if extra is not None:
                     loss = loss + s.hidden_weight * extra
+            if self.attention is not None and (extra := self.attention.loss()) is not None:
+                loss = loss + s.attention_weight * extra
         return loss
 
     def close(self) -> None:
         for capture in self.captures:
             capture.detach()
+        if self.attention is not None:
+            self.attention.close()
 
 
 class _null:

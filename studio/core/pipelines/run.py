@@ -132,6 +132,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                            finetune=FinetuneSummary.from_dict(outcome.to_dict()) if outcome is not None else None)
         report = replace(report, before=replace(report.before, latency_ms=timing.before_ms),
                          after=replace(report.after, latency_ms=timing.after_ms))
+        if getattr(student, "studio_layer_map", None):  # layer dropping: student layer → the teacher's it distils
+            report = replace(report, settings={**report.settings, "layer_map": dict(student.studio_layer_map)})
         yield Finished(RunResult(result, student.eval(), report))
     except Cancelled:
         if stage == "finetune":

@@ -3,7 +3,7 @@ the inspected tree without running anything (the window updates it on every edit
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from studio.core.model.model_tree import LayerNode, ModelTree
@@ -65,6 +65,10 @@ def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
         for key, technique in techniques.items():
             if assignments.get(key):
                 _add_coupled(layers, technique.coupled_effects(model, example_inputs, assignments[key]), model, tree)
+                for name, removed in technique.coupled_flops(model, example_inputs, assignments[key]).items():
+                    if name in layers:  # work between the layers (attention scores) that goes with them
+                        p = layers[name]
+                        layers[name] = replace(p, after=replace(p.after, flops=max(0, p.after.flops - removed)))
     total_before = _estimate(tree.root)
     delta = [(p.after.params - p.before.params, p.after.bytes - p.before.bytes, p.after.flops - p.before.flops,
               p.after.nonzero - p.before.nonzero) for p in layers.values()]

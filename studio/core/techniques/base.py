@@ -152,6 +152,12 @@ class Technique:
         besides the targets' own estimates; read without changing `model`."""
         return {}
 
+    def coupled_flops(self, model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                      targets: dict[str, TechniqueConfig]) -> dict[str, int]:
+        """{target layer: FLOPs applying `targets` removes inside it that no parameter-holding
+        layer accounts for (e.g. the attention scores of removed heads)}; read without changing `model`."""
+        return {}
+
     def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
         """(label, config body) of a sensitivity setting the user typed (`raw`: lower-case, single
         spaces; `text`: as typed, for messages), e.g. 'struct 30%'; StudioError when unreadable."""

@@ -24,6 +24,7 @@ from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Te
 
 IMPORTANCE = ("gradient", "l2")
 MAX_SCORE_BATCHES = 32
+KEPT_HEADS = "studio_kept_heads"  # on a pruned self-attention: each kept head's number in the original
 
 
 @dataclass(frozen=True)
@@ -134,11 +135,33 @@ class Heads(Technique):
             inner, out = attention_parts(module)
             for child in ("query", "key", "value"):
                 kept[f"{name}.self.{child}"] = share
-            dense = out.dense
-            own = dense.weight.numel() + (dense.bias.numel() if dense.bias is not None else 0)
-            kept_params = round(dense.weight.numel() * share) + (dense.bias.numel() if dense.bias is not None else 0)
-            kept[f"{name}.output.dense"] = kept_params / own
+            kept[f"{name}.output.dense"] = _dense_share(out.dense, share)
         return kept
+
+    def coupled_flops(self, model, example_inputs, targets) -> dict[str, int]:
+        """QKᵀ and probabilities × V of the removed heads (no parameter-holding layer counts them)."""
+        tokens = attention_tokens(model, example_inputs, list(targets))
+        out = {}
+        for name, config in targets.items():
+            if name not in tokens:
+                continue
+            module = model.get_submodule(name)
+            heads, size = head_count(module)
+            gone = removed_heads(config, heads)
+            share, width = (heads - gone) / heads, (heads - gone) * size
+            removed = score_flops(*tokens[name], gone * size)
+            # The coupled rows shrink their FLOPs by their parameter share (as _add_coupled does);
+            # a projection really keeps `width` rows (q/k/v) or input columns (output.dense).
+            inner, block = attention_parts(module)
+            tokens_in = tokens[name][0] * tokens[name][1]
+            for layer in (inner.query, inner.key, inner.value):
+                removed += int(2 * tokens_in * layer.in_features * layer.out_features * share) \
+                    - 2 * tokens_in * layer.in_features * width
+            dense = block.dense
+            removed += int(2 * tokens_in * dense.in_features * dense.out_features * _dense_share(dense, share)) \
+                - 2 * tokens_in * width * dense.out_features
+            out[name] = removed
+        return out
 
     def apply_(self, model: nn.Module, targets: dict[str, HeadsConfig],
                context: ApplyContext) -> Iterator[LayerChange]:
@@ -161,6 +184,50 @@ class Heads(Technique):
                                                f"{heads - len(gone)} left", before, after)
 
 
+def _dense_share(dense: nn.Linear, share: float) -> float:
+    """Share of the output projection's parameters kept: `share` of its input columns, all its bias."""
+    bias = dense.bias.numel() if dense.bias is not None else 0
+    return (round(dense.weight.numel() * share) + bias) / (dense.weight.numel() + bias)
+
+
+def score_flops(batch: int, queries: int, keys: int, width: int) -> int:
+    """FLOPs of QKᵀ and of the probabilities times V for `width` = heads × head size, two per
+    multiply-add (as PyTorch's FLOP counter counts matmuls and SDPA)."""
+    return 2 * 2 * batch * queries * keys * width
+
+
+def attention_tokens(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                     names: list[str]) -> dict[str, tuple[int, int, int]]:
+    """(batch, queries, keys) each named attention block sees on the example inputs: one forward
+    pass without gradients, in eval mode (restored after), reading the hidden states' shape."""
+    seen: dict[str, tuple[int, int, int]] = {}
+    handles = []
+    for name in names:
+        parts = attention_parts(model.get_submodule(name))
+        if parts is None:
+            continue
+
+        def hook(_module, args, kwargs, name=name):
+            x = args[0] if args else kwargs.get("hidden_states")
+            if isinstance(x, torch.Tensor) and x.dim() == 3:
+                seen[name] = (int(x.shape[0]), int(x.shape[1]), int(x.shape[1]))  # self-attention: keys = queries
+        handles.append(parts[0].register_forward_pre_hook(hook, with_kwargs=True))
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        args, kwargs = example_inputs
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception:  # the projection stays without this term rather than failing
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.train(flag)
+    return seen
+
+
 def prune_heads_(module: nn.Module, heads: list[int]) -> None:
     """Remove `heads` (numbers in the layer as it is now) from query/key/value and the output projection."""
     from transformers.pytorch_utils import prune_linear_layer
@@ -177,6 +244,9 @@ def prune_heads_(module: nn.Module, heads: list[int]) -> None:
     out.dense = prune_linear_layer(out.dense, index, dim=1).to(dtype)
     inner.num_attention_heads = len(keep)
     inner.all_head_size = len(keep) * size
+    origin = list(getattr(inner, KEPT_HEADS, None) or range(total))  # composes with an earlier pruning
+    origin = origin if len(origin) == total else list(range(total))
+    setattr(inner, KEPT_HEADS, tuple(origin[h] for h in keep))  # TinyBERT's attention loss matches these
 
 
 def l2_scores(module: nn.Module) -> torch.Tensor:

@@ -13,6 +13,7 @@ from typing import Iterator
 
 from torch import nn
 
+from studio.core.techniques.heads import attention_parts, attention_tokens, score_flops
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          option, register)
 
@@ -116,6 +117,23 @@ class DropLayers(Technique):
                     if any(True for _ in module.parameters(recurse=False)):
                         kept[name] = 0.0
         return kept
+
+    def coupled_flops(self, model, example_inputs, targets) -> dict[str, int]:
+        """The attention scores of each dropped layer (its linears go through coupled_effects)."""
+        attentions: dict[str, list[str]] = {}
+        for parent, gone in dropped_layers(model, targets).items():
+            for index in gone:
+                prefix = f"{parent}.{index}"
+                attentions[prefix] = [n for n, m in model.get_submodule(prefix).named_modules(prefix=prefix)
+                                      if attention_parts(m) is not None]
+        tokens = attention_tokens(model, example_inputs, [n for names in attentions.values() for n in names])
+        out = {}
+        for prefix, names in attentions.items():
+            removed = sum(score_flops(*tokens[n], attention_parts(model.get_submodule(n))[0].query.out_features)
+                          for n in names if n in tokens)
+            if prefix in targets and removed:
+                out[prefix] = removed
+        return out
 
     def apply_(self, model: nn.Module, targets: dict[str, DropConfig],
                context: ApplyContext) -> Iterator[LayerChange]:

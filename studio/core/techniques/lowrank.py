@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Iterator
 
 import torch
@@ -35,7 +35,8 @@ class LowRankConfig(TechniqueConfig):
     default config is usable as is. `solver` picks the SVD routine (SVD and Tucker)."""
 
     method: str = option("svd", choices=method_names,
-                         help="svd: Linear and 1x1 Conv2d; tucker and cp: convolutions with larger kernels")
+                         help="svd: Linear and 1x1 Conv2d (on an Embedding: albert); tucker and cp: convolutions with "
+                              "larger kernels; albert: Embedding tables (ALBERT factorization)")
     rank: int | None = option(None, help="The rank of the factorization (Tucker clips it to each mode's channels)")
     rank_fraction: float | None = option(None, range=(0.0, 1.0), help="Share of the layer's parameters to keep")
     energy: float | None = option(None, range=(0.0, 1.0), start=DEFAULT_ENERGY,
@@ -69,6 +70,11 @@ class LowRankConfig(TechniqueConfig):
 
 def _real(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _for_layer(module: nn.Module, config: LowRankConfig) -> LowRankConfig:
+    """svd on an Embedding table is ALBERT's factorization (lowrank_methods/albert)."""
+    return replace(config, method="albert") if isinstance(module, nn.Embedding) and config.method == "svd" else config
 
 
 # --- rank choice --------------------------------------------------------------------------
@@ -148,8 +154,8 @@ def _subclass_problem(module: nn.Module) -> str | None:
     plain op (then nothing is lost)."""
     from studio.core.techniques.quant_modules import extra_state, overrides_forward
 
-    if not overrides_forward(module):
-        return None
+    if isinstance(module, nn.Embedding) or not overrides_forward(module):
+        return None  # tables: the albert method checks their forward
     kind = type(module).__name__
     if extra_state(module):
         return f"{kind} holds state besides weight and bias that a factorized layer would drop; exclude it (lowrank: null)"
@@ -190,7 +196,7 @@ class LowRank(Technique):
     config_type = LowRankConfig
     order = 0
     label = "Low-rank…"
-    supported_types = "Linear, Conv2d (groups=1)"
+    supported_types = "Linear, Conv2d (groups=1), Embedding"
     noun = "rank reduction"
     restructures = True  # a layer becomes two to four factor layers
     aliases = ("rank", "low-rank")
@@ -201,16 +207,20 @@ class LowRank(Technique):
         # is read through its owner's weight, so replacing it would break the owner.
         if isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear):
             return False
+        if isinstance(module, nn.Embedding):  # ALBERT-style table factorization
+            return True
         return isinstance(module, nn.Linear) or (isinstance(module, nn.Conv2d) and module.groups == 1)
 
     def check(self, name: str, module: nn.Module, config: LowRankConfig) -> list[str]:
+        config = _for_layer(module, config)
         if config.method not in method_names():
             return []  # config.problems() reports it
         problem = _method_problem(module, config.method) or _subclass_problem(module)
         if problem:
             return [problem]
         out, inp, kh, kw = layer_dims(module)
-        kind = f"{out}x{inp} Linear" if isinstance(module, nn.Linear) else f"{out}x{inp}x{kh}x{kw} Conv2d"
+        kind = (f"{out}x{inp} {type(module).__name__}" if isinstance(module, (nn.Linear, nn.Embedding))
+                else f"{out}x{inp}x{kh}x{kw} Conv2d")
         rank = config.rank
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             return []
@@ -264,6 +274,7 @@ class LowRank(Technique):
         return body if "method" in body else {**body, "method": default_method(module)}
 
     def project(self, module: nn.Module, config: LowRankConfig, estimate: Estimate) -> Estimate:
+        config = _for_layer(module, config)
         if config.problems() or _method_problem(module, config.method):
             return estimate
         ranks = choose_ranks(module, config)
@@ -284,6 +295,7 @@ class LowRank(Technique):
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
+            config = _for_layer(module, config)
             problem = config.problems() or ([p] if (p := _method_problem(module, config.method)
                                                     or _subclass_problem(module)) else [])
             if problem:

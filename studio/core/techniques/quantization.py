@@ -24,6 +24,7 @@ from studio.core.techniques.int4_packed import PackedInt4Linear, why_simulated
 from studio.core.techniques.quant_modules import (QUANT_MODULES, QuantConv2d, QuantLinear, extra_state,
                                                   int4_groups, overrides_forward, quantized_storage_bytes,
                                                   storage_bytes)
+from studio.core.techniques.quant_embedding import QuantEmbedding, embedding_problems, is_embedding, table_config
 
 DTYPES = {"int8": 8, "int4": 4, "fp16": 16}
 ACTIVATIONS = ("dynamic", "static", None)
@@ -99,6 +100,8 @@ def _float_layer(module: nn.Module) -> bool:
     # ignored; PyTorch marks it with this subclass for exactly that reason.
     if isinstance(module, nn.modules.linear.NonDynamicallyQuantizableLinear):
         return False
+    if is_embedding(module):  # tables too (quant_embedding): half of a small BERT's parameters
+        return True
     return isinstance(module, (nn.Linear, nn.Conv2d)) and not isinstance(module, QUANT_MODULES)
 
 
@@ -115,12 +118,14 @@ def _subclass_problems(module: nn.Module) -> list[str]:
 def _shape(module: nn.Module) -> tuple[int, int, int]:
     """(output channels, fan-in per output, bias elements)."""
     weight = module.weight
-    bias = module.bias.numel() if module.bias is not None else 0
+    bias = module.bias.numel() if getattr(module, "bias", None) is not None else 0  # tables have none
     return weight.shape[0], weight[0].numel(), bias
 
 
-def quantize_module(module: nn.Module, config: QuantizeConfig) -> QuantLinear | QuantConv2d:
-    """The simulated replacement of one float Linear/Conv2d (shares its Parameters)."""
+def quantize_module(module: nn.Module, config: QuantizeConfig) -> QuantLinear | QuantConv2d | QuantEmbedding:
+    """The simulated replacement of one float Linear/Conv2d/Embedding (shares its Parameters)."""
+    if is_embedding(module):
+        return QuantEmbedding.from_float(module, config)
     if isinstance(module, nn.Conv2d):
         return QuantConv2d.from_float(module, config)
     if realizes(module, config):
@@ -140,7 +145,7 @@ class Quantize(Technique):
     config_type = QuantizeConfig
     order = 2
     label = "Quantize…"
-    supported_types = "Linear, Conv2d"
+    supported_types = "Linear, Conv2d, Embedding"
     noun = "quantization"
     simulated = True  # quantize-dequantize around float math
     aliases = ("quant", "quantization")
@@ -158,7 +163,7 @@ class Quantize(Technique):
         # int4 fan-ins that are not a multiple of group_size are handled with a shorter last group.
         if not module.weight.is_floating_point():
             return [f"its weights are {module.weight.dtype}, not floating point; quantize the float model"]
-        return _subclass_problems(module)
+        return embedding_problems(module) if is_embedding(module) else _subclass_problems(module)
 
     def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
         if raw not in SWEEP_PRECISIONS:
@@ -166,6 +171,7 @@ class Quantize(Technique):
         return raw, dict(SWEEP_PRECISIONS[raw])
 
     def project(self, module: nn.Module, config: QuantizeConfig, estimate: Estimate) -> Estimate:
+        config = table_config(config) if is_embedding(module) else config
         out, fan_in, bias = _shape(module)
         dense_params = out * fan_in + bias
         size = module.weight.element_size()
@@ -194,7 +200,7 @@ class Quantize(Technique):
         for name, config in targets.items():
             context.check_cancel()
             module = model.get_submodule(name)
-            problems = _subclass_problems(module)
+            problems = embedding_problems(module) if is_embedding(module) else _subclass_problems(module)
             if problems:
                 raise StudioError(f"layer {name}: quantize: {problems[0]}")
             params = sum(p.numel() for p in module.parameters())
@@ -264,7 +270,9 @@ def calibrate_(model: nn.Module, context: ApplyContext) -> int:
     return batches
 
 
-def _detail(layer: QuantLinear | QuantConv2d, batches: int | None = None) -> str:
+def _detail(layer: QuantLinear | QuantConv2d | QuantEmbedding, batches: int | None = None) -> str:
+    if isinstance(layer, QuantEmbedding):
+        return layer.detail()
     config = layer.config
     packed = isinstance(layer, PackedInt4Linear)  # its `weight` is computed: read the shape instead
     out, fan_in = (layer.out_features, layer.in_features) if packed else _shape(layer)[:2]

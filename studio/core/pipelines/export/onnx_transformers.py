@@ -28,6 +28,8 @@ from studio.core.pipelines.export.wrap import ExportWrapper, example_args
 BERT_FAMILY = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
 OPSET = 17
 FUSED = ("Attention", "SkipLayerNormalization", "EmbedLayerNormalization", "BiasGelu", "Gelu", "FastGelu")
+CONVERTER = ("torch.onnx (TorchScript, eager attention) + ONNX Runtime's transformer optimizer (Attention, "
+             "SkipLayerNorm, EmbedLayerNorm, GELU fused) + symbolic shape inference")
 
 
 def bert_config(model: nn.Module) -> Any | None:

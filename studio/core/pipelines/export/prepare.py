@@ -9,6 +9,7 @@ import copy
 from torch import nn
 
 from studio.core.techniques.base import replace_submodule_
+from studio.core.techniques.quant_embedding import QuantEmbedding
 from studio.core.techniques.quant_modules import QuantConv2d, QuantLinear
 from studio.core.techniques.quantization import QuantizeConfig
 
@@ -20,6 +21,8 @@ def float_copy(model: nn.Module) -> tuple[nn.Module, dict[str, QuantizeConfig]]:
     for name, module in list(model.named_modules()):
         if isinstance(module, (QuantLinear, QuantConv2d)) and module.float_module is not None:
             layer = module.float_module  # the user's Conv2d/Linear subclass (its padding etc.), same Parameters
+        elif isinstance(module, QuantEmbedding):
+            layer = module.to_float()  # the runtime's quantizer stores the table in 8 bits
         elif isinstance(module, QuantLinear):
             layer = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
         elif isinstance(module, QuantConv2d):

@@ -33,6 +33,10 @@ class OnnxRuntime:
         self.output_name = ("logits" if loaded.extras.get("data") or "Classification" in type(loaded.module).__name__
                             else "output")
         self.input_names = [t.name for t in loaded.input_spec.tensors]
+        from studio.core.pipelines.export import onnx_transformers
+
+        if onnx_transformers.fusable(loaded.module):  # what `convert` does for the BERT family (plain export if it fails)
+            self.converter = onnx_transformers.CONVERTER
 
     def convert(self, model: nn.Module, spec: InputSpec, work: Path) -> Path:
         from studio.core.base.errors import StudioError
@@ -44,8 +48,8 @@ class OnnxRuntime:
             try:
                 onnx_transformers.export_fused(model, spec, base, self.output_name)
                 return base
-            except StudioError:
-                pass  # the plain export below still works, unfused
+            except StudioError:  # the plain export below still works, unfused
+                self.converter = type(self).converter
         onnx_export.export_fp32(model, spec, raw, self.output_name)
         onnx_export.optimize(raw, base)
         return base

@@ -17,8 +17,8 @@ class CP(LowRankMethod):
     layer_classes = (CPConv2d,)
 
     def problem(self, module: nn.Module) -> str | None:
-        if isinstance(module, nn.Linear):
-            return f"{self.name} factorizes convolution kernels; use svd for Linear layers"
+        if not isinstance(module, nn.Conv2d):
+            return f"{self.name} factorizes convolution kernels; use svd for Linear layers and albert for Embedding"
         if isinstance(module.padding, str):
             return f"cp needs numeric padding and this conv has padding={module.padding!r}; use tucker"
         return zero_padding_problem(module, self.name)

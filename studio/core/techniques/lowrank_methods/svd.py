@@ -17,6 +17,8 @@ class SVD(LowRankMethod):
     layer_classes = (LowRankLinear, LowRankConv1x1)
 
     def problem(self, module: nn.Module) -> str | None:
+        if isinstance(module, nn.Embedding):
+            return "svd factorizes Linear and 1x1 Conv2d; Embedding tables use albert (svd on a table means albert)"
         if not isinstance(module, nn.Conv2d):
             return None
         kh, kw = module.kernel_size

@@ -17,8 +17,8 @@ class Tucker(LowRankMethod):
     layer_classes = (TuckerConv2d,)
 
     def problem(self, module: nn.Module) -> str | None:
-        if isinstance(module, nn.Linear):
-            return f"{self.name} factorizes convolution kernels; use svd for Linear layers"
+        if not isinstance(module, nn.Conv2d):
+            return f"{self.name} factorizes convolution kernels; use svd for Linear layers and albert for Embedding"
         return None
 
     def single_ranks(self, dims: Dims, rank: int) -> Ranks:
