@@ -27,11 +27,19 @@ WARM_MODULES = ("torch", "studio.core.pipelines.run", "studio.core.pipelines.ope
                 "studio.core.pipelines.export.pipeline", "studio.core.pipelines.lr_finder")
 
 
-def warm_imports() -> None:
+# Only exports need these; torch.onnx's exporter alone took 9 s to import on the loaded 2-core
+# machine (torch itself 16 s), which the first export in a fresh worker paid. A ready worker
+# imports them while it has no job (between modules it checks for one; a job never waits for more
+# than the import in progress). On the worker's main thread, not beside a job: two threads
+# importing torch's submodules at once can see a partly initialised module.
+LATE_MODULES = ("torch.onnx._internal.exporter._core", "onnx", "onnxruntime", "onnxruntime.quantization")
+
+
+def warm_imports(names: tuple[str, ...] = WARM_MODULES) -> None:
     """What every job needs, imported while the user is still reading the tree."""
     import importlib
 
-    for name in WARM_MODULES:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # a broken optional import shows up in the job that needs it
@@ -42,6 +50,10 @@ def serve(conn: Any, cancel_event: Any, scratch_root: str) -> None:
     """The worker's main loop; returns when the parent sends None or goes away."""
     warm_imports()
     conn.send(("ready", os.getpid()))
+    for name in LATE_MODULES:
+        if conn.poll():  # a job is waiting: it imports what it needs itself
+            break
+        warm_imports((name,))
     while True:
         try:
             job = conn.recv()
