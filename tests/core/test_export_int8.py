@@ -208,6 +208,11 @@ def test_speed_check_calls_overlapping_repeats_the_same_speed():
     check = speed_check(latency([2.0, 1.0, 2.0], [1.9, 1.9, 1.9]))  # one repeat faster, two slower: noise
     assert check["verdict"] == "same" and check["repeat_ratios"] == [0.95, 1.9, 0.95]
     assert speed_check(latency([2.0, 2.0, 2.2], [1.0, 1.5, 1.8]))["verdict"] == "slower"
+    one_thread = latency([9.0, 9.0, 9.0], [9.0, 9.0, 9.0])  # wall times equal (waiting for a core) …
+    one_thread["runtime"]["repeat_cpu_ms"], one_thread["runtime_fp32"]["repeat_cpu_ms"] = [1.0, 1.1, 1.0], [2.0] * 3
+    check = speed_check(one_thread)  # … CPU time shows the work: 2× less
+    assert check["verdict"] == "faster" and check["measure"] == "cpu" and check["ratio"] == 2.0
+    assert check["wall_ratio"] == 1.0
 
 
 def test_float_weights_keeps_the_quantized_graph_but_the_named_weights(tmp_path):

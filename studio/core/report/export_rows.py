@@ -84,7 +84,8 @@ def speed_verdict_text(report: ExportReport) -> str:
     if not report.speed_checks:
         return ""
     words = {"faster": "faster", "slower": "SLOWER", "same": "the same within noise"}
-    parts = [f"{_threads(key)} {words[c['verdict']]} ({min(c['repeat_ratios']):.2f}–{max(c['repeat_ratios']):.2f}×)"
+    parts = [f"{_threads(key)} {words[c['verdict']]} ({min(c['repeat_ratios']):.2f}–{max(c['repeat_ratios']):.2f}×"
+             + (" in CPU time" if c.get("measure") == "cpu" else "") + ")"
              for key, c in report.speed_checks.items() if c.get("repeat_ratios")]
     runs = max(len(c.get("repeat_ratios") or ()) for c in report.speed_checks.values())
     return f"vs the fp32 file, over {runs} repeats: " + ", ".join(parts) if parts else ""

@@ -84,20 +84,25 @@ def timings_ms(run: Runner, inputs: Sequence[np.ndarray], runs: int = 30, warmup
 def side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.ndarray], threads: int, runs: int = 30,
                     warmup: int = 5) -> dict[str, dict[str, float]]:
     """Batch-1 latency of several runners measured round-robin, so a noisy machine slows
-    them alike and their ratios stay meaningful. PyTorch runners use `threads` too."""
+    them alike and their ratios stay meaningful. PyTorch runners use `threads` too. With one
+    thread the run happens on this thread, so its CPU time (`cpu_ms`, median) is also recorded:
+    the inference's own work, which other processes competing for the cores do not inflate."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     times: dict[str, list[float]] = {name: [] for name in runners}
+    cpu: dict[str, list[float]] = {name: [] for name in runners}
     try:
         for i in range(warmup + runs):
             for name, run in runners.items():
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.thread_time()
                 run(inputs)
                 if i >= warmup:
                     times[name].append((time.perf_counter() - start) * 1000)
+                    cpu[name].append((time.thread_time() - start_cpu) * 1000)
     finally:
         torch.set_num_threads(previous)
-    return {name: _stats(values) for name, values in times.items()}
+    return {name: dict(_stats(values), **({"cpu_ms": round(statistics.median(cpu[name]), 4)} if threads == 1 else {}))
+            for name, values in times.items()}
 
 
 def repeated_side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.ndarray], threads: int,
@@ -113,6 +118,9 @@ def repeated_side_by_side_ms(runners: dict[str, Runner], inputs: Sequence[np.nda
         out[name] = {"median_ms": round(statistics.median(s["median_ms"] for s in stats), 4),
                      "p95_ms": round(statistics.median(s["p95_ms"] for s in stats), 4),
                      "repeat_medians_ms": [s["median_ms"] for s in stats]}
+        if all("cpu_ms" in s for s in stats):
+            out[name].update(cpu_ms=round(statistics.median(s["cpu_ms"] for s in stats), 4),
+                             repeat_cpu_ms=[s["cpu_ms"] for s in stats])
     return out
 
 
@@ -122,14 +130,20 @@ SAME_SPEED = 0.05  # a ratio this close to 1 in some repeat means "the same spee
 def speed_check(latency: dict[str, dict[str, Any]], who: str = "runtime", against: str = "runtime_fp32") -> dict:
     """fp32 time / this file's time in each repeat: 'faster' when every repeat says faster by
     more than SAME_SPEED, 'slower' when every repeat says slower by more, else 'same' (the
-    difference is within what the repeats disagree on)."""
-    mine = latency[who].get("repeat_medians_ms") or [latency[who]["median_ms"]]
-    theirs = latency[against].get("repeat_medians_ms") or [latency[against]["median_ms"]]
+    difference is within what the repeats disagree on). With one thread the ratios are of CPU
+    time (the work itself; wall time on a shared machine adds waiting for a core), wall time
+    otherwise; `wall_ratio` is always the wall-clock one."""
+    key = "repeat_cpu_ms" if latency[who].get("repeat_cpu_ms") and latency[against].get("repeat_cpu_ms") \
+        else "repeat_medians_ms"
+    mine = latency[who].get(key) or [latency[who]["median_ms"]]
+    theirs = latency[against].get(key) or [latency[against]["median_ms"]]
     ratios = [round(b / a, 3) for a, b in zip(mine, theirs) if a > 0]
     verdict = ("faster" if min(ratios) > 1 + SAME_SPEED else "slower" if max(ratios) < 1 - SAME_SPEED
                else "same")
-    return {"ratio": round(latency[against]["median_ms"] / latency[who]["median_ms"], 3),
-            "repeat_ratios": ratios, "verdict": verdict}
+    wall = round(latency[against]["median_ms"] / latency[who]["median_ms"], 3)
+    ratio = round(statistics.median(theirs) / statistics.median(mine), 3) if key == "repeat_cpu_ms" else wall
+    return {"ratio": ratio, "repeat_ratios": ratios, "verdict": verdict, "measure": "cpu" if key == "repeat_cpu_ms" else "wall",
+            "wall_ratio": wall}
 
 
 def torch_timings_ms(run: Runner, inputs: Sequence[np.ndarray], threads: int) -> dict[str, float]:
