@@ -69,10 +69,11 @@ def packed_shells() -> Iterator[None]:
 
 def pack_nibbles(codes: torch.Tensor) -> torch.Tensor:
     """int8 codes in [-8, 7] (any shape) → uint8, two per byte, low nibble first."""
-    flat = (codes.reshape(-1).to(torch.int16) - INT4_MIN).to(torch.uint8)
+    flat = codes.reshape(-1).view(torch.uint8) - INT4_MIN  # two's complement: (code + 8) mod 256, in 0..15
     if flat.numel() % 2:
         flat = torch.cat([flat, flat.new_zeros(1)])
-    return flat[0::2] | (flat[1::2] << 4)
+    high = flat[1::2] << 4
+    return high.bitwise_or_(flat[0::2])
 
 
 def unpack_nibbles(packed: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
