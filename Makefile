@@ -33,14 +33,17 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_sensitivity.py
 
 screenshots: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:digits-cnn --screenshot docs/screenshot-digits.png
-	QT_QPA_PLATFORM=offscreen $(BIN)/studio gui sample:minilm-sentiment --screenshot docs/screenshot-minilm.png
+	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_window_screenshots.py
 	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_screenshots.py
+	QT_QPA_PLATFORM=offscreen $(BIN)/python docs/make_sensitivity_screenshot.py
 
 # Standalone folder app (PyInstaller): dist/compression-studio/compression-studio, then its smoke test.
+# build/ is reused; PyInstaller still redoes its analysis (most of the ~35 min) once any source changed.
 dist: $(STAMP)
 	$(BIN)/python -m pip install --quiet "pyinstaller>=6.10"
 	$(BIN)/pyinstaller --noconfirm --log-level WARN --distpath dist --workpath build packaging/studio.spec
+	cp packaging/compression-studio.desktop packaging/install-linux.sh dist/compression-studio/
+	cp resources/icons/studio.svg dist/compression-studio/compression-studio.svg
 	packaging/smoke.sh dist/compression-studio
 
 dist-smoke:

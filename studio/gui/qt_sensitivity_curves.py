@@ -63,7 +63,7 @@ class SensitivityCurves(pg.PlotWidget):
                                     horSpacing=4)
         item.layout.addItem(self.legend, 4, 1)  # below the x axis: the legend never hides a curve
         item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
-        self.hint = pg.TextItem("Select layers in the heatmap to compare their curves", color="#80868b",
+        self.hint = pg.TextItem("Select layers in the heatmap\nto compare their curves", color="#80868b",
                                 anchor=(0.5, 0.5))
         item.addItem(self.hint, ignoreBounds=True)
         self.hint.setPos(0.5, 0.5)
