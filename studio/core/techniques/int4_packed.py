@@ -34,6 +34,8 @@ from studio.core.techniques.quant_modules import INT4_MIN, QuantLinear, int4_cod
 
 KERNEL_GROUPS = (32, 64, 128, 256)  # what the CPU kernel accepts
 N_MULTIPLE = 16
+# the kernel's vectorized path is bf16 (its float32 path is scalar: ~70x slower than a float Linear)
+COMPUTE = torch.bfloat16
 ROWS = 1024  # quantize and pack this many output rows at a time: float temporaries stay small
 _ATEN = torch.ops.aten
 _SHELLS = contextvars.ContextVar("int4_shells", default=False)
@@ -165,17 +167,18 @@ class PackedInt4Linear(QuantLinear):
         return parts[0] if len(parts) == 1 else torch.cat(parts)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The kernel on CPU; float math on the dequantized weight on other devices and when
-        gradients must flow to the input (the kernel has no backward; the codes take none)."""
+        """The kernel on CPU, in bf16 (activations and scales rounded to bf16); float math on the
+        dequantized weight on other devices and when gradients must flow to the input (the kernel
+        has no backward; the codes take none)."""
         if x.device.type not in ("cpu", "meta") or x.dtype not in (torch.float32, torch.bfloat16, torch.float16) \
                 or (x.requires_grad and torch.is_grad_enabled()):
             return F.linear(x, self.dequantized().to(x.dtype), None if self.bias is None else self.bias.to(x.dtype))
-        weight, sz, _, k_pad = self._operands(x.dtype)
-        flat = x.reshape(-1, self.in_features)
+        weight, sz, _, k_pad = self._operands(COMPUTE)
+        flat = x.reshape(-1, self.in_features).to(COMPUTE)
         if k_pad != self.in_features:  # the short last group: zero inputs meet zero codes
             flat = F.pad(flat, (0, k_pad - self.in_features))
         out = _ATEN._weight_int4pack_mm_for_cpu(flat.contiguous(), weight, self.config.group_size, sz)
-        out = out[:, :self.out_features]
+        out = out[:, :self.out_features].to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
         return out.reshape(*x.shape[:-1], self.out_features)
