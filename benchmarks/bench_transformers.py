@@ -111,6 +111,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--recipe", default=str(RECIPE))
     parser.add_argument("--max-steps", type=int, default=None, help="cap fine-tuning steps (a shorter run)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="override the recipe's epochs (0: structure only, for latency and size)")
     parser.add_argument("--samples", type=int, default=None, help="verification cap (default: all held-out)")
     parser.add_argument("--compressed", nargs="+", default=None,
                         help="already fine-tuned compressed folder(s) (skips the run)")
@@ -147,8 +149,10 @@ def main() -> None:
         else:
             plan = CompressionPlan.load(Path(args.recipe))
             settings = FinetuneSettings.from_dict(plan.settings.get("finetune"))
-            if args.max_steps:
-                settings = replace(settings, max_steps=args.max_steps)
+            if args.epochs is not None:
+                settings = replace(settings, epochs=args.epochs)
+            if args.max_steps:  # a short run: one validation pass, at its end
+                settings = replace(settings, max_steps=args.max_steps, eval_interval=args.max_steps)
             result = None
             for event in run(loaded, plan, data, settings):
                 loads.append(os.getloadavg()[0])
