@@ -70,7 +70,8 @@ def measure(name: str, build, args) -> dict:
 
     loaded, data, recipe, what = build()
     lr = args.lr if args.lr == "auto" else float(args.lr)
-    settings = FinetuneSettings(epochs=args.epochs, distill=True, lr=lr, max_steps=args.max_steps)
+    settings = FinetuneSettings(epochs=args.epochs, distill=True, lr=lr, max_steps=args.max_steps,
+                                recalibrate_bn=args.recalibrate_bn == "yes", batchnorm=args.batchnorm)
     loads, notes, losses, start, cpu = [], [], [], time.perf_counter(), time.process_time()
     result = None
     for event in run(loaded, CompressionPlan.from_dict(recipe), data, settings):
@@ -103,6 +104,7 @@ def measure(name: str, build, args) -> dict:
         "val_tokens_padded_to_batch_vs_fixed": [data.tokens("val", 64), data.tokens("val", 64, "fixed")],
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
         "load_average_1min_min_mean_max": [round(min(loads), 2), round(sum(loads) / len(loads), 2), round(max(loads), 2)],
+        "bn_recalibration": report["settings"].get("bn_recalibration"),
         "notes": notes,
     }
 
@@ -114,6 +116,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--max-steps", type=int, default=None, help="a shorter smoke run")
     parser.add_argument("--lr", default="auto")
+    parser.add_argument("--recalibrate-bn", default="yes", choices=["yes", "no"])
+    parser.add_argument("--batchnorm", default="auto", choices=["auto", "train", "frozen"])
     args = parser.parse_args()
     import torch
 

@@ -20,6 +20,7 @@ from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
 from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, StageStarted, Warning
+from studio.core.pipelines.bn_recalibration import freeze_batchnorm
 from studio.core.pipelines.attention_distill import AttentionLoss
 from studio.core.pipelines.attention_distill import running as attention_running
 from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Resolved, distillation_loss, hidden_mse,
@@ -133,6 +134,15 @@ class _Divergence(Exception):
         self.step, self.what = step, what
 
 
+def train_mode(model: nn.Module, resolved: Resolved) -> None:
+    """Training mode; with frozen BatchNorm its layers keep normalising with their (recalibrated)
+    running statistics, so what is trained is what evaluation sees (small or domain-shifted
+    batches otherwise train one normalisation and evaluate another)."""
+    model.train()
+    if resolved.batchnorm == "frozen":
+        freeze_batchnorm(model)
+
+
 def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
@@ -169,7 +179,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
         for epoch in range(settings.epochs):
             if step >= total or stopped == "early stop":
                 break
-            student.train()
+            train_mode(student, resolved)
             for batch in dataset.batches("train", settings.batch_size, shuffle=True, seed=settings.seed + epoch,
                                          pad="longest"):
                 if step >= total:
@@ -217,7 +227,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
                 cancel.raise_if_cancelled()
                 outputs = yield from validation_outputs(student, dataset, cancel, "validation", device)
                 metrics = metrics_from(outputs, dataset, reference=reference)
-                student.train()
+                train_mode(student, resolved)
                 yield from metric_points(step, metrics)
                 yield Metric(step, "train/lr", lr)
                 last_eval = step

@@ -15,6 +15,7 @@ from studio.core.base.cancel import CancelToken, Cancelled
 from studio.core.pipelines.compress import CompressionResult, compress
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
+from studio.core.pipelines.bn_recalibration import batchnorms, recalibration_stage
 from studio.core.pipelines.evaluate import batch_one, metrics_from
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings
@@ -90,6 +91,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         student = result.compressed
         history: list[dict[str, Any]] = []
         outcome: FinetuneOutcome | None = None
+        recalibration: dict[str, Any] | None = None  # BatchNorm re-estimation: its metrics, whether kept
         if dataset is not None:
             stage = "evaluate"
             yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
@@ -99,6 +101,10 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                 yield Metric(0, "original/accuracy", float(before.accuracy))
             after = metrics_from((yield from validation_outputs(student, dataset, cancel, "compressed")), dataset,
                                  reference=reference)
+            if settings.recalibrate_bn and result.changes and batchnorms(student):
+                pruned = after
+                student, after, kept = yield from recalibration_stage(student, dataset, cancel, reference, after)
+                recalibration = {"kept": kept, "before": pruned.to_dict(), "after": after.to_dict()}
             for point in metric_points(0, after):
                 history.append(point.__dict__)
                 yield point
@@ -112,6 +118,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                                                        reference, after, masks, cancel, device), history)
                 steps_done = outcome.steps
                 after = outcome.best  # the validation metrics of the weights kept
+            if outcome is not None or (recalibration or {}).get("kept"):  # the weights changed since compress
                 report = report.with_after(ModelFigures(**figures(student, loaded.input_spec).to_dict()),
                                            OutputFidelity(**fidelity(loaded.module, student, batches or []).to_dict()))
             report = replace(report, before=replace(report.before, accuracy=before.accuracy, loss=before.loss,
@@ -128,7 +135,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         report = RunReport.of(report, latency=SpeedComparison(**timing.to_dict()),
                            history=tuple(HistoryPoint(**point) for point in history),
                            data=dataset.name if dataset else None,
-                           settings={"finetune": settings.to_dict(), "device": str(pick_device())},
+                           settings={"finetune": settings.to_dict(), "device": str(pick_device()),
+                                     **({"bn_recalibration": recalibration} if recalibration else {})},
                            finetune=FinetuneSummary.from_dict(outcome.to_dict()) if outcome is not None else None)
         report = replace(report, before=replace(report.before, latency_ms=timing.before_ms),
                          after=replace(report.after, latency_ms=timing.after_ms))
