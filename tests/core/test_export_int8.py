@@ -256,3 +256,8 @@ def test_auto_measures_which_weights_to_keep_fp32_without_a_sweep(digits, tmp_pa
     assert len(probed) == 1 and probed[0]["mode"] == "static" and 1 <= len(probed[0]["float_layers"]) <= 3
     assert all(f"{layer} (−" in rule for layer in probed[0]["float_layers"])
     assert probed[0]["samples"] == 120 and probed[0]["accuracy"] >= 0.95
+    from studio.cli.tables import export_summary
+    from studio.core.report.export import ExportReport
+
+    summary = export_summary(ExportReport.from_dict(report))  # the CLI prints the rule and the speed verdicts
+    assert f"float layers tried: {rule}" in summary and "vs the fp32 file, over 3 repeats: 1 thread" in summary
