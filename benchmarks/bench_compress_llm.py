@@ -1,0 +1,124 @@
+"""Compressing a 135 M causal LM with realized int4 on every Linear, as a user runs it: the whole
+`studio compress MODEL --recipe R --out O --data text:FILE --json` process, start to exit.
+
+The model is bench_inspect_process's 135 M Llama (SmolLM-135M's shape, random weights, tied
+embeddings; built once under --models-dir and reused), given a word-level tokenizer trained on
+the bundled text so `text:` data can window it. Measured: peak RSS of the compress process
+(os.wait4), next to the fp32 model's bytes (target: peak <= 1.5x), and to two reference
+processes measured the same way: the imports alone, and the imports plus loading the model;
+wall and CPU time; perplexity before/after int4 on the bundled text (random weights: a smoke
+number, not a quality figure); the packed bytes in the saved folder against the formula
+ceil(N*K/2) + 4*N*groups summed over the Linears.
+
+    python benchmarks/bench_compress_llm.py [--models-dir DIR] [--group-size 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_inspect_process import build_models, timed_process  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TEXT = ROOT / "resources" / "data" / "pride_and_prejudice_ch1.txt"
+TARGET_RATIO = 1.5
+
+
+def text_model(llama: Path) -> Path:
+    """The 135 M folder with a tokenizer beside it (weights linked, not copied)."""
+    folder = llama.parent / "llama-135m-text"
+    if (folder / "tokenizer.json").is_file():
+        return folder
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    folder.mkdir(exist_ok=True)
+    for item in llama.iterdir():
+        target = folder / item.name
+        if not target.exists():
+            target.symlink_to(item.resolve()) if item.suffix == ".safetensors" else shutil.copy(item, target)
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train([str(TEXT)], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]").save_pretrained(folder)
+    return folder
+
+
+def linear_shapes(config: dict) -> list[tuple[int, int]]:
+    """(out, in) of every Linear of a Llama config, the output layer included."""
+    hidden, inter = config["hidden_size"], config["intermediate_size"]
+    kv = hidden // config["num_attention_heads"] * config["num_key_value_heads"]
+    block = [(hidden, hidden), (kv, hidden), (kv, hidden), (hidden, hidden), (inter, hidden), (inter, hidden),
+             (hidden, inter)]
+    return block * config["num_hidden_layers"] + [(config["vocab_size"], hidden)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models-dir", default="/tmp/bench/models")
+    parser.add_argument("--group-size", type=int, default=64)
+    args = parser.parse_args()
+    from safetensors import safe_open
+
+    folder = text_model(build_models(Path(args.models_dir))["llama-135m"])
+    with safe_open(str(folder / "model.safetensors"), "pt") as f:
+        fp32_bytes = sum(math.prod(f.get_slice(k).get_shape()) * 4 for k in f.keys())  # all float32
+    config = json.loads((folder / "config.json").read_text())
+    group = args.group_size
+    formula = sum(math.ceil(n * k / 2) + 4 * n * math.ceil(k / group) for n, k in linear_shapes(config))
+    py = sys.executable
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = Path(tmp) / "int4.json"
+        recipe.write_text(json.dumps({"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": group}},
+                                                {"layers": "model.embed_tokens", "quantize": None}]}))
+        out = Path(tmp) / "out"
+        imports = timed_process([py, "-c", "import studio.cli.main, studio.core.pipelines.run, "
+                                           "transformers.modeling_utils; from transformers import LlamaForCausalLM"])
+        loading = timed_process([py, "-c", "from studio.core.pipelines.opening import LoadRequest, load_model; "
+                                           f"load_model(LoadRequest({str(folder)!r}))"])
+        run = timed_process([py, "-m", "studio", "compress", str(folder), "--recipe", str(recipe), "--out", str(out),
+                             "--data", f"text:{TEXT}", "--json", "--force"])
+        report = json.loads(run["stdout"])
+        with safe_open(str(out / "model.safetensors"), "pt") as f:
+            packed = {k: f.get_tensor(k) for k in f.keys() if k.endswith((".codes", ".scales"))}
+        packed_bytes = sum(t.numel() * t.element_size() for t in packed.values())
+        file_bytes = (out / "model.safetensors").stat().st_size
+    mb = 1024 * 1024
+    peak = run["rss_mb"]
+    result = {
+        "model": "llama-135m (SmolLM-135M shape, random weights, tied embeddings)",
+        "recipe": f"int4 g{group} on every Linear (7 per block x 30, and lm_head), embedding fp32",
+        "fp32_mb": round(fp32_bytes / mb, 1),
+        "peak_rss_mb": round(peak, 1),
+        "ratio_peak_to_fp32": round(peak * mb / fp32_bytes, 3),
+        "target_ratio": TARGET_RATIO,
+        "reference_imports_rss_mb": round(imports["rss_mb"], 1),
+        "reference_load_only_rss_mb": round(loading["rss_mb"], 1),
+        "ratio_above_imports_to_fp32": round((peak - imports["rss_mb"]) * mb / fp32_bytes, 3),
+        "compress_wall_s": round(run["wall"], 2),
+        "compress_cpu_s": round(run["cpu"], 2),
+        "load_only_wall_s": round(loading["wall"], 2),
+        "report_timing": report.get("timing"),
+        "perplexity_before": report["before"].get("perplexity"),
+        "perplexity_after": report["after"].get("perplexity"),
+        "perplexity_note": "random weights on a 4.5 KB text: a smoke number (the pipeline runs), not a quality figure",
+        "packed_layers": sum(1 for k in packed if k.endswith(".codes")),
+        "packed_bytes": packed_bytes,
+        "packed_formula_bytes": formula,
+        "packed_matches_formula": packed_bytes == formula,
+        "folder_weights_mb": round(file_bytes / mb, 1),
+        "report_bytes_mb": {"before": round(report["before"]["bytes"] / mb, 1),
+                            "after": round(report["after"]["bytes"] / mb, 1)},
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
