@@ -10,10 +10,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import Qt, QUrl, Signal
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QMessageBox, QProgressBar, QPushButton, QVBoxLayout, QWidget)
+                               QMessageBox, QProgressBar, QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from studio.core.base.events import Finished, StageStarted, Warning
 from studio.core.pipelines.export import CALIBRATION_METHODS, FORMATS, INT8_MODES, PRECISIONS, ExportRequest
@@ -162,6 +162,7 @@ class ExportPanel(QWidget):
 
     def _build_results(self) -> QWidget:
         box = QGroupBox("Verification and speed")
+        self.results_box = box
         layout = QHBoxLayout(box)
         self.results_table = _table("exportResults", len(VERIFY_ROWS), ("Value",))
         self.results_table.setVerticalHeaderLabels(list(VERIFY_ROWS))
@@ -333,6 +334,15 @@ class ExportPanel(QWidget):
             self._warn("Slower than the uncompressed PyTorch model at batch 1 — compression saved size, "
                        "not time, on this runtime. Try another precision or format.")
         self.reveal_button.setEnabled(self._result_path.exists())
+        QTimer.singleShot(0, self._reveal_results)  # once the filled tables have their heights
+
+    def _reveal_results(self) -> None:
+        """Scroll the dock to the verification: at 1366×768 it sits below the form."""
+        area = self.parentWidget()
+        while area is not None and not isinstance(area, QScrollArea):
+            area = area.parentWidget()
+        if area is not None:
+            area.ensureWidgetVisible(self.results_box, 0, 0)
 
     def show_error(self, message: str) -> None:
         self.error_label.setText(message)

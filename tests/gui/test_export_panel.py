@@ -195,3 +195,23 @@ def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events)
             in panel.speedup_label.text())
     assert panel.banner.isVisible() and "SLOWER THAN FP32 IN ONNX RUNTIME" in panel.banner.text()
     assert "1.600 ms vs 1.000 ms" in panel.banner.text()
+
+
+def test_result_scrolls_into_view_in_a_short_dock(qtbot, show, digits_events):
+    """At 1366×768 the export dock is shorter than its form: a finished export scrolls the
+    verification box into view instead of leaving it below the fold."""
+    from PySide6.QtWidgets import QScrollArea
+
+    panel = ExportPanel()
+    area = QScrollArea()
+    area.setWidget(panel)
+    area.setWidgetResizable(True)
+    show(area, 900, 260)
+    bar = area.verticalScrollBar()
+    assert bar.maximum() > 0 and bar.value() == 0
+    top = panel.results_box.mapTo(panel, panel.results_box.rect().topLeft()).y()
+    assert top > area.viewport().height()  # below the fold before the result
+    panel.handle_event(digits_events[-1])
+    qtbot.waitUntil(lambda: bar.value() > 0)
+    shown = panel.results_box.mapTo(area.viewport(), panel.results_box.rect().topLeft()).y()
+    assert 0 <= shown < area.viewport().height()
