@@ -178,3 +178,20 @@ def test_export_report_round_trips_and_rows(digits, tmp_path, precision):
         assert float(cells[-1].removesuffix("×")) == pytest.approx(row["file_bytes"] / on_disk["fp32"]["file_bytes"],
                                                                    abs=0.0051)
     assert "verified on held-out inputs" in export_summary(report)
+
+
+def test_speedup_text_follows_the_repeated_timing_verdict():
+    """A 1.07x median that repeated timings cannot tell from fp32 reads 'the same speed', never a speed-up."""
+    from types import SimpleNamespace
+
+    from studio.core.report.export_rows import speedup_text
+
+    report = SimpleNamespace(precision="int8", runtime="ONNX Runtime", speedup_vs_fp32=1.07, speedup_vs_pytorch=3.0,
+                             speed_checks=None)  # the fields speedup_text reads
+    replace = lambda r, **kw: SimpleNamespace(**{**vars(r), **kw})  # noqa: E731
+    checks = {"2_thread": {"ratio": 1.07, "repeat_ratios": [0.95, 1.07, 1.15], "verdict": "same"}}
+    same = replace(report, speed_checks=checks)
+    assert speedup_text(same) == ("This file is the same speed as the fp32 ONNX Runtime file within noise (1.07×) "
+                                  "and 3.00× faster than PyTorch (2 threads, median).")
+    faster = replace(report, speed_checks={"2_thread": dict(checks["2_thread"], verdict="faster")})
+    assert "1.07× faster than the fp32 ONNX Runtime file" in speedup_text(faster)

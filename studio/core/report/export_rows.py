@@ -49,9 +49,13 @@ def latency_rows(report: ExportReport) -> list[tuple[str, tuple[str, ...]]]:
 def speedup_text(report: ExportReport) -> str:
     """'This file is 1.80× faster than the fp32 ONNX Runtime file and 2.10× faster than PyTorch (…).'"""
     texts = []
+    same = ((report.speed_checks or {}).get("2_thread") or {}).get("verdict") == "same"
     for value, what in ((report.speedup_vs_fp32, f"the fp32 {report.runtime} file"),
                         (report.speedup_vs_pytorch, "PyTorch")):
         if value and not (what != "PyTorch" and report.precision == "fp32"):
+            if same and what != "PyTorch":  # the repeated timings could not tell them apart
+                texts.append(f"the same speed as {what} within noise ({value:.2f}×)")
+                continue
             word = "faster" if value >= 1 else "slower"
             texts.append(f"{value if value >= 1 else 1 / value:.2f}× {word} than {what}")
     return f"This file is {' and '.join(texts)} (2 threads, median)." if texts else ""
