@@ -258,7 +258,13 @@ def test_sweep_settings_are_valid_configs(key):
 # --- low-rank methods ----------------------------------------------------------------------
 
 LAYERS = {"linear": lambda: nn.Linear(24, 16), "conv1x1": lambda: nn.Conv2d(12, 20, 1),
-          "conv3x3": lambda: nn.Conv2d(6, 10, 3, padding=1)}
+          "conv3x3": lambda: nn.Conv2d(6, 10, 3, padding=1), "embedding": lambda: nn.Embedding(40, 24)}
+
+
+def _example_input(kind: str, module: nn.Module, dims) -> torch.Tensor:
+    if kind == "embedding":
+        return torch.randint(0, module.num_embeddings, (2, 5))
+    return torch.randn(2, *((24,) if kind == "linear" else (dims[1], 5, 5)))
 
 
 def _fitting(method) -> list[str]:
@@ -277,12 +283,12 @@ def test_method_formulas_match_the_layer_it_builds(name):
             ranks = method.single_ranks(dims, rank)
             layer = method.factorize(module, ranks, "auto")
             assert isinstance(layer, method.layer_classes)
-            bias = module.bias.numel()
+            bias = module.bias.numel() if getattr(module, "bias", None) is not None else 0
             assert sum(p.numel() for p in layer.parameters()) == method.factored_params(dims, ranks) + bias
             assert method.factored_params(dims, ranks) < module.weight.numel()
             with torch.no_grad():
                 assert method.dense_weight(layer).reshape(module.weight.shape).shape == module.weight.shape
-            x = torch.randn(2, *((24,) if kind == "linear" else (dims[1], 5, 5)))
+            x = _example_input(kind, module, dims)
             with torch.no_grad():
                 assert layer(x).shape == module(x).shape
         assert method.factored_params(dims, method.single_ranks(dims, method.break_even_rank(dims) + 1)) \
