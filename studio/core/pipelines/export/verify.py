@@ -30,6 +30,9 @@ def onnx_runner(path: Path, threads: int) -> Runner:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # no busy-waiting workers between runs: timed round-robin with PyTorch, a spinning ORT thread
+    # holds a core while PyTorch's two threads run (PyTorch measured 2-10x slower at 2 threads)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     names = [i.name for i in session.get_inputs()]
 
