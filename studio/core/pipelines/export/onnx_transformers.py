@@ -14,7 +14,7 @@ import contextlib
 import io
 import warnings
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ from studio.core.base.errors import StudioError
 from studio.core.base.logs import quiet_loggers
 from studio.core.model.input_spec import InputSpec
 from studio.core.pipelines.export.wrap import ExportWrapper, example_args
+from studio.core.pipelines.attention_distill import eager_attention  # the same switch the attention-map loss uses
 
 # model_type values ORT's "bert" optimizer handles (its fusions match their shared layout)
 BERT_FAMILY = {"bert", "roberta", "xlm-roberta", "distilbert", "electra", "camembert", "mpnet"}
@@ -43,21 +44,6 @@ def bert_config(model: nn.Module) -> Any | None:
 
 def fusable(model: nn.Module) -> bool:
     return bert_config(model) is not None
-
-
-@contextlib.contextmanager
-def eager_attention(model: nn.Module) -> Iterator[None]:
-    """The eager attention while exporting (the graph ORT's fusions recognise), restored after."""
-    configs = {id(c): c for m in model.modules() if (c := getattr(m, "config", None)) is not None
-               and hasattr(c, "_attn_implementation")}
-    saved = {key: c._attn_implementation for key, c in configs.items()}
-    try:
-        for config in configs.values():
-            config._attn_implementation = "eager"
-        yield
-    finally:
-        for key, config in configs.items():
-            config._attn_implementation = saved[key]
 
 
 def attention_shape(model: nn.Module) -> tuple[int, int]:
