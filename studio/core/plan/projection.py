@@ -69,6 +69,7 @@ def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
                     if name in layers:  # work between the layers (attention scores) that goes with them
                         p = layers[name]
                         layers[name] = replace(p, after=replace(p.after, flops=max(0, p.after.flops - removed)))
+        _count_nested_removals_once(layers, tree)
     total_before = _estimate(tree.root)
     delta = [(p.after.params - p.before.params, p.after.bytes - p.before.bytes, p.after.flops - p.before.flops,
               p.after.nonzero - p.before.nonzero) for p in layers.values()]
@@ -95,3 +96,16 @@ def _add_coupled(layers: dict[str, LayerProjection], kept: dict[str, float], mod
         after = Estimate(before.params - removed, before.bytes - int(removed * size), int(before.flops * share),
                          before.nonzero - removed)
         layers[name] = LayerProjection(name, ("coupled",), before, after, True)
+
+
+def _count_nested_removals_once(layers: dict[str, LayerProjection], tree: ModelTree) -> None:
+    """No layer's subtree projects below zero FLOPs. Removals nested in one layer are each exact
+    alone but can overlap: a dropped layer takes its whole attention scores, and head pruning of
+    the same layer also takes its removed heads' scores and re-counts its projections. The
+    excess goes back to the outer layer, deepest first (a dropped layer then projects zero)."""
+    for name in sorted(layers, key=lambda n: n.count("."), reverse=True):
+        inside = [p for n, p in layers.items() if n == name or n.startswith(name + ".")]
+        total = tree[name].flops + sum(p.after.flops - p.before.flops for p in inside)
+        if total < 0:
+            p = layers[name]
+            layers[name] = replace(p, after=replace(p.after, flops=p.after.flops - total))

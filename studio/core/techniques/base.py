@@ -155,7 +155,8 @@ class Technique:
     def coupled_flops(self, model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
                       targets: dict[str, TechniqueConfig]) -> dict[str, int]:
         """{target layer: FLOPs applying `targets` removes inside it that no parameter-holding
-        layer accounts for (e.g. the attention scores of removed heads)}; read without changing `model`."""
+        layer accounts for (e.g. the attention scores of removed heads; negative: work added, e.g.
+        ALBERT's projection after a table)}; read without changing `model`."""
         return {}
 
     def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:

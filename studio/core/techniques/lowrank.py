@@ -290,6 +290,20 @@ class LowRank(Technique):
                         int(round(estimate.flops * ratio)), estimate.nonzero - nonzero_weight + after,
                         method.factor_shapes(layer_dims(module), ranks, _bias(module)))
 
+    def coupled_flops(self, model, example_inputs, targets) -> dict[str, int]:
+        """ALBERT tables: the r → d projection after the lookup is work added (negative)."""
+        from studio.core.techniques.lowrank_methods.albert import projection_flops
+
+        ranks = {}
+        for name, config in targets.items():
+            module = model.get_submodule(name)
+            config = _for_layer(module, config)
+            if config.method == "albert" and not config.problems() and not _method_problem(module, config.method):
+                chosen = choose_ranks(module, config)
+                if _saves(module, config.method, chosen):
+                    ranks[name] = chosen.out
+        return {name: -flops for name, flops in projection_flops(model, example_inputs, ranks).items()} if ranks else {}
+
     def apply_(self, model: nn.Module, targets: dict[str, LowRankConfig],
                context: ApplyContext) -> Iterator[LayerChange]:
         for name, config in targets.items():

@@ -131,6 +131,12 @@ class Prune(Technique):
     def coupled_effects(self, model, example_inputs, targets) -> dict[str, float]:
         return coupled_kept_fractions(model, example_inputs, targets)
 
+    def coupled_flops(self, model, example_inputs, targets) -> dict[str, int]:
+        try:
+            return coupled_column_flops(model, example_inputs, targets)
+        except StudioError:
+            return {}  # untraceable: as coupled_effects
+
     def sweep_setting(self, raw: str, text: str) -> tuple[str, dict[str, Any]]:
         """0.5 / 50% / prune 50% / struct 30% / 2:4."""
         if raw == "2:4":
@@ -223,6 +229,72 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
             removed = sum(p.numel() * k // p.shape[dim] for p in params if p.dim() > dim and p.shape[dim] >= k)
             kept[layer_name] = kept.get(layer_name, 1.0) * (1 - removed / sum(p.numel() for p in params))
     return kept
+
+
+def coupled_column_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                         targets: dict[str, PruneConfig]) -> dict[str, int]:
+    """{layer: FLOPs the parameter share over-counts} for a Linear or Conv2d that structured
+    pruning of `targets` only takes input columns from (e.g. an FFN's output projection): it
+    keeps its whole bias, so its work shrinks by its weight's kept share, below the share of its
+    parameters (bias included) that the projection scales its FLOPs by."""
+    kept = coupled_kept_fractions(model, example_inputs, targets)
+    if not kept:
+        return {}
+    graph = _projection_graph(model, example_inputs)
+    names = {module: name for name, module in model.named_modules()}
+    columns: dict[str, float] = {}
+    rows: set[str] = set()
+    for name, config in targets.items():
+        module = model.get_submodule(name)
+        if config.mode != "structured" or graph.module2node.get(module) is None \
+                or not isinstance(module, (nn.Conv2d, nn.Linear)):
+            continue
+        prune_fn, _, count = _out_channel_pruning(module, config)
+        if count <= 0:
+            continue
+        for item in graph.get_pruning_group(module, prune_fn, idxs=list(range(count))):
+            layer = item.dep.target.module
+            layer_name = names.get(layer) if isinstance(layer, nn.Module) else None
+            if layer_name not in kept:
+                continue
+            if "in_channels" not in getattr(item.dep.handler, "__name__", ""):
+                rows.add(layer_name)
+            elif isinstance(layer, (nn.Linear, nn.Conv2d)) and layer.bias is not None and getattr(layer, "groups", 1) == 1:
+                columns[layer_name] = columns.get(layer_name, 1.0) * (1 - len(item.idxs) / layer.weight.shape[1])
+    columns = {n: share for n, share in columns.items() if n not in rows}  # outputs too: the shares agree
+    flops = _matmul_flops(model, example_inputs, list(columns))
+    return {n: int(flops[n] * kept[n]) - round(flops[n] * share) for n, share in columns.items() if n in flops}
+
+
+def _matmul_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                  names: list[str]) -> dict[str, int]:
+    """Each named Linear's / Conv2d's FLOPs on the example inputs as PyTorch's FLOP counter counts
+    them (2 per multiply-add, bias adds not counted): one no-grad eval-mode pass (modes restored)."""
+    flops: dict[str, int] = {}
+    if not names:
+        return flops
+
+    def hook(module, args, output, name):
+        if isinstance(module, nn.Linear):
+            work = 2 * args[0].numel() * module.out_features
+        else:
+            work = 2 * output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+        flops[name] = flops.get(name, 0) + work
+    handles = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: hook(m, a, o, n)) for n in names]
+    training = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        args, kwargs = example_inputs
+        with torch.no_grad():
+            model(*args, **kwargs)
+    except Exception:  # the projection keeps the parameter share rather than failing
+        flops.clear()
+    finally:
+        for handle in handles:
+            handle.remove()
+        for module, flag in training.items():
+            module.train(flag)
+    return flops
 
 
 _graph_cache: list[tuple[nn.Module, Any]] = []  # [(model, graph or the StudioError of tracing it)]
