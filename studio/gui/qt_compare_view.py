@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLab
 from studio.core.report.compression import CompressionReport
 from studio.core.report.rows import CompareRow, compare_rows, headline, layer_bars, subline
 from studio.gui.qt_layer_bars import AFTER_COLOUR, BEFORE_COLOUR, LayerBars
+from studio.gui.qt_theme import set_sheet
 
 BETTER, WORSE, NEUTRAL = QColor("#188038"), QColor("#c5221f"), QColor("#5f6368")
 COLUMNS = ("Metric", "Original", "Compressed", "Change")
@@ -80,7 +81,7 @@ class CompareView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("compareView")
-        self.setStyleSheet(
+        set_sheet(self,
             "QLabel#compareHeadline { font-size: 14pt; font-weight: 600; color: #202124; }"
             "QLabel#compareSubline { color: #5f6368; }"
             "QLabel#warningsTitle { color: #9a6700; font-weight: 600; }"
@@ -100,7 +101,7 @@ class CompareView(QWidget):
         self.prediction = QLabel()  # sensitivity's predicted vs measured drop and size (issue 10)
         self.prediction.setObjectName("comparePrediction")
         self.prediction.setWordWrap(True)
-        self.prediction.setStyleSheet("background: #e8f0fe; border-radius: 6px; padding: 5px 8px; color: #174ea6;")
+        set_sheet(self.prediction, "background: #e8f0fe; border-radius: 6px; padding: 5px 8px; color: #174ea6;")
         self.prediction.hide()
         self._predicted: Any = None
         self._report: CompressionReport | None = None

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import QWidget
 
 from studio.core.base.units import format_bytes, format_count
 from studio.core.report.rows import LayerBar
+from studio.gui.qt_theme import chart_colour, style_chart
 
 BEFORE_COLOUR, AFTER_COLOUR = "#bdc1c6", "#2f6fde"
 
@@ -97,6 +98,7 @@ class LayerBars(pg.PlotWidget):
         item.addItem(self.bars_before)
         item.addItem(self.bars_after)
         self.scene().sigMouseMoved.connect(self._hover)
+        style_chart(self)  # the dark theme recolours what is drawn above in light colours
 
     def set_bars(self, key: str, layers: list[LayerBar]) -> None:
         """`key`: "bytes" (real bit widths) or "params", as `layer_bars` chose."""
@@ -106,7 +108,7 @@ class LayerBars(pg.PlotWidget):
         assert isinstance(axis_bottom, CountAxis)
         axis_bottom.formatter = format_bytes if has_bytes else format_count
         self.getPlotItem().setLabel("bottom", "size (real bit widths)" if has_bytes else "parameters",
-                                    color="#5f6368")
+                                    color=chart_colour("text"))
         axis_bottom.setStyle(showValues=bool(layers))  # no layer changed: no meaningless 0…1 scale
         y = np.arange(len(layers), dtype=float)
         before = np.array([layer.value(key, "before") for layer in layers])

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QDialog, QHBoxLayout, QLabel, QProgressBar, QPushB
 
 from studio.core.base.events import Finished, LrProbe, Progress, RunCancelled, StageStarted
 from studio.gui.qt_run_settings import named
+from studio.gui.qt_theme import style_chart
 
 ACCENT, GREY, GREEN = "#2f6fde", "#9aa0a6", "#188038"
 FLUSH_MS = 66
@@ -48,6 +49,7 @@ class LrFinderDialog(QDialog):
                                       label="suggested", labelOpts={"position": 0.9, "color": GREEN})
         item.addItem(self.marker)
         self.marker.hide()
+        style_chart(self.plot)  # the dark theme recolours what is drawn above in light colours
         self.progress = named(QProgressBar(), "lrFinderProgress")
         self.progress.setFormat("starting…")
         self.message = named(QLabel("Training a copy of the compressed model at growing learning rates…"),

@@ -19,6 +19,8 @@ from typing import Sequence
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 
+from studio.gui.qt_theme import style_chart
+
 ACCENT, ORANGE, GREEN, GREY, RED, AMBER = "#2f6fde", "#e8710a", "#188038", "#80868b", "#c5221f", "#9a6700"
 # metric name -> (plot, legend label, colour, y factor, symbol); accuracy-like values are shown in percent
 CURVES: dict[str, tuple[str, str, str, float, str | None]] = {
@@ -91,6 +93,7 @@ class RunChart(pg.PlotWidget):
         self.empty_hint.setParentItem(item.vb)  # in view coordinates, not data: always centred
         item.vb.sigResized.connect(self._centre_hint)
         self.set_empty(True)
+        style_chart(self)  # the dark theme recolours what is drawn above in light colours
 
     def _add_right_axis(self, label: str) -> pg.ViewBox:
         """A second ViewBox sharing x with the main one (pyqtgraph's MultiplePlotAxes recipe)."""

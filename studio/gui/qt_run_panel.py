@@ -26,6 +26,7 @@ from studio.core.base.units import format_bytes, format_count, format_duration, 
 from studio.gui.qt_run_charts import AMBER, CURVES, GREEN, GREY, RED, RIGHT_AXIS, RunChart, best_line, reference_line
 from studio.gui.qt_run_settings import RunSettingsBox, named
 from studio.gui.qt_summary_strip import ElidedLabel
+from studio.gui.qt_theme import set_sheet
 
 if TYPE_CHECKING:
     from studio.core.techniques.base import LayerChange
@@ -34,6 +35,32 @@ STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
 FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
 STAGGER_MS = 15  # the next dirty chart's turn, after one chart was drawn
 PLOTS = ("loss", "accuracy", "size")  # the order dirty charts are drawn in
+
+
+class DeferredProgressBar(QProgressBar):
+    """A progress bar whose new value is drawn with the window's next paint. QProgressBar's
+    setValue, setRange and reset repaint at once (a synchronous paint of the bar and what lies
+    under it, inside the caller's turn of the event loop); with updates off around the call, the
+    repaint is skipped and re-enabling them asks for an ordinary update."""
+
+    def setValue(self, value: int) -> None:  # noqa: N802 - Qt's name
+        self._deferred(super().setValue, value)
+
+    def setRange(self, minimum: int, maximum: int) -> None:  # noqa: N802
+        self._deferred(super().setRange, minimum, maximum)
+
+    def reset(self) -> None:
+        self._deferred(super().reset)
+
+    def _deferred(self, call: Any, *args: int) -> None:
+        if not self.updatesEnabled():
+            call(*args)
+            return
+        self.setUpdatesEnabled(False)
+        try:
+            call(*args)
+        finally:
+            self.setUpdatesEnabled(True)  # posts an update()
 
 
 class RunPanel(QWidget):
@@ -46,7 +73,7 @@ class RunPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("runPanel")
-        self.setStyleSheet(
+        set_sheet(self,
             "QProgressBar#runProgress { max-height: 20px; min-height: 18px; text-align: center; color: #202124; }"
             "QLabel#runStage { color: #3c4043; font-weight: 600; }")
         self.max_flush_ms = 0.0  # the longest flush so far, for the responsiveness benchmark
@@ -88,7 +115,7 @@ class RunPanel(QWidget):
         self.stage_label = named(ElidedLabel("Ready: choose the data and press Start run.",
                                               Qt.TextElideMode.ElideRight), "runStage")
         row.addWidget(self.stage_label, 1)
-        self.progress = named(QProgressBar(), "runProgress")
+        self.progress = named(DeferredProgressBar(), "runProgress")
         self.progress.setFormat("idle")
         self.progress.setMinimumWidth(200)
         row.addWidget(self.progress, 1)
@@ -367,4 +394,4 @@ def _plot_of(name: str) -> str | None:
     return CURVES[name][0] if name in CURVES else "size" if name.startswith("size/") else None
 
 
-__all__ = ["RunPanel"]
+__all__ = ["DeferredProgressBar", "RunPanel"]

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout
 from studio.core.data.specs import spec_choices
 from studio.gui.qt_file_dialogs import open_file, open_folder
 from studio.gui.qt_resources import icon
+from studio.gui.qt_theme import set_sheet
 
 DATA_SPECS = spec_choices()
 # The fields this box edits; other FinetuneSettings keys from a recipe are carried through.
@@ -65,7 +66,7 @@ class RunSettingsBox(QGroupBox):
         self.epochs.setSpecialValueText("none")
         self.epochs.valueChanged.connect(self._sync_enabled)
         heading = named(QLabel("Fine-tuning"), "runSettingsHeading")
-        heading.setStyleSheet("color: #5f6368; font-weight: 600; padding-top: 6px;")
+        set_sheet(heading, "color: #5f6368; font-weight: 600; padding-top: 6px;")
         self.distill = named(QCheckBox("from original"), "distillCheck", "Train the compressed model to match "
                              "the original's outputs (knowledge distillation); needed when data has no labels.")
         self.distill.toggled.connect(self._sync_enabled)
@@ -73,7 +74,7 @@ class RunSettingsBox(QGroupBox):
                         "for the kind of model (pretrained transformers: 3e-5 with warm-up and decay).")
         self.lr.setSpecialValueText("auto")
         self.auto_hint = named(QLabel(""), "autoLrHint", "What auto resolves to for the opened model.")
-        self.auto_hint.setStyleSheet("color: #5f6368; font-size: 8pt;")
+        set_sheet(self.auto_hint, "color: #5f6368; font-size: 8pt;")
         self.auto_hint.setWordWrap(True)
         self.find_lr_button = named(QPushButton("Find learning rate…"), "findLrButton",
                                     "A learning-rate range test: a few training steps at growing rates, "

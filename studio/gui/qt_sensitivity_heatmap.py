@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, gain_colour
+from studio.gui.qt_theme import set_sheet
 
 CHOSEN_ROLE = Qt.ItemDataRole.UserRole + 3
 ROW_ORDERS = ("model order", "most robust first", "most fragile first")
@@ -38,6 +39,8 @@ class _ChosenDelegate(QStyledItemDelegate):
             painter.setPen(self._selection)
             painter.drawRect(option.rect.adjusted(0, 0, -1, -1))
             painter.restore()
+        if not self._heatmap.chosen:  # no plan marks (e.g. while a sweep streams in): nothing more per cell
+            return
         source = self._heatmap.proxy.mapToSource(index)
         model = self._heatmap.model
         setting = model.setting_at(source.column())
@@ -91,7 +94,7 @@ class SensitivityHeatmap(QWidget):
         self.view.setObjectName("sensitivityHeatmap")
         self.view.setModel(self.proxy)
         self.view.setShowGrid(True)
-        self.view.setStyleSheet("QTableView#sensitivityHeatmap { gridline-color: #ffffff; }"
+        set_sheet(self.view, "QTableView#sensitivityHeatmap { gridline-color: #ffffff; }"
                                 "QHeaderView::section:horizontal { font-size: 9pt; padding: 3px 2px; }"
                                 "QHeaderView::section:vertical { padding: 0px 6px; }")
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -119,7 +122,7 @@ class SensitivityHeatmap(QWidget):
         self.hint.setObjectName("heatmapHint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setWordWrap(True)
-        self.hint.setStyleSheet("color: #80868b; background: #ffffff; border: 1px solid #e3e5e8; border-radius: 6px;")
+        set_sheet(self.hint, "color: #80868b; background: #ffffff; border: 1px solid #e3e5e8; border-radius: 6px;")
         self.pages = QStackedWidget()
         self.pages.addWidget(self.hint)
         self.pages.addWidget(self.view)

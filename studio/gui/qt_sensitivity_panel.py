@@ -9,16 +9,18 @@ import time
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QCheckBox, QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QProgressBar, QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
+                               QPushButton, QScrollArea, QSizePolicy, QSpinBox, QSplitter, QVBoxLayout, QWidget)
 
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.sensitivity import SweepSpec, Target
 from studio.gui.qt_resources import icon
 from studio.core.base.units import format_duration
+from studio.gui.qt_run_panel import DeferredProgressBar
 from studio.gui.qt_run_settings import DATA_SPECS, named
 from studio.gui.qt_sensitivity_curves import AXES, SensitivityCurves
 from studio.gui.qt_sensitivity_heatmap import SensitivityHeatmap
 from studio.gui.qt_sensitivity_model import SensitivityTableModel
+from studio.gui.qt_theme import set_sheet
 
 # combo label, Target.kind, placeholder
 TARGETS = (("Size at most", "size", "e.g. 2MB"), ("Params kept", "params", "fraction, e.g. 0.5 or 50%"),
@@ -86,7 +88,7 @@ class SensitivityPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("sensitivityPanel")
-        self.setStyleSheet("QLabel#sweepStatus, QLabel#fitResult { color: #3c4043; }"
+        set_sheet(self, "QLabel#sweepStatus, QLabel#fitResult { color: #3c4043; }"
                            "QProgressBar#sweepProgress { max-height: 18px; text-align: center; color: #202124; }")
         self.model = SensitivityTableModel(self)
         self._running, self._t0 = False, 0.0
@@ -181,7 +183,7 @@ class SensitivityPanel(QWidget):
         buttons.addWidget(self.cancel_button)
         buttons.addWidget(self.start_button, 1)
         form.addRow(buttons)
-        self.progress = named(QProgressBar(), "sweepProgress")
+        self.progress = named(DeferredProgressBar(), "sweepProgress")  # set per cell: never a synchronous repaint
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("")
