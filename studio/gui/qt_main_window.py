@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QMimeData, Qt, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QIcon, QDragEnterEvent, QDropEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QIcon, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
-    QMainWindow, QMenu, QMessageBox, QProgressBar, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
+    QMainWindow, QMenu, QMessageBox, QProgressBar, QScrollArea, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from studio.gui.qt_details_panel import DetailsPanel
+from studio.gui.qt_dock_layout import DockPlacement
 from studio.gui.qt_empty_state import EmptyState
 from studio.gui.qt_layer_view import LayerTreePanel
 from studio.gui.qt_process_worker import ProcessWorker
@@ -28,7 +29,7 @@ from studio.gui.qt_worker import JobRunner
 if TYPE_CHECKING:
     from studio.core.pipelines.opening import OpenedModel
 
-LAYOUT_VERSION = 2  # bump when docks are added or renamed: an old saved layout is then ignored
+LAYOUT_VERSION = 3  # bump when docks are added, renamed or placed anew: an old saved layout is then ignored
 TALL_WINDOW = 900  # below this the tree needs the height: the Run dock waits for Run plan (F6)
 
 
@@ -82,7 +83,11 @@ class MainWindow(QMainWindow):
         column.addWidget(self.plan.budget)
         column.addWidget(self.layers, 1)
         self.stack = QStackedWidget()
-        self.stack.addWidget(self.empty)
+        welcome = QScrollArea()  # scrolls rather than holding the window wide (a panel may open beside it)
+        welcome.setWidget(self.empty)
+        welcome.setWidgetResizable(True)
+        welcome.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.stack.addWidget(welcome)
         self.stack.addWidget(content)
         self.setCentralWidget(self.stack)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
@@ -111,14 +116,13 @@ class MainWindow(QMainWindow):
         return self.opening.last_trust_dialog
 
     def _place_docks(self) -> None:
-        """Run, Compare, Export and Sensitivity tabbed below the tree, hidden until asked for."""
-        docks = [*self.run.docks, self.sensitivity.dock]
-        for dock in docks:
-            self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, dock)
-        for first, second in zip(docks, docks[1:]):
-            self.tabifyDockWidget(first, second)
-        for dock in docks:
-            dock.hide()
+        """Run, Compare, Export and Sensitivity tabbed together, hidden until asked for: below the
+        tree in a tall window, beside it in a short one (qt_dock_layout)."""
+        self.dock_placement = DockPlacement(self, [*self.run.docks, self.sensitivity.dock], self.details, TALL_WINDOW)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self.dock_placement.fit()
 
     def _wire(self) -> None:
         """Sibling reactions: each controller knows only its collaborators; the window connects them."""
@@ -140,8 +144,8 @@ class MainWindow(QMainWindow):
         geometry, state = store.value("window/geometry"), store.value("window/state")
         if geometry is not None:
             self.restoreGeometry(geometry)
-        if state is not None:
-            self.restoreState(state, LAYOUT_VERSION)
+        if state is not None and self.restoreState(state, LAYOUT_VERSION):
+            self.dock_placement.automatic = False  # the user's own layout wins
 
     # --- actions -------------------------------------------------------------------
     def _action(self, text: str, slot: Any, shortcut: Any = None, icon_name: str = "", tip: str = "") -> QAction:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QPainter, QPaintEvent
+from PySide6.QtGui import QPainter, QPaintEvent, QResizeEvent
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from studio.core.model.model_tree import ModelTree
@@ -11,6 +11,8 @@ from studio.core.base.units import format_bytes, format_count, format_flops
 
 CAPTIONS = ("Model", "Source", "Parameters", "Size", "FLOPs", "Input", "Layers")
 _WIDE = frozenset(("Model", "Input"))
+# in a narrow strip (a panel open beside the tree) these cards give way, in this order; the rest always show
+GIVE_WAY = ("Source", "Layers", "Input", "FLOPs")
 
 
 class ElidedLabel(QLabel):
@@ -98,6 +100,30 @@ class SummaryStrip(QWidget):
                             f"model holds {format_bytes(tree.total_bytes)} as float tensors in memory")
         for caption, text in values.items():
             self._cards[caption].set_value(text, tips.get(caption, name if caption == "Model" else ""))
+        self._fit_cards(self.width())
+
+    def minimumSizeHint(self) -> QSize:
+        """Room for the cards that never give way: a narrow window hides the others instead of growing."""
+        kept = [card for caption, card in self._cards.items() if caption not in GIVE_WAY]
+        return QSize(self._needed(kept), super().minimumSizeHint().height())
+
+    def _needed(self, cards: list[_Card]) -> int:
+        return sum(card.minimumSizeHint().width() for card in cards) + self.layout().spacing() * (len(cards) - 1)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_cards(event.size().width())
+
+    def _fit_cards(self, width: int) -> None:
+        hidden: list[str] = []
+        for caption in (None, *GIVE_WAY):
+            if caption is not None:
+                hidden.append(caption)
+            shown = [card for name, card in self._cards.items() if name not in hidden]
+            if self._needed(shown) <= width:
+                break
+        for caption, card in self._cards.items():
+            card.setVisible(caption not in hidden)
 
     def clear(self) -> None:
         for card in self._cards.values():
