@@ -11,6 +11,7 @@ from typing import Any
 
 from studio.core.base.errors import StudioError
 from studio.core.report.serial import OMIT_NONE, Record
+from studio.core.techniques.base import LayerChange
 
 RATIO_KEYS = ("params", "bytes", "compressed_bytes", "flops")
 
@@ -42,15 +43,10 @@ class OutputFidelity(Record):
 
 
 @dataclass(frozen=True)
-class LayerRow(Record):
-    """One technique applied to one layer; bytes at the layer's real bit widths."""
+class LayerRow(LayerChange, Record):
+    """A `LayerChange` as the report shows it: its fields, then FLOPs and bytes before and after
+    (bytes at the layer's real bit widths)."""
 
-    name: str
-    technique: str
-    detail: str
-    params_before: int
-    params_after: int
-    skipped: bool = False
     flops_before: int | None = field(default=None, metadata=OMIT_NONE)
     flops_after: int | None = field(default=None, metadata=OMIT_NONE)
     bytes_before: int | None = field(default=None, metadata=OMIT_NONE)

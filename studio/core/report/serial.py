@@ -5,19 +5,29 @@ field is one line in the dataclass and the JSON follows."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any, TypeVar
 
 R = TypeVar("R", bound="Record")
 OMIT_NONE = {"omit_none": True}  # field metadata: left out of the JSON while None (the files never had it)
+NAN_AS_NONE = {"nan_as_none": True}  # field metadata: NaN ("not measured") is null in the JSON, which has no NaN
+
+
+def _plain_field(record: Any, f: dataclasses.Field) -> Any:
+    value = getattr(record, f.name)
+    if f.metadata.get("nan_as_none") and isinstance(value, float) and math.isnan(value):
+        return None
+    return to_plain(value)
 
 
 def to_plain(value: Any) -> Any:
-    """Records become dicts, tuples lists, numpy scalars Python numbers: what `json.dumps` takes."""
+    """Records become dicts, tuples lists, numpy scalars Python numbers: what `json.dumps` takes.
+    Fields that `__init__` does not take (derived state such as an index) are not data."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)
-                if not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
+        return {f.name: _plain_field(value, f) for f in dataclasses.fields(value)
+                if f.init and not (f.metadata.get("omit_none") and getattr(value, f.name) is None)}
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     if isinstance(value, dict):
@@ -48,6 +58,12 @@ def _convert(kind: Any, value: Any) -> Any:
     return value
 
 
+def _field_value(f: dataclasses.Field, kind: Any, value: Any) -> Any:
+    if value is None and f.metadata.get("nan_as_none"):
+        return float("nan")
+    return _convert(kind, value)
+
+
 class Record:
     """Mixin for frozen dataclasses: the JSON form and back; unknown keys are ignored (files
     written by a newer studio still open), missing ones take the field's default."""
@@ -58,7 +74,7 @@ class Record:
     @classmethod
     def from_dict(cls: type[R], data: dict[str, Any]) -> R:
         hints = _hints(cls)
-        values = {f.name: _convert(hints[f.name], data[f.name])
+        values = {f.name: _field_value(f, hints[f.name], data[f.name])
                   for f in dataclasses.fields(cls) if f.init and f.name in data}  # type: ignore[arg-type]
         return cls(**values)
 
