@@ -13,7 +13,10 @@ and its wall time within 10 % of in-process.
 The stalls are wall-clock and depend on what else the machine runs; every case also reports what
 the GUI thread itself spent in the probe's gaps (gui_trace.py, the thread's CPU clock):
 `gaps_over_50ms_gui_cpu`, `gap_gui_cpu_ms_max`, `gui_cpu_ms_in_gaps_over_5ms` and the heaviest
-gaps, figures a loaded machine barely moves. `--trace` adds the GUI thread's sampled Python stacks
+gaps, figures a loaded machine barely moves. `job_cpu_s` is what the job's threads (all but the GUI
+thread, in both processes) spent, and `job_threads_over_10pct` how many threads did a tenth of it:
+the child's wall time next to in-process, read with these, tells waiting from working and one
+compute thread from two. `--trace` adds the GUI thread's sampled Python stacks
 to each slow or heavy gap (what ran during the stall).
 
     python benchmarks/bench_gui_run.py [--epochs 2] [--repeats 1] [--jobs run,sweep,export]
@@ -27,6 +30,7 @@ import json
 import os
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -58,6 +62,9 @@ def probed(app, window, start) -> dict:
     """Run `start()` (which starts one job) under the probe until the runner is idle again."""
     from PySide6.QtCore import QEventLoop, Qt, QTimer
 
+    from gui_trace import JobCpu
+    from studio.core.pipelines.jobs import shared_runner
+
     gaps: list[float] = []
     last = [time.perf_counter()]
 
@@ -78,6 +85,8 @@ def probed(app, window, start) -> dict:
     window.runner.failed.connect(lambda message, _o: failures.append(message))
     done = QEventLoop()
     window.runner.done.connect(done.quit)
+    worker = shared_runner()._worker
+    cpu = JobCpu([os.getpid(), *([worker.pid] if worker and worker.pid else [])], threading.get_native_id())
     if trace is not None:
         trace.start()
     begin = time.perf_counter()
@@ -87,6 +96,7 @@ def probed(app, window, start) -> dict:
     done.exec()
     probe.stop()
     seconds = time.perf_counter() - begin
+    job_cpu = cpu.stop()
     handlers = trace.stop() if trace is not None else {}
     window.runner.done.disconnect(done.quit)
     window.runner.event.disconnect(count)
@@ -94,7 +104,7 @@ def probed(app, window, start) -> dict:
     return {"wall_s": round(seconds, 2), "events": events[0], "probe_ticks": len(gaps),
             "longest_stall_ms": round(max(gaps, default=0.0), 1),
             "p99_stall_ms": round(gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0, 1),
-            "failed": failures[0] if failures else None, **handlers}
+            "failed": failures[0] if failures else None, **job_cpu, **handlers}
 
 
 def run_job(app, window, epochs: int, scratch: Path, n: int) -> dict:

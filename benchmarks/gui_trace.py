@@ -14,6 +14,7 @@ process crashed in paint events.)
 from __future__ import annotations
 
 import collections
+import os
 import sys
 import threading
 import time
@@ -32,6 +33,56 @@ def _frames(frame: Any) -> tuple[str, ...]:
         out.append(f"{'/'.join(path[-3:])}:{frame.f_lineno}:{code.co_name}")
         frame = frame.f_back
     return tuple(out)
+
+
+def _stat_cpu(path: str) -> float | None:
+    """utime + stime (fields 14 and 15 of a /proc stat file), in seconds."""
+    try:
+        with open(path) as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each live thread of process `pid`, and under key 0 the whole process's
+    (threads that have ended included). Linux /proc; {} elsewhere."""
+    whole = _stat_cpu(f"/proc/{pid}/stat")
+    if whole is None:
+        return {}
+    out = {0: whole}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        cpu = _stat_cpu(f"/proc/{pid}/task/{tid}/stat")
+        if cpu is not None:
+            out[int(tid)] = cpu
+    return out
+
+
+class JobCpu:
+    """What the job's threads (every thread but the GUI thread, in the window's process and in the
+    worker process) spent during one job: total CPU seconds, and how many threads did a tenth of
+    it (a thread that ended during the job, like the child's per-job thread, counts as one).
+    Wall time next to CPU time tells a job that waited (for a core, a lock) from one that worked;
+    the thread count tells a job that ran its kernels on one thread from one that used two."""
+
+    def __init__(self, pids: list[int], gui_tid: int) -> None:
+        self.pids, self.gui_tid = pids, gui_tid
+        self.before = {pid: thread_cpu(pid) for pid in pids}
+
+    def stop(self) -> dict[str, float | int]:
+        threads: list[float] = []
+        total = 0.0
+        for pid in self.pids:
+            start, now = self.before.get(pid, {}), thread_cpu(pid)
+            if not now:
+                continue
+            used = {tid: cpu - start.get(tid, 0.0) for tid, cpu in now.items()}
+            whole = used.pop(0) - used.pop(self.gui_tid, 0.0)
+            total += whole
+            threads += [u for u in used.values()] + [max(0.0, whole - sum(used.values()))]  # + the ended ones
+        return {"job_cpu_s": round(total, 2),
+                "job_threads_over_10pct": sum(1 for u in threads if total and u >= 0.1 * total)}
 
 
 class Sampler(threading.Thread):

@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea, QWidget
 
 from studio.core.base.events import Finished, RunCancelled
+from studio.gui.qt_job_docks import raise_dock
 from studio.gui.qt_resources import icon
 from studio.gui import qt_process_worker as process
 from studio.gui.qt_worker import Job, JobHandle, JobRunner, ask_to_cancel
@@ -105,12 +106,10 @@ class RunController(QObject):
         self.runner.shutdown()
 
     def show_run(self) -> None:
-        self.docks[0].show()
-        self.docks[0].raise_()
+        raise_dock(self.docks[0])  # its tab, not QDockWidget.raise_: that repaints the whole window
 
     def show_export(self) -> None:
-        self.docks[2].show()
-        self.docks[2].raise_()
+        raise_dock(self.docks[2])
 
     def _start(self, kind: str, job: Job) -> None:
         self._job = kind
@@ -241,8 +240,7 @@ class RunController(QObject):
             if isinstance(event, Finished):
                 self.result = event.result
                 self.compare.set_report(event.result.report)
-                self.docks[1].show()
-                self.docks[1].raise_()
+                raise_dock(self.docks[1])
                 self._status("Run finished: compare the models below")
         elif kind == "export":
             self.export_panel.handle_event(event)

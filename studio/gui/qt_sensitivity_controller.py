@@ -23,6 +23,7 @@ from studio.core.base.events import Finished, RunCancelled, StageStarted
 from studio.core.pipelines.sensitivity import CellDone, SensitivityResult, SweepPlanned
 from studio.core.base.units import format_bytes, format_count, format_flops
 from studio.gui.qt_layer_tree_model import COL_SENSITIVITY
+from studio.gui.qt_job_docks import raise_dock
 from studio.gui.qt_resources import icon
 from studio.gui.qt_sensitivity_jobs import default_cache_dir, load_result
 from studio.gui.qt_sensitivity_model import drop_colour, format_drop, is_percent
@@ -81,8 +82,7 @@ class SensitivityController(QObject):
         self._sync_enabled()
 
     def show(self) -> None:
-        self.dock.show()
-        self.dock.raise_()
+        raise_dock(self.dock)  # its tab, not QDockWidget.raise_: that repaints the whole window
 
     # --- jobs ------------------------------------------------------------------------------
     def start(self) -> None:

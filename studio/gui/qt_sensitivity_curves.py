@@ -2,7 +2,9 @@
 
 A layer whose curve stays flat while the saving grows is a good candidate; a steep one
 is fragile. Curve items are reused between updates (`setData`), and the view redraws only
-when the selection changes or the heatmap flushes (~15 Hz at most).
+when the selection or the axis changes, or a heatmap flush (~15 Hz at most) brought cells of a
+selected layer. Axis labels and the log mode are set only when they change: setting them makes
+pyqtgraph regenerate the axes (ticks, labels, grid), the expensive part of a chart's repaint.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import QWidget
 from studio.core.pipelines.sensitivity import SensitivityCell
 from studio.gui.qt_layer_bars import abbreviate
 from studio.gui.qt_sensitivity_model import SensitivityTableModel, is_percent
+from studio.gui.qt_theme import chart_colour, style_chart
 
 PALETTE = ("#2f6fde", "#e8710a", "#188038", "#c5221f", "#9334e6", "#12a4af", "#b06000", "#5f6368")
 SYMBOLS = {"prune": "o", "lowrank": "t", "quantize": "s"}
@@ -52,6 +55,9 @@ class SensitivityCurves(pg.PlotWidget):
         self.layers: list[str] = []
         self.axis = 0  # index into AXES
         self._items: list[pg.PlotDataItem] = []
+        self._axes_state: tuple[str, str, str, bool] | None = None  # (left label, bottom label, units, log)
+        self._shown: tuple[tuple[str, ...], list[tuple[str, str, list[float], list[float]]]] | None = None
+        self.redraws = 0  # refreshes that changed the chart: counted by the stall tests
         item = self.getPlotItem()
         item.setTitle("Drop vs saving (selected layers)", color="#3c4043", size="9pt", bold=True)
         item.showGrid(x=True, y=True, alpha=0.12)
@@ -67,9 +73,15 @@ class SensitivityCurves(pg.PlotWidget):
                                 anchor=(0.5, 0.5))
         item.addItem(self.hint, ignoreBounds=True)
         self.hint.setPos(0.5, 0.5)
-        model.cellsChanged.connect(self.refresh)
+        model.cellsChanged.connect(self._cells_changed)
         model.modelReset.connect(self.refresh)
         self.refresh()
+        style_chart(self)  # the dark theme recolours what is drawn above in light colours
+
+    def _cells_changed(self) -> None:
+        """A heatmap flush: only cells of the selected layers change the curves."""
+        if self.model.changed_layers & set(self.layers):
+            self.refresh()
 
     def set_axis(self, index: int) -> None:
         self.axis = index
@@ -101,10 +113,17 @@ class SensitivityCurves(pg.PlotWidget):
     def refresh(self) -> None:
         series = self.series()
         unit = " (pp)" if is_percent(self.model.metric) else ""
-        self.getPlotItem().setLabel("left", f"{self.model.metric} drop{unit}", color="#5f6368")
         _, label, units, _, log = AXES[self.axis]
-        self.getPlotItem().setLogMode(x=log, y=False)
-        self.getPlotItem().setLabel("bottom", label, units=units or None, color="#5f6368")
+        state = (f"{self.model.metric} drop{unit}", label, units, log)
+        if state != self._axes_state:
+            self._axes_state = state
+            self.getPlotItem().setLabel("left", state[0], color=chart_colour("text"))
+            self.getPlotItem().setLogMode(x=log, y=False)
+            self.getPlotItem().setLabel("bottom", label, units=units or None, color=chart_colour("text"))
+        elif (tuple(self.layers), series) == self._shown:
+            return  # nothing the chart shows has changed (colours follow the selection's order)
+        self._shown = (tuple(self.layers), series)
+        self.redraws += 1
         while len(self._items) < len(series):
             curve = pg.PlotDataItem(symbolSize=6)
             self.getPlotItem().addItem(curve)

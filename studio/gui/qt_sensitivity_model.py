@@ -1,7 +1,10 @@
 """The heatmap's data: a `QAbstractTableModel` of layers × settings, coloured by metric drop.
 
 Cells arrive one by one while a sweep runs; the model stores them at once and repaints at
-most ~15 times a second (charts and tables update at 10-20 Hz), so a fast sweep never floods the GUI thread. The
+most ~15 times a second (charts and tables update at 10-20 Hz), so a fast sweep never floods the GUI thread.
+A flush announces only the rows that got cells (one dataChanged per row: the view repaints those
+rows, not the table), and a finished sweep's table of the same layout updates the streamed one in
+place instead of resetting it (a reset re-lays out the headers, re-sorts and repaints everything). The
 last columns are the quantization inverse view ("keep float": how much of the all-int8
 drop keeping only this layer in float wins back) and the row's mean drop, its robustness.
 """
@@ -89,6 +92,9 @@ class SensitivityTableModel(QAbstractTableModel):
         self._inverse: dict[str, SensitivityCell] = {}
         self._row: dict[str, int] = {}
         self._dirty = False
+        self._dirty_rows: set[int] = set()
+        self.changed_layers: frozenset[str] = frozenset()  # the rows of the last flush (None of them: a reset)
+        self.resets = 0  # layout resets (plan/set_result/clear): counted by the stall tests
         self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
         self._timer.timeout.connect(self.flush)
 
@@ -104,6 +110,8 @@ class SensitivityTableModel(QAbstractTableModel):
         self._cells.clear()
         self._inverse.clear()
         self._dirty = False
+        self._dirty_rows.clear()
+        self.resets += 1
         self.endResetModel()
 
     def add_cell(self, cell: SensitivityCell) -> None:
@@ -113,16 +121,29 @@ class SensitivityTableModel(QAbstractTableModel):
         else:
             self._cells[(cell.layer, cell.setting)] = cell
         self._dirty = True
+        row = self._row.get(cell.layer)
+        if row is not None:
+            self._dirty_rows.add(row)
         if not self._timer.isActive():
             self._timer.start()
 
     def set_result(self, result: SensitivityResult) -> None:
-        """The finished (or cached) table replaces whatever streamed in."""
-        self.plan(result.settings, result.layers, result.baseline, result.metric,
-                  inverse=bool(result.inverse) or None)
+        """The finished (or cached) table replaces whatever streamed in; when its layers, settings
+        and columns are those already laid out (the sweep that just streamed), in place."""
+        inverse = any(s.technique == "quantize" for s in result.settings) if not result.inverse else True
+        same = (tuple(result.settings) == self.settings and tuple(result.layers) == self.layers
+                and result.metric == self.metric and inverse == self.inverse_column and bool(self.layers))
+        if same:
+            self.baseline = result.baseline
+            self._cells = {(c.layer, c.setting): c for c in result.cells}
+            self._inverse = {c.layer: c for c in result.inverse}
+            self._dirty_rows.update(range(len(self.layers)))
+        else:
+            self.plan(result.settings, result.layers, result.baseline, result.metric,
+                      inverse=bool(result.inverse) or None)
+            self._cells.update({(c.layer, c.setting): c for c in result.cells})
+            self._inverse.update({c.layer: c for c in result.inverse})
         self.all_int8 = result.all_int8
-        self._cells.update({(c.layer, c.setting): c for c in result.cells})
-        self._inverse.update({c.layer: c for c in result.inverse})
         self._dirty = True
         self.flush()
 
@@ -131,13 +152,18 @@ class SensitivityTableModel(QAbstractTableModel):
         self.plan((), (), math.nan, self.metric)
 
     def flush(self) -> None:
-        """One dataChanged for the whole table: cheaper than one per cell at 15 Hz."""
+        """One dataChanged per row that got cells since the last flush (its mean and keep-float
+        cells change with it): the view repaints those rows only."""
         self._timer.stop()
         if not self._dirty:
             return
         self._dirty = False
-        if self.rowCount() and self.columnCount():
-            self.dataChanged.emit(self.index(0, 0), self.index(self.rowCount() - 1, self.columnCount() - 1))
+        rows, self._dirty_rows = sorted(r for r in self._dirty_rows if r < self.rowCount()), set()
+        self.changed_layers = frozenset(self.layers[r] for r in rows)
+        last = self.columnCount() - 1
+        if last >= 0:
+            for row in rows:
+                self.dataChanged.emit(self.index(row, 0), self.index(row, last))
         self.cellsChanged.emit()
 
     # --- queries -------------------------------------------------------------------------
