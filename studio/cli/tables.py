@@ -9,7 +9,7 @@ from studio.core.base.units import clip, format_bytes, format_count, format_flop
 from studio.core.report.compression import CompressionReport
 from studio.core.report.export import ExportReport
 from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, candidate_rows, file_line, latency_rows,
-                                            slower_message, speed_verdict_text, speedup_text,
+                                            not_faster_message, slower_message, speed_verdict_text, speedup_text,
                                             verification_rows)
 from studio.core.report.rows import compare_rows, headline, latency_is_simulated, speed, subline
 
@@ -70,7 +70,8 @@ def compression_summary(report: CompressionReport) -> str:
 
 def export_summary(report: ExportReport) -> str:
     """The export report as the CLI prints it: the rows the window's export panel shows."""
-    lines = (["⚠ " + slower_message(report), ""] if report.slower_than_fp32 else []) + [file_line(report)]
+    warning = slower_message(report) if report.slower_than_fp32 else not_faster_message(report)
+    lines = (["⚠ " + warning, ""] if warning else []) + [file_line(report)]
     lines.append("verified on held-out inputs: " + ", ".join(f"{label.lower()} {text}"
                                                            for label, text in verification_rows(report)[:5]))
     candidates = candidate_rows(report)

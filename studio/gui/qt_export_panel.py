@@ -20,7 +20,8 @@ from studio.core.pipelines.export import CALIBRATION_METHODS, FORMATS, INT8_MODE
 from studio.core.base.units import format_bytes
 from studio.core.report.export import ExportReport
 from studio.core.report.export_rows import (CANDIDATE_COLUMNS, LATENCY_COLUMNS, LATENCY_ROWS, VERIFY_ROWS,
-                                            candidate_rows, latency_rows, slower_message, speed_verdict_text, speedup_text,
+                                            candidate_rows, latency_rows, not_faster_message, slower_message,
+                                            speed_verdict_text, speedup_text,
                                             verification_rows)
 from studio.core.report.rows import DASH
 from studio.gui.qt_file_dialogs import open_file, save_file
@@ -330,6 +331,8 @@ class ExportPanel(QWidget):
         self._fill_candidates(report)
         if report.slower_than_fp32:
             self._warn(slower_message(report))
+        elif not_faster_message(report):
+            self._warn(not_faster_message(report))
         elif report.slower_than_uncompressed:
             self._warn("Slower than the uncompressed PyTorch model at batch 1 — compression saved size, "
                        "not time, on this runtime. Try another precision or format.")

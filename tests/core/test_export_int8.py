@@ -197,6 +197,31 @@ def test_pick_counts_speeds_within_noise_as_equal_and_the_budget_is_relative():
     assert pick(rows, fp32, 0.005)[0] == 0
 
 
+def test_pick_says_plainly_when_nothing_within_the_budget_is_faster_than_fp32():
+    """EfficientNet-Lite0 at 224 in LiteRT: only the dynamic file kept accuracy, at half fp32's
+    speed; the choice names that and the fastest candidate the budget ruled out."""
+    from studio.core.pipelines.export.candidates import NOT_FASTER, pick, within_budget
+
+    fp32 = {"accuracy": 0.9489}
+    rows = [dict(label="static", accuracy=0.9044, speed_vs_fp32=0.96, file_bytes=40),
+            dict(label="static, first conv_2d + last fully_connected float", accuracy=0.9289, speed_vs_fp32=1.00,
+                 file_bytes=41),
+            dict(label="dynamic", accuracy=0.9111, speed_vs_fp32=0.50, file_bytes=38),
+            dict(label="dynamic, first conv_2d + last fully_connected float", accuracy=0.9444, speed_vs_fp32=0.51,
+                 file_bytes=38)]
+    for row in rows:
+        row["within_budget"] = within_budget(row, fp32, 0.005)
+    index, why = pick(rows, fp32, 0.005)
+    assert index == 3 and why.startswith(NOT_FASTER) and "0.51× fp32's speed" in why
+    assert "the fastest candidate outside the budget is static, first conv_2d + last fully_connected float at 1.00×" \
+        in why and "accuracy 92.89%" in why and "no int8 setting tried is faster" in why
+    rows[0]["speed_vs_fp32"] = 1.48  # a faster one the budget ruled out: relaxing it would take that one
+    why = pick(rows, fp32, 0.005)[1]
+    assert "outside the budget is static at 1.48× (accuracy 90.44%)" in why and "relax the accuracy budget" in why
+    rows[3]["speed_vs_fp32"] = 1.30  # within the budget and faster: the ordinary rule
+    assert not pick(rows, fp32, 0.005)[1].startswith(NOT_FASTER)
+
+
 def test_speed_check_calls_overlapping_repeats_the_same_speed():
     from studio.core.pipelines.export.verify import speed_check
 

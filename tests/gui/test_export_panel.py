@@ -197,6 +197,32 @@ def test_int8_candidates_table_and_slower_than_fp32_banner(panel, digits_events)
     assert "1.600 ms vs 1.000 ms" in panel.banner.text()
 
 
+def test_auto_pick_no_faster_than_fp32_is_a_banner_and_the_cli_first_line(panel, digits_events):
+    """Every candidate within the budget as slow as fp32 (repeats within noise, so not 'slower'):
+    the window's banner and the CLI's first line still say it plainly."""
+    from studio.cli.tables import export_summary
+    from studio.core.report.export import ExportReport
+
+    finished = digits_events[-1]
+    report = finished.result.report.to_dict()
+    fp32 = dict(report["fp32"], latency_ms=1.0, accuracy=0.99)
+    rows = [dict(fp32, label="dynamic", mode="dynamic", latency_ms=1.1, speed_vs_fp32=0.92, size_vs_fp32=0.3,
+                 within_budget=True, chosen=True),
+            dict(fp32, label="static", mode="static", latency_ms=0.7, speed_vs_fp32=1.4, size_vs_fp32=0.28,
+                 within_budget=False, accuracy=0.9)]
+    report.update(precision="int8", int8_mode="dynamic", fp32=fp32, candidates=rows, slower_than_fp32=False,
+                  choice="NO CANDIDATE WITHIN THE BUDGET IS FASTER THAN THE FP32 FILE (…)",
+                  speed_checks={"1_thread": {"ratio": 0.95, "repeat_ratios": [0.9, 0.95, 1.1], "verdict": "same"},
+                                "2_thread": {"ratio": 0.92, "repeat_ratios": [0.8, 0.92, 1.2], "verdict": "same"}})
+    typed = ExportReport.from_dict(report)
+    panel.handle_event(Finished(ExportResult(finished.result.path, finished.result.report_path, typed)))
+    assert panel.banner.isVisible() and "NOT FASTER THAN FP32 IN ONNX RUNTIME" in panel.banner.text()
+    assert "0.92× its speed" in panel.banner.text()
+    assert "NO CANDIDATE WITHIN THE BUDGET IS FASTER" in panel.choice_label.text()
+    first = export_summary(typed).splitlines()[0]
+    assert first.startswith("⚠ NOT FASTER THAN FP32 IN ONNX RUNTIME")
+
+
 def test_result_scrolls_into_view_in_a_short_dock(qtbot, show, digits_events):
     """At 1366×768 the export dock is shorter than its form: a finished export scrolls the
     verification box into view instead of leaving it below the fold."""

@@ -107,6 +107,19 @@ def slower_message(report: ExportReport) -> str:
             "other format.")
 
 
+def not_faster_message(report: ExportReport) -> str:
+    """The prominent warning of an `auto` int8 pick no faster than the fp32 file (when the
+    final timing did not already call it slower); the choice text says what was ruled out."""
+    rows = report.candidates or ()
+    chosen = next((row for row in rows if row.chosen), None)
+    if report.slower_than_fp32 or len(rows) < 2 or chosen is None or chosen.speed_vs_fp32 is None \
+            or chosen.speed_vs_fp32 >= 1.05:
+        return ""
+    return (f"NOT FASTER THAN FP32 IN {report.runtime.upper()}: no int8 candidate within the accuracy budget is "
+            f"faster than the fp32 file (this one runs at {chosen.speed_vs_fp32:.2f}× its speed); it only saves size. "
+            "See the choice under the candidates.")
+
+
 def slower_than_uncompressed_message(report: ExportReport) -> str:
     return ("The exported model is slower than the uncompressed PyTorch model at batch 1 "
             f"({report.median_ms('runtime'):.3f} ms vs {report.median_ms('pytorch_uncompressed'):.3f} ms).")

@@ -10,6 +10,8 @@ from typing import Any
 from studio.core.pipelines.export.request import AGREEMENT_BUDGET
 
 SPEED_NOISE = 0.10  # speed ratios closer than this count as the same speed
+FASTER = 1.05       # a candidate is faster than the fp32 file above this speed ratio (verify.SAME_SPEED)
+NOT_FASTER = "NO CANDIDATE WITHIN THE BUDGET IS FASTER THAN THE FP32 FILE"
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def pick(rows: list[dict[str, Any]], fp32: dict[str, Any], budget: float) -> tup
         fast = [i for i in inside if rows[i]["speed_vs_fp32"] >= top / (1 + SPEED_NOISE)]
         best = max(fast, key=lambda i: (*_quality(rows[i]), -rows[i]["file_bytes"]))
         rest = f"; {len(rows) - len(inside)} outside it" if len(rows) > len(inside) else ""
+        if top < FASTER:
+            return best, _not_faster(rows, inside, best, measure)
         if len(fast) == 1:
             return best, (f"{rows[best]['label']}: the fastest of {len(inside)} candidate(s) within the budget "
                           f"({measure}){rest}")
@@ -99,3 +103,23 @@ def pick(rows: list[dict[str, Any]], fp32: dict[str, Any], budget: float) -> tup
                       f"most accurate of them{rest}")
     best = max(range(len(rows)), key=lambda i: _quality(rows[i]))
     return best, (f"no candidate is within the budget ({measure}); {rows[best]['label']} is the most accurate")
+
+
+def _not_faster(rows: list[dict[str, Any]], inside: list[int], best: int, measure: str) -> str:
+    """The plain words when every candidate within the budget is as slow as fp32 or slower:
+    what was picked anyway (the smallest file at that accuracy), and the fastest one the
+    budget ruled out."""
+    row = rows[best]
+    text = (f"{NOT_FASTER} ({len(inside)} within the budget: {measure}); {row['label']} is picked, the fastest of "
+            f"them (or equally fast and more accurate) at {row['speed_vs_fp32']:.2f}× fp32's speed, for size only")
+    outside = [i for i in range(len(rows)) if i not in inside]
+    if not outside:
+        return text + ". Export fp32 (or fp16) for speed: no int8 setting tried is faster in this runtime."
+    other = rows[max(outside, key=lambda i: rows[i]["speed_vs_fp32"])]
+    quality = (f"accuracy {other['accuracy']:.2%}" if other.get("accuracy") is not None
+               else f"top-1 agreement {(other.get('top1_agreement') or 0):.1%}")
+    text += (f"; the fastest candidate outside the budget is {other['label']} at {other['speed_vs_fp32']:.2f}× "
+             f"({quality})")
+    if other["speed_vs_fp32"] < FASTER:
+        return text + ". Export fp32 (or fp16) for speed: no int8 setting tried is faster in this runtime."
+    return text + ". Export fp32 (or fp16) for speed, or relax the accuracy budget to take that one."
