@@ -84,6 +84,7 @@ class MainWindow(QMainWindow):
         column.addWidget(self.layers, 1)
         self.stack = QStackedWidget()
         welcome = QScrollArea()  # scrolls rather than holding the window wide (a panel may open beside it)
+        welcome.setObjectName("welcomePage")
         welcome.setWidget(self.empty)
         welcome.setWidgetResizable(True)
         welcome.setFrameShape(QScrollArea.Shape.NoFrame)
@@ -116,9 +117,9 @@ class MainWindow(QMainWindow):
         return self.opening.last_trust_dialog
 
     def _place_docks(self) -> None:
-        """Run, Compare, Export and Sensitivity tabbed together, hidden until asked for: below the
-        tree in a tall window, beside it in a short one (qt_dock_layout)."""
-        self.dock_placement = DockPlacement(self, [*self.run.docks, self.sensitivity.dock], self.details, TALL_WINDOW)
+        """Run, Compare, Export and Sensitivity, hidden until asked for: tabbed below the tree in a
+        tall window; in a short one the first three beside it (qt_dock_layout)."""
+        self.dock_placement = DockPlacement(self, self.run.docks, [self.sensitivity.dock], self.details, TALL_WINDOW)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
