@@ -1,51 +1,31 @@
 """The README's sensitivity screenshot at a laptop's 1366×768, taken from the real window (offscreen): a finished
-default sweep of the digits sample, two layers' curves, and a plan fitted to 30 % of the size.
+default sweep of the digits sample, two layers' curves, and a plan fitted to 30 % of the size; light and dark.
 
-    QT_QPA_PLATFORM=offscreen python docs/make_sensitivity_screenshot.py
+    QT_QPA_PLATFORM=offscreen python docs/make_sensitivity_screenshot.py      # or: make screenshots
 """
 
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+from shots import application, main_window, save, wait
 
 
 def main() -> None:
-    from PySide6.QtCore import QSettings, Qt
-
+    app = application()
     from studio.core.model.loaders import LoadRequest
-    from studio.gui.qt_app import _application
-    from studio.gui.qt_main_window import MainWindow
+    from studio.gui.qt_theme import apply_theme
 
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)  # throw-away settings
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tempfile.mkdtemp())
-    app = _application()
-
-    def wait(predicate, timeout_s: float = 1200) -> None:
-        end = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > end:
-                raise SystemExit("screenshot: timed out")
-            app.processEvents()
-            time.sleep(0.01)
-
-    window = MainWindow()
-    window.resize(1366, 768)
-    window.show()
+    window = main_window()
     window.open_source(LoadRequest("sample:digits-cnn"))
     wait(lambda: window.opened is not None and not window.runner.busy)
     window.details.hide()
     sensitivity = window.sensitivity
     sensitivity.cache_dir = Path(os.environ.get("SENSITIVITY_CACHE") or tempfile.mkdtemp())
     sensitivity.show()
-    window.resizeDocks([sensitivity.dock], [int(window.height() * 0.5)], Qt.Orientation.Vertical)
     panel = sensitivity.panel
     panel.data_combo.setEditText("digits")
     started = time.monotonic()
@@ -63,9 +43,11 @@ def main() -> None:
     panel.fit_button.click()
     wait(lambda: sensitivity.fitted is not None and not window.run.runner.busy)
     window.layers.view.expandAll()
-    until = time.monotonic() + 0.5
-    wait(lambda: time.monotonic() > until)
-    window.grab().save(str(ROOT / "docs" / "screenshot-sensitivity.png"))
+    save(window, "screenshot-sensitivity.png")
+    apply_theme(app, "dark")
+    save(window, "screenshot-sensitivity-dark.png")
+    apply_theme(app, "light")
+    window.close()
 
 
 if __name__ == "__main__":

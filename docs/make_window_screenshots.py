@@ -7,62 +7,28 @@ SVD + int8 recipe marked (the Plan column, the what-if budget, one planned layer
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
-import time
-from pathlib import Path
+from shots import application, main_window, save, wait
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-SIZE = (1366, 768)
 # what a user who has been here before sees under "Recent" (illustrative paths)
 RECENT = (("sample:minilm-sentiment", None), ("~/models/efficientnet_lite0.py:Net", "~/models/lite0.safetensors"),
           ("~/models/bert-base-uncased/", None))
 
 
 def main() -> None:
-    from PySide6.QtCore import QSettings
-
-    QSettings.setDefaultFormat(QSettings.Format.IniFormat)  # throw-away settings: recent files, plan autosaves
-    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tempfile.mkdtemp())
+    app = application()
     from studio.core.base.resources import resource
     from studio.core.model.loaders import LoadRequest
     from studio.core.plan import CompressionPlan
-    from studio.gui.qt_app import _application
-    from studio.gui.qt_main_window import MainWindow
     from studio.gui.qt_resources import add_recent_source
     from studio.gui.qt_theme import apply_theme
 
     for source, weights in reversed(RECENT):
         add_recent_source(source, weights)
-    app = _application()
-
-    def wait(predicate, timeout_s: float = 600) -> None:
-        end = time.monotonic() + timeout_s
-        while not predicate():
-            if time.monotonic() > end:
-                raise SystemExit("screenshots: timed out")
-            app.processEvents()
-            time.sleep(0.01)
-
-    def settle(seconds: float = 0.5) -> None:
-        until = time.monotonic() + seconds
-        wait(lambda: time.monotonic() > until)
-
-    def save(name: str) -> None:
-        settle()
-        window.grab().save(str(ROOT / "docs" / name))
-        print("wrote", f"docs/{name}")
-
     apply_theme(app, "light")
-    window = MainWindow()
-    window.resize(*SIZE)
-    window.show()
-    save("screenshot-welcome.png")
+    window = main_window()
+    save(window, "screenshot-welcome.png")
     apply_theme(app, "dark")
-    save("screenshot-welcome-dark.png")
+    save(window, "screenshot-welcome-dark.png")
     apply_theme(app, "light")
 
     window.open_source(LoadRequest("sample:minilm-sentiment"))
@@ -75,7 +41,7 @@ def main() -> None:
     chosen = layers.proxy.mapFromSource(layers.model.index_of(tree["bert.encoder.layer.0.intermediate.dense"]))
     layers.view.setCurrentIndex(chosen)
     layers.view.scrollTo(chosen)
-    save("screenshot-minilm.png")
+    save(window, "screenshot-minilm.png")
     window.close()
 
 
