@@ -99,6 +99,10 @@ class Sampler(threading.Thread):
             frame = sys._current_frames().get(self.thread_id)
             if frame is not None:
                 self.samples.append((time.perf_counter(), _frames(frame)))
+            # Never hold a frame past the sample: a held frame keeps its locals alive, and a
+            # paintEvent's QPainter that outlives the paint crashed the process (QBackingStore::
+            # endPaint() called with active painter, then a segfault).
+            del frame
 
 
 class Trace:
