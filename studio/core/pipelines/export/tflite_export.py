@@ -108,6 +108,35 @@ def quantize(src: Path, dst: Path, precision: str, mode: str,
                           "Try fp32 or ONNX.") from exc
 
 
+def xnnpack_coverage(path: Path, threads: int = 1) -> dict:
+    """How much of the file LiteRT hands to its default XNNPACK delegate, as the interpreter
+    the studio times it with builds it: {"ops", "delegated", "partitions", "undelegated": op
+    names run by the built-in kernels}. A partition's ops are those between its input and
+    output tensors (walked back from its outputs)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path), num_threads=threads)
+    interpreter.allocate_tensors()
+    nodes = interpreter._get_ops_details()  # the model's ops, then one DELEGATE node per partition
+    ops = [n for n in nodes if n["op_name"] != "DELEGATE"]
+    producer = {int(t): n["index"] for n in ops for t in n["outputs"]}
+    by_index = {n["index"]: n for n in ops}
+    delegated: set[int] = set()
+    partitions = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    for node in partitions:
+        boundary = {int(t) for t in node["inputs"]}
+        todo = [int(t) for t in node["outputs"]]
+        while todo:
+            tensor = todo.pop()
+            index = producer.get(tensor)
+            if tensor in boundary or index is None or index in delegated:
+                continue
+            delegated.add(index)
+            todo += [int(t) for t in by_index[index]["inputs"] if t >= 0]
+    return {"ops": len(ops), "delegated": len(delegated), "partitions": len(partitions),
+            "undelegated": [n["op_name"] for n in ops if n["index"] not in delegated]}
+
+
 def signature_inputs(path: Path) -> list[str]:
     """Input names of the serving signature, in the order the wrapper takes them."""
     from ai_edge_litert.interpreter import Interpreter
