@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MINILM_RECIPE = {"rules": [{"layers": "bert.encoder.layer.*.intermediate.dense",
                             "prune": {"mode": "structured", "amount": 0.5}}]}
+LITE0_FILE = Path(__file__).resolve().parents[1] / "resources" / "recipes" / "lite0-prune.yaml"
 LITE0_RECIPE = {"rules": [{"layers": "_blocks.*._expand_conv", "prune": {"mode": "structured", "amount": 0.3}}]}
 
 
@@ -60,6 +61,17 @@ def lite0(res: int = 64):
     return loaded, data, LITE0_RECIPE, "prune structured 30 % of _blocks.*._expand_conv"
 
 
+def lite0_recipe(args):
+    """The recipe file's rules and fine-tuning settings (`--lite0-recipe`), or the built-in 30 % plan."""
+    if not args.lite0_recipe:
+        return lite0()
+    import yaml
+
+    loaded, data, _, _ = lite0()
+    recipe = yaml.safe_load(Path(args.lite0_recipe).read_text())
+    return loaded, data, recipe, f"{args.lite0_recipe}: {json.dumps(recipe['rules'])}"
+
+
 def measure(name: str, build, args) -> dict:
     import torch
 
@@ -69,9 +81,12 @@ def measure(name: str, build, args) -> dict:
     from studio.core.pipelines.run import run
 
     loaded, data, recipe, what = build()
-    lr = args.lr if args.lr == "auto" else float(args.lr)
-    settings = FinetuneSettings(epochs=args.epochs, distill=True, lr=lr, max_steps=args.max_steps,
-                                recalibrate_bn=args.recalibrate_bn == "yes", batchnorm=args.batchnorm)
+    given = {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr, "head_lr": args.head_lr,
+             "batchnorm": args.batchnorm,
+             "recalibrate_bn": None if args.recalibrate_bn is None else args.recalibrate_bn == "yes"}
+    given = {k: (float(v) if k in ("lr", "head_lr") and v != "auto" else v) for k, v in given.items() if v is not None}
+    settings = FinetuneSettings.from_dict({"epochs": 1, "distill": True,
+                                           **recipe.get("settings", {}).get("finetune", {}), **given})
     loads, notes, losses, start, cpu = [], [], [], time.perf_counter(), time.process_time()
     result = None
     for event in run(loaded, CompressionPlan.from_dict(recipe), data, settings):
@@ -90,7 +105,7 @@ def measure(name: str, build, args) -> dict:
     return {
         "model": loaded.name, "recipe": what,
         "data": f"{data.name}: {len(data.train_idx)} train / {len(data.val_idx)} validation",
-        "epochs": args.epochs, "steps": finetune["steps"], "resolved": finetune["resolved"],
+        "epochs": settings.epochs, "steps": finetune["steps"], "resolved": finetune["resolved"],
         "original_accuracy": round(report["before"]["accuracy"], 4),
         "pruned_accuracy_before_finetune": round(finetune["start"]["accuracy"], 4),
         "accuracy_after_finetune": round(report["after"]["accuracy"], 4),
@@ -112,12 +127,14 @@ def measure(name: str, build, args) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", default="both", choices=["minilm", "lite0", "both"])
-    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the recipe's, else 1")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--max-steps", type=int, default=None, help="a shorter smoke run")
-    parser.add_argument("--lr", default="auto")
-    parser.add_argument("--recalibrate-bn", default="yes", choices=["yes", "no"])
-    parser.add_argument("--batchnorm", default="auto", choices=["auto", "train", "frozen"])
+    parser.add_argument("--lr", default=None, help="default: the recipe's, else auto")
+    parser.add_argument("--head-lr", default=None, help="the output layer's lr as a multiple of lr")
+    parser.add_argument("--recalibrate-bn", default=None, choices=["yes", "no"])
+    parser.add_argument("--batchnorm", default=None, choices=["auto", "train", "frozen"])
+    parser.add_argument("--lite0-recipe", default=str(LITE0_FILE), help="'' for the built-in 1-epoch 30 % plan")
     args = parser.parse_args()
     import torch
 
@@ -127,7 +144,7 @@ def main() -> None:
     if args.model in ("minilm", "both"):
         out["minilm"] = measure("minilm", minilm, args)
     if args.model in ("lite0", "both"):
-        out["efficientnet_lite0"] = measure("lite0", lite0, args)
+        out["efficientnet_lite0"] = measure("lite0", lambda: lite0_recipe(args), args)
     print(json.dumps(out, indent=1))
 
 

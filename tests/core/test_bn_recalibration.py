@@ -127,7 +127,7 @@ def test_batchnorm_settings_are_checked_and_auto_resolves_per_family():
 
     with pytest.raises(StudioError, match="batchnorm must be one of auto, train, frozen"):
         FinetuneSettings.from_dict({"batchnorm": "off"})
-    with pytest.raises(StudioError, match="recalibrate_bn must be true or false"):
+    with pytest.raises(StudioError, match='recalibrate_bn must be true, false or "auto"'):
         FinetuneSettings.from_dict({"recalibrate_bn": "yes"})
     assert (LARGE_CNN.batchnorm, SMALL_NET.batchnorm, TRANSFORMER.batchnorm) == ("frozen", "train", "train")
     big = nn.Sequential(nn.Conv2d(3, 1024, 3), nn.BatchNorm2d(1024), nn.Conv2d(1024, 1024, 1))

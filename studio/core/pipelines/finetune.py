@@ -47,8 +47,10 @@ class FinetuneSettings:
     weight_decay: float | str = AUTO
     grad_clip: float = 1.0        # max global gradient norm; 0 turns clipping off
     patience: int = 3             # evaluations without improvement before stopping; 0: never early
-    recalibrate_bn: bool = True   # re-estimate BatchNorm statistics after compressing (kept only if better)
+    recalibrate_bn: bool | str = AUTO  # re-estimate BatchNorm statistics after compressing (kept only if better)
     batchnorm: str = AUTO         # while fine-tuning: "train" (batch statistics) or "frozen" (running ones)
+    head_lr: float | str = AUTO   # the output layer's lr as a multiple of lr (it must re-learn what pruning moved)
+    refit_head: bool | str = AUTO  # re-fit the output layer on the compressed features first (kept only if better)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> FinetuneSettings:
@@ -124,6 +126,9 @@ def _problem(key: str, value: Any) -> str | None:
         return None if auto else _number(key, value, 0, 0.9, 'fraction of the steps, or "auto"')
     if key == "weight_decay":
         return None if auto else _number(key, value, 0, 1, 'AdamW weight decay, or "auto"')
+    if key == "head_lr":
+        return None if auto else _number(key, value, 0, 1000, 'multiple of lr for the output layer, or "auto"',
+                                         low_open=True)
     if key == "alpha":
         return _number(key, value, 0, 1, "weight of the original's soft targets")
     if key == "temperature":
@@ -134,7 +139,11 @@ def _problem(key: str, value: Any) -> str | None:
         return _number(key, value, 0, 1e6, "weight of the attention-map loss")
     if key == "grad_clip":
         return _number(key, value, 0, 1e6, "max gradient norm; 0 turns clipping off")
-    if key in ("distill", "recalibrate_bn"):
+    if key == "refit_head":
+        return None if auto or isinstance(value, bool) else f'refit_head must be true, false or "auto", not {value!r}.'
+    if key == "recalibrate_bn":
+        return None if auto or isinstance(value, bool) else f'recalibrate_bn must be true, false or "auto", not {value!r}.'
+    if key == "distill":
         return None if isinstance(value, bool) else f"{key} must be true or false, not {value!r}."
     if key == "batchnorm":
         return None if value in BATCHNORM else f"batchnorm must be one of {', '.join(BATCHNORM)}, not {value!r}."
@@ -157,7 +166,7 @@ def _normalise(key: str, value: Any) -> Any:
         return int(value)
     if key == "eval_interval" and value != AUTO:
         return int(value)
-    if key in ("lr", "warmup", "weight_decay") and value != AUTO:
+    if key in ("lr", "warmup", "weight_decay", "head_lr") and value != AUTO:
         return float(value)
     return value
 
@@ -173,6 +182,9 @@ class Defaults:
     weight_decay: float
     why: str
     batchnorm: str = "train"
+    head_lr: float = 1.0
+    refit_head: bool = False
+    recalibrate_bn: bool = True
 
 
 TRANSFORMER = Defaults("pretrained transformer", 3e-5, "linear", 0.1, 0.01,
@@ -184,7 +196,20 @@ SMALL_NET = Defaults("small network", 1e-3, "constant", 0.0, 0.0,
 LARGE_CNN = Defaults("pretrained CNN", 1e-4, "cosine", 0.05, 1e-4,
                      "CNN with ≥ 1M parameters (likely pretrained): AdamW 1e-4, 5 % warm-up, cosine decay, "
                      "BatchNorm statistics frozen (Keras' transfer-learning advice: training-mode BatchNorm on "
-                     "small or shifted batches trains one normalisation and evaluates another)", "frozen")
+                     "small or shifted batches trains one normalisation and evaluates another); after compressing, "
+                     "the output layer re-fitted on the compressed features and BatchNorm statistics not "
+                     "re-estimated (EfficientNet-Lite0 on digits, 30 % pruned: 10.0 % → 96.4 % re-fitted; "
+                     "re-estimated first: 58.0 %)", "frozen", refit_head=True, recalibrate_bn=False)
+
+
+def recalibrates_bn(settings: FinetuneSettings, model: nn.Module) -> bool:
+    """Whether a run re-estimates BatchNorm statistics after compressing ("auto": the family's default)."""
+    return model_family(model).recalibrate_bn if settings.recalibrate_bn == AUTO else bool(settings.recalibrate_bn)
+
+
+def refit_head(settings: FinetuneSettings, model: nn.Module) -> bool:
+    """Whether a run re-fits the output layer after compressing ("auto": the family's default)."""
+    return model_family(model).refit_head if settings.refit_head == AUTO else bool(settings.refit_head)
 
 
 def model_family(model: nn.Module) -> Defaults:
@@ -211,6 +236,7 @@ class Resolved:
     total_steps: int
     why: str
     batchnorm: str = "train"  # "frozen": BatchNorm layers normalise with their running statistics
+    head_lr: float = 1.0      # the output layer's lr as a multiple of `lr`
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -219,23 +245,24 @@ class Resolved:
         warm = f", {self.warmup_steps} warm-up steps" if self.warmup_steps else ""
         clip = f", gradients clipped at norm {self.grad_clip:g}" if self.grad_clip else ""
         frozen = ", BatchNorm statistics frozen" if self.batchnorm == "frozen" else ""
-        return (f"AdamW lr {self.lr:g} ({self.schedule}{warm}), weight decay {self.weight_decay:g}{clip}{frozen}; "
+        head = f", output layer at {self.head_lr:g}× lr" if self.head_lr != 1 else ""
+        return (f"AdamW lr {self.lr:g} ({self.schedule}{warm}){head}, weight decay {self.weight_decay:g}{clip}{frozen}; "
                 f"evaluating every {self.eval_interval} steps")
 
 
 def resolve(settings: FinetuneSettings, model: nn.Module, total_steps: int) -> Resolved:
     defaults = model_family(model)
-    explicit = [k for k in ("lr", "schedule", "warmup", "weight_decay") if getattr(settings, k) != AUTO]
+    keys = ("lr", "schedule", "warmup", "weight_decay", "head_lr")
+    explicit = [k for k in keys if getattr(settings, k) != AUTO]
     why = defaults.why if not explicit else f"{', '.join(explicit)} from the settings; the rest for a {defaults.why}"
-    pick = {k: (getattr(defaults, k) if getattr(settings, k) == AUTO else getattr(settings, k))
-            for k in ("lr", "schedule", "warmup", "weight_decay")}
+    pick = {k: (getattr(defaults, k) if getattr(settings, k) == AUTO else getattr(settings, k)) for k in keys}
     interval = settings.eval_interval
     if interval == AUTO:  # four evaluations per run (each is a pass over the validation split)
         interval = max(1, math.ceil(total_steps / 4))
     batchnorm = defaults.batchnorm if settings.batchnorm == AUTO else settings.batchnorm
     return Resolved(defaults.family, float(pick["lr"]), str(pick["schedule"]),
                     int(round(float(pick["warmup"]) * total_steps)), float(pick["weight_decay"]),
-                    float(settings.grad_clip), int(interval), total_steps, why, batchnorm)
+                    float(settings.grad_clip), int(interval), total_steps, why, batchnorm, float(pick["head_lr"]))
 
 
 def lr_factor(step: int, resolved: Resolved) -> float:
@@ -251,13 +278,23 @@ def lr_factor(step: int, resolved: Resolved) -> float:
     return max(0.0, 1 - progress)
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
-    """No decay for biases and normalisation weights (1-D tensors), as in BERT/timm recipes."""
+def output_layer(model: nn.Module) -> nn.Module | None:
+    """The last Linear/Conv2d registered: a classifier's head (`fc`, `classifier`, `_fc`)."""
+    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
+    return layers[-1] if layers else None
+
+
+def param_groups(model: nn.Module, weight_decay: float, head_lr: float = 1.0) -> list[dict[str, Any]]:
+    """No decay for biases and normalisation weights (1-D tensors), as in BERT/timm recipes; with
+    `head_lr` ≠ 1 the output layer gets its own groups, their lr scaled by `lr_scale`."""
+    head = output_layer(model) if head_lr != 1 else None
+    own = {id(p) for p in head.parameters()} if head is not None else set()
     params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.dim() >= 2]
-    plain = [p for p in params if p.dim() < 2]
-    return [g for g in ({"params": decay, "weight_decay": weight_decay}, {"params": plain, "weight_decay": 0.0})
-            if g["params"]]
+    groups = []
+    for scale, members in ((1.0, [p for p in params if id(p) not in own]), (head_lr, [p for p in params if id(p) in own])):
+        groups += [{"params": [p for p in members if p.dim() >= 2], "weight_decay": weight_decay, "lr_scale": scale},
+                   {"params": [p for p in members if p.dim() < 2], "weight_decay": 0.0, "lr_scale": scale}]
+    return [g for g in groups if g["params"]]
 
 
 FUSED_DEVICES = ("cpu", "cuda")

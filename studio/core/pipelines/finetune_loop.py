@@ -159,7 +159,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
     resolved = resolve(settings, student, total)
     student.to(device)
     masks = [(weight, mask.to(weight.device)) for weight, mask in masks]  # the weights moved; their masks follow
-    optimizer = adamw(param_groups(student, resolved.weight_decay), resolved.lr)
+    optimizer = adamw(param_groups(student, resolved.weight_decay, resolved.head_lr), resolved.lr)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     yield StageStarted("finetune", f"{settings.epochs} epoch(s), {total} steps on {device.type}"
                        + (", distillation" if settings.distill else "") + f"; {resolved.describe()}")
@@ -187,7 +187,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
                 cancel.raise_if_cancelled()
                 lr = resolved.lr * scale * lr_factor(step, resolved)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr
+                    group["lr"] = lr * group.get("lr_scale", 1.0)
                 try:
                     loss = loss_fn(batch)
                     value = float(loss.detach())

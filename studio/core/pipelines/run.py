@@ -18,8 +18,9 @@ from studio.core.base.errors import StudioError
 from studio.core.pipelines.bn_recalibration import batchnorms, recalibration_stage
 from studio.core.pipelines.evaluate import batch_one, metrics_from
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
-from studio.core.pipelines.finetune import FinetuneSettings
+from studio.core.pipelines.finetune import FinetuneSettings, recalibrates_bn, refit_head
 from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points, validation_outputs
+from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.model.measure import fidelity, figures
@@ -92,6 +93,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         history: list[dict[str, Any]] = []
         outcome: FinetuneOutcome | None = None
         recalibration: dict[str, Any] | None = None  # BatchNorm re-estimation: its metrics, whether kept
+        refit: dict[str, Any] | None = None  # the output layer re-fitted (head_refit): its metrics, whether kept
         if dataset is not None:
             stage = "evaluate"
             yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
@@ -101,10 +103,15 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                 yield Metric(0, "original/accuracy", float(before.accuracy))
             after = metrics_from((yield from validation_outputs(student, dataset, cancel, "compressed")), dataset,
                                  reference=reference)
-            if settings.recalibrate_bn and result.changes and batchnorms(student):
+            if recalibrates_bn(settings, student) and result.changes and batchnorms(student):
                 pruned = after
                 student, after, kept = yield from recalibration_stage(student, dataset, cancel, reference, after)
                 recalibration = {"kept": kept, "before": pruned.to_dict(), "after": after.to_dict()}
+            if result.changes and refit_head(settings, student):
+                pruned = after
+                student, after, kept, why = yield from head_refit_stage(student, loaded.module, dataset, settings,
+                                                                        cancel, reference, after)
+                refit = {"kept": kept, "before": pruned.to_dict(), "after": after.to_dict(), "why": why}
             for point in metric_points(0, after):
                 history.append(point.__dict__)
                 yield point
@@ -118,7 +125,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                                                        reference, after, masks, cancel, device), history)
                 steps_done = outcome.steps
                 after = outcome.best  # the validation metrics of the weights kept
-            if outcome is not None or (recalibration or {}).get("kept"):  # the weights changed since compress
+            if outcome is not None or (recalibration or {}).get("kept") or (refit or {}).get("kept"):  # weights changed
                 report = report.with_after(ModelFigures(**figures(student, loaded.input_spec).to_dict()),
                                            OutputFidelity(**fidelity(loaded.module, student, batches or []).to_dict()))
             report = replace(report, before=replace(report.before, accuracy=before.accuracy, loss=before.loss,
@@ -136,7 +143,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                            history=tuple(HistoryPoint(**point) for point in history),
                            data=dataset.name if dataset else None,
                            settings={"finetune": settings.to_dict(), "device": str(pick_device()),
-                                     **({"bn_recalibration": recalibration} if recalibration else {})},
+                                     **({"bn_recalibration": recalibration} if recalibration else {}),
+                                     **({"head_refit": refit} if refit else {})},
                            finetune=FinetuneSummary.from_dict(outcome.to_dict()) if outcome is not None else None)
         report = replace(report, before=replace(report.before, latency_ms=timing.before_ms),
                          after=replace(report.after, latency_ms=timing.after_ms))
