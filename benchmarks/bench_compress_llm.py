@@ -4,13 +4,16 @@
 The model is bench_inspect_process's 135 M Llama (SmolLM-135M's shape, random weights, tied
 embeddings; built once under --models-dir and reused), given a word-level tokenizer trained on
 the bundled text so `text:` data can window it. Measured: peak RSS of the compress process
-(os.wait4), next to the fp32 model's bytes (target: peak <= 1.5x), and to two reference
-processes measured the same way: the imports alone, and the imports plus loading the model;
+(os.wait4), next to the fp32 model's bytes (target: peak <= 1.5x), and to three reference
+processes measured the same way: the imports alone, the imports plus loading the model, and
+the same compression with the original kept (`run(..., owned=False)`, what the window's
+in-process path does: the original is measured after compressing, so it stays loaded) — the
+CLI compresses its own model in place (`owned=True`); `--no-copy-reference` skips that one;
 wall and CPU time; perplexity before/after int4 on the bundled text (random weights: a smoke
 number, not a quality figure); the packed bytes in the saved folder against the formula
 ceil(N*K/2) + 4*N*groups summed over the Linears.
 
-    python benchmarks/bench_compress_llm.py [--models-dir DIR] [--group-size 64]
+    python benchmarks/bench_compress_llm.py [--models-dir DIR] [--group-size 64] [--no-copy-reference]
 """
 
 from __future__ import annotations
@@ -51,6 +54,24 @@ def text_model(llama: Path) -> Path:
     return folder
 
 
+# the CLI's compress, but keeping the original (as a caller that goes on using it must)
+KEEP_ORIGINAL = """
+import sys
+from studio.core.base.events import Finished
+from studio.core.data.sources import open_dataset
+from studio.core.pipelines.compressed_dir import save_compressed
+from studio.core.pipelines.opening import LoadRequest, load_model
+from studio.core.pipelines.run import run
+from studio.core.plan import CompressionPlan
+folder, recipe, out, data = sys.argv[1:5]
+loaded = load_model(LoadRequest(folder))
+plan = CompressionPlan.load(recipe)
+events = run(loaded, plan, open_dataset(data, loaded), owned=False)
+result = next(e.result for e in events if isinstance(e, Finished))
+save_compressed(result, out, force=True)
+"""
+
+
 def linear_shapes(config: dict) -> list[tuple[int, int]]:
     """(out, in) of every Linear of a Llama config, the output layer included."""
     hidden, inter = config["hidden_size"], config["intermediate_size"]
@@ -64,6 +85,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models-dir", default="/tmp/bench/models")
     parser.add_argument("--group-size", type=int, default=64)
+    parser.add_argument("--no-copy-reference", action="store_true", help="skip the run that keeps the original")
     args = parser.parse_args()
     from safetensors import safe_open
 
@@ -86,6 +108,8 @@ def main() -> None:
         run = timed_process([py, "-m", "studio", "compress", str(folder), "--recipe", str(recipe), "--out", str(out),
                              "--data", f"text:{TEXT}", "--json", "--force"])
         report = json.loads(run["stdout"])
+        kept = None if args.no_copy_reference else timed_process([py, "-c", KEEP_ORIGINAL, str(folder), str(recipe),
+                                                                   str(Path(tmp) / "kept"), f"text:{TEXT}"])
         with safe_open(str(out / "model.safetensors"), "pt") as f:
             packed = {k: f.get_tensor(k) for k in f.keys() if k.endswith((".codes", ".scales"))}
         packed_bytes = sum(t.numel() * t.element_size() for t in packed.values())
@@ -102,6 +126,9 @@ def main() -> None:
         "reference_imports_rss_mb": round(imports["rss_mb"], 1),
         "reference_load_only_rss_mb": round(loading["rss_mb"], 1),
         "ratio_above_imports_to_fp32": round((peak - imports["rss_mb"]) * mb / fp32_bytes, 3),
+        "reference_original_kept_rss_mb": None if kept is None else round(kept["rss_mb"], 1),
+        "reference_original_kept_ratio_to_fp32": None if kept is None else round(kept["rss_mb"] * mb / fp32_bytes, 3),
+        "reference_original_kept_wall_s": None if kept is None else round(kept["wall"], 2),
         "compress_wall_s": round(run["wall"], 2),
         "compress_cpu_s": round(run["cpu"], 2),
         "load_only_wall_s": round(loading["wall"], 2),

@@ -148,7 +148,7 @@ def _compress(args: argparse.Namespace) -> int:
         cancel = CancelToken()
         progress = TerminalProgress(quiet=args.json)
         with cancel_on_sigint(cancel):
-            result = progress.consume(run(loaded, plan, dataset, settings, cancel))
+            result = progress.consume(run(loaded, plan, dataset, settings, cancel, owned=True))  # exits after saving
         if result is None:
             return 130
         if cancel.cancelled:  # Ctrl-C in a stage that finished without checking (latency)

@@ -43,24 +43,55 @@ class Fidelity:
 
 def _stored_arrays(model: nn.Module) -> Iterable[np.ndarray]:
     """What a file of this model would hold: quantized layers as their integer codes and
-    scales (modules providing `storage_arrays()`), every other tensor as is, ties once."""
-    seen: set[int] = set()
+    scales (modules providing `storage_arrays()`), every other tensor as is, ties once.
+
+    A weight tied between two quantized layers on the same grid (an LM head and its embedding,
+    both int8 per row) is one table: the second layer adds only its own extras (`storage_key()`
+    says which table a layer stores). A float layer sharing a quantized layer's weight still
+    needs the float tensor, so it is counted too. As `quant_modules.storage_bytes`, but buffers
+    that are not saved (position ids, rotary tables) count here as they always have."""
+    counted: set[int] = set()
+    tables: set[object] = set()
     for module in model.modules():
         arrays = getattr(module, "storage_arrays", None)
         if callable(arrays):
-            for tensor in list(module.parameters(recurse=False)) + list(module.buffers(recurse=False)):
-                seen.add(id(tensor))
-            yield from arrays()
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        if id(tensor) not in seen:
-            seen.add(id(tensor))
-            yield tensor.detach().cpu().contiguous().view(torch.uint8).numpy() if tensor.dtype == torch.bfloat16 \
-                else tensor.detach().cpu().contiguous().numpy()
+            key_of = getattr(module, "storage_key", None)
+            key = key_of() if callable(key_of) else None
+            if key is None:
+                yield from arrays()
+            else:
+                yield from arrays(weight=key not in tables)
+                tables.add(key)
+            continue
+        for tensor in (*module.parameters(recurse=False), *module.buffers(recurse=False)):
+            if id(tensor) not in counted:
+                counted.add(id(tensor))
+                yield _as_array(tensor)
+
+
+def _as_array(tensor: torch.Tensor) -> np.ndarray:
+    """A numpy view of the tensor's bytes (no copy for a contiguous CPU tensor)."""
+    tensor = tensor.detach().cpu().contiguous()
+    return tensor.view(torch.uint8).numpy() if tensor.dtype == torch.bfloat16 else tensor.numpy()
 
 
 def stored_bytes(module: nn.Module) -> int:
     """Bytes a file would hold for this module's subtree at its real bit widths."""
     return sum(array.nbytes for array in _stored_arrays(module))
+
+
+ZLIB_CHUNK = 4 << 20  # bytes handed to zlib at a time: no whole-tensor copy (an LLM's embedding is 100+ MiB)
+
+
+def zlib_size(array: np.ndarray, level: int = 6) -> int:
+    """len(zlib.compress(array.tobytes(), level)), streamed in chunks over a view of the array's
+    memory, so neither the raw bytes nor the compressed output is ever held whole."""
+    view = np.ascontiguousarray(array).reshape(-1).view(np.uint8)  # a view: no copy
+    stream = zlib.compressobj(level)
+    size = 0
+    for start in range(0, len(view), ZLIB_CHUNK):
+        size += len(stream.compress(view[start:start + ZLIB_CHUNK]))
+    return size + len(stream.flush())
 
 
 def figures(model: nn.Module, spec: InputSpec, tree: ModelTree | None = None) -> Figures:
@@ -69,9 +100,8 @@ def figures(model: nn.Module, spec: InputSpec, tree: ModelTree | None = None) ->
     tree = tree or inspect_model(model, spec)
     dense = compressed = 0
     for array in _stored_arrays(model):
-        raw = np.ascontiguousarray(array).tobytes()
-        dense += len(raw)
-        compressed += len(zlib.compress(raw, 6))
+        dense += array.nbytes
+        compressed += zlib_size(array)
     return Figures(params=tree.total_params, nonzero_params=tree.total_params - tree.root.zero_params,
                    bytes=dense, compressed_bytes=compressed, flops=tree.total_flops)
 
@@ -99,10 +129,23 @@ def primary_output(output: Any) -> torch.Tensor:
 
 def fidelity(original: nn.Module, compressed: nn.Module, batches: Iterable[Batch]) -> Fidelity:
     """Max abs diff, cosine of flattened outputs, and top-1 agreement for 2-D (classifier) outputs."""
+    batches = list(batches)
+    return fidelity_to((primary_output(original(*args, **kwargs)) for args, kwargs in batches), compressed, batches)
+
+
+def reference_outputs(original: nn.Module, batches: Iterable[Batch]) -> list[torch.Tensor]:
+    """The original's outputs on `batches`, kept so a model compressed in place (the original is
+    gone by then) can still be compared: `fidelity_to(reference_outputs(m, b), compressed, b)`."""
+    with torch.no_grad():
+        return [primary_output(original(*args, **kwargs)).detach() for args, kwargs in batches]
+
+
+def fidelity_to(references: Iterable[torch.Tensor], compressed: nn.Module, batches: Iterable[Batch]) -> Fidelity:
+    """`fidelity` against the original's outputs, given one per batch (computed lazily or kept)."""
     max_abs, dot, norm_a, norm_b, agree, count, classifier = 0.0, 0.0, 0.0, 0.0, 0, 0, True
     with torch.no_grad():
-        for args, kwargs in batches:
-            a = primary_output(original(*args, **kwargs)).float()
+        for reference, (args, kwargs) in zip(references, batches):
+            a = reference.float()
             b = primary_output(compressed(*args, **kwargs)).float()
             if a.shape != b.shape:
                 raise ValueError(f"output shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")

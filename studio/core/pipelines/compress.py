@@ -1,8 +1,16 @@
 """Validate a plan, apply it to a copy of the model and measure before/after, as a
-cancellable generator of events shared by the CLI, the tests and the window."""
+cancellable generator of events shared by the CLI, the tests and the window.
+
+A caller that owns the model and needs nothing of the original afterwards (the CLI: its process
+opened the model and exits after saving) passes `owned=True`: the original is measured first
+(its tree, bytes and its outputs on the fidelity batches, which are small next to the weights)
+and then compressed in place, layer by layer, so original and copy are never held together and
+each replaced layer's float weights are freed as it goes. Without it the original is never
+changed (the window's loaded model, tests, sensitivity sweeps)."""
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, replace
 from typing import Iterator
@@ -10,6 +18,7 @@ from typing import Iterator
 from torch import nn
 
 from studio.core.pipelines.apply import apply_assignments_, editable_copy
+from studio.core.pipelines.in_place import FilePages
 from studio.core.base.cancel import CancelToken
 from studio.core.data.examples import Batch, example_batches
 from studio.core.base.errors import StudioError
@@ -17,7 +26,7 @@ from studio.core.base.events import Finished, LayerDone, Progress, StageStarted,
 from studio.core.model.inspection import inspect_model
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.model.loaders import require_weights
-from studio.core.model.measure import fidelity, figures, stored_bytes
+from studio.core.model.measure import fidelity, fidelity_to, figures, reference_outputs, stored_bytes
 from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import Assignments, resolve
@@ -31,6 +40,8 @@ TORCHSCRIPT_REFUSAL = ("This is a TorchScript model: rank reduction, pruning and
 
 @dataclass(frozen=True)
 class CompressionResult:
+    """`original.module` is `compressed` itself when it was compressed in place (`owned`)."""
+
     original: LoadedModel
     compressed: nn.Module
     plan: CompressionPlan
@@ -59,25 +70,44 @@ def validate(loaded: LoadedModel, plan: CompressionPlan) -> Assignments:
 
 def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | None = None,
              batches: list[Batch] | None = None, calibration: list[Batch] | None = None,
-             tree: ModelTree | None = None) -> Iterator[object]:
+             tree: ModelTree | None = None, owned: bool = False) -> Iterator[object]:
     """`tree`: the original's tree when the caller already built it (the window has), so the
-    original is not inspected twice."""
+    original is not inspected twice. `owned`: compress `loaded.module` itself (see the module
+    docstring); the caller must not need the original afterwards."""
     cancel = cancel or CancelToken()
     yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
     require_weights(loaded, "compressed")  # the what-if projection works without weights, compressing does not
     assignments = validate(loaded, plan)
     total = sum(len(layers) for layers in assignments.values())
-    yield StageStarted("apply", f"{total} layer assignment(s)")
+    spec = loaded.input_spec
+    fidelity_batches = batches if batches is not None else example_batches(loaded)
+    measure_seconds = 0.0
+    if owned:  # what the measure stage needs of the original, before it changes
+        yield StageStarted("measure", "the original, before compressing it in place")
+        start = time.perf_counter()
+        before_tree = tree if tree is not None and tree.input_spec == str(spec) else inspect_model(loaded.module, spec)
+        before = figures(loaded.module, spec, before_tree)
+        references = reference_outputs(loaded.module, fidelity_batches)
+        measure_seconds = time.perf_counter() - start
+        cancel.raise_if_cancelled()
+    yield StageStarted("apply", f"{total} layer assignment(s)" + (", in place" if owned else ""))
     start = time.perf_counter()
-    model = editable_copy(loaded.module, assignments)
+    model = loaded.module if owned else editable_copy(loaded.module, assignments)
     calibration_batches = calibration if calibration is not None else example_batches(loaded, split="train")
     context = ApplyContext(example_inputs=loaded.example_inputs(), calibration=lambda: iter(calibration_batches),
                            cancel=cancel)
+    pages = FilePages(model, [model.get_submodule(n) for layers in assignments.values() for n in layers]) \
+        if owned else None  # a file-mapped original's replaced weights leave memory as they go
     changes = []
     for change in apply_assignments_(model, assignments, context):
         changes.append(change)
+        if pages is not None:
+            pages.release_freed()
         yield LayerDone(change)
         yield Progress(len(changes), max(total, len(changes)), change.name)
+    if pages is not None:
+        gc.collect()
+        pages.close()
     model.eval()
     apply_seconds = time.perf_counter() - start
     for message in context.warnings:
@@ -85,21 +115,23 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     cancel.raise_if_cancelled()
     yield StageStarted("measure", "params, bytes, FLOPs and output fidelity")
     start = time.perf_counter()
-    spec = loaded.input_spec
     yield Progress(0, MEASURE_STEPS, "inspecting the original")  # determinate: the window shows an ETA
-    before_tree = tree if tree is not None and tree.input_spec == str(spec) else inspect_model(loaded.module, spec)
+    if not owned:
+        before_tree = tree if tree is not None and tree.input_spec == str(spec) else inspect_model(loaded.module, spec)
     cancel.raise_if_cancelled()
     yield Progress(1, MEASURE_STEPS, "inspecting the compressed model")
     after_tree = inspect_model(model, spec)
     cancel.raise_if_cancelled()
     yield Progress(2, MEASURE_STEPS, "bytes of the original")
-    before = figures(loaded.module, spec, before_tree)
+    if not owned:
+        before = figures(loaded.module, spec, before_tree)
     cancel.raise_if_cancelled()
     yield Progress(3, MEASURE_STEPS, "bytes of the compressed model")
     after = figures(model, spec, after_tree)
     cancel.raise_if_cancelled()
     yield Progress(4, MEASURE_STEPS, "output fidelity")
-    fid = fidelity(loaded.module, model, batches if batches is not None else example_batches(loaded))
+    fid = fidelity_to(references, model, fidelity_batches) if owned else \
+        fidelity(loaded.module, model, fidelity_batches)
     yield Progress(MEASURE_STEPS, MEASURE_STEPS, "measured")
     before_figures, after_figures = ModelFigures(**before.to_dict()), ModelFigures(**after.to_dict())
     report = CompressionReport(
@@ -108,7 +140,8 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
         fidelity=OutputFidelity(**fid.to_dict()),
         layers=tuple(_layer_row(c, before_tree, after_tree, model) for c in changes),
         warnings=tuple(context.warnings),
-        timing={"apply_s": round(apply_seconds, 3), "measure_s": round(time.perf_counter() - start, 3)})
+        timing={"apply_s": round(apply_seconds, 3),
+                "measure_s": round(time.perf_counter() - start + measure_seconds, 3)})
     yield Finished(CompressionResult(loaded, model, plan, tuple(changes), before_tree, after_tree, report))
 
 

@@ -20,6 +20,7 @@ from studio.core.pipelines.evaluate import batch_one, metrics_from
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings, recalibrates_bn, refit_head
 from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points, validation_outputs
+from studio.core.pipelines.in_place import forward_times, latency_after
 from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
 from studio.core.model.loaded_model import LoadedModel
@@ -61,8 +62,12 @@ def pick_device() -> torch.device:
 
 def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         settings: FinetuneSettings | None = None, cancel: CancelToken | None = None,
-        tree: ModelTree | None = None) -> Iterator[object]:
-    """`tree`: the original's tree when the caller already has it (passed on to `compress`)."""
+        tree: ModelTree | None = None, owned: bool = False) -> Iterator[object]:
+    """`tree`: the original's tree when the caller already has it (passed on to `compress`).
+    `owned`: the caller (the CLI) will not use the original afterwards, so it is evaluated and timed
+    first and then compressed in place (`compress(owned=True)`: never original and copy at once);
+    ignored when something after compressing needs the original (fine-tuning distils from it,
+    BatchNorm re-estimation compares against it, re-fitting the head learns from its outputs)."""
     settings = settings or FinetuneSettings()
     cancel = cancel or CancelToken()
     problems = settings.problems()
@@ -74,13 +79,29 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
     if settings.epochs and not settings.distill and not dataset.labeled:
         raise StudioError(f"{dataset.name} has no labels: fine-tune with distillation (--distill) instead.")
     stage, steps_done = "compress", 0
+    owned = owned and not settings.epochs and not (settings.recalibrate_bn and batchnorms(loaded.module)) \
+        and not (dataset is not None and refit_head(settings, loaded.module))
     try:
+        reference = before = original_ms = None
+        example = (batch_one(dataset) if dataset is not None else loaded.example_inputs()) if owned else None
+        if owned and dataset is not None:  # the original's outputs and metrics, before it changes
+            stage = "evaluate"
+            yield StageStarted("evaluate", f"the original on {dataset.name} ({len(dataset.val_idx)} samples), "
+                                           "before compressing it in place")
+            reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
+            before = metrics_from(reference, dataset)  # (against itself it would only add transients)
+        if owned:
+            stage = "latency"
+            yield StageStarted("latency", "batch-1 forward passes of the original, before compressing it in place")
+            original_ms = forward_times(loaded.module, example)
+            stage = "compress"
         batches = calibration = None
         if dataset is not None:
             batches = spread_batches(dataset, "val", 32, FIDELITY_BATCHES)
             calibration = [(a, k) for a, k, _ in dataset.batches("train", 32, pad="longest")][:FIDELITY_BATCHES]
         result: CompressionResult | None = None
-        for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration, tree=tree):
+        for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration, tree=tree,
+                              owned=owned):
             if isinstance(event, Finished):
                 result = event.result
             else:
@@ -97,8 +118,9 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         if dataset is not None:
             stage = "evaluate"
             yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
-            reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
-            before = metrics_from(reference, dataset, reference=reference)
+            if reference is None:
+                reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
+                before = metrics_from(reference, dataset)
             if before.accuracy is not None:
                 yield Metric(0, "original/accuracy", float(before.accuracy))
             after = metrics_from((yield from validation_outputs(student, dataset, cancel, "compressed")), dataset,
@@ -137,8 +159,10 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         else:
             example = loaded.example_inputs()
         stage = "latency"
-        yield StageStarted("latency", "batch-1 forward passes, original and compressed interleaved")
-        timing = compare_latency(loaded.module, student, example)
+        yield StageStarted("latency", "batch-1 forward passes, original and compressed interleaved" if original_ms is None
+                           else "batch-1 forward passes of the compressed model (the original was timed before)")
+        timing = compare_latency(loaded.module, student, example) if original_ms is None else \
+            latency_after(original_ms, student, example)
         report = RunReport.of(report, latency=SpeedComparison(**timing.to_dict()),
                            history=tuple(HistoryPoint(**point) for point in history),
                            data=dataset.name if dataset else None,
@@ -155,7 +179,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         if stage == "finetune":
             steps_done = max([0] + [h["step"] for h in history if h["name"] == "train/loss"])
         yield RunCancelled(stage, f"cancelled during {stage}" + (f" after {steps_done} fine-tuning steps" if steps_done else "")
-                           + "; the original model is unchanged")
+                           + ("; the original model is unchanged" if not owned else "; nothing was saved"))
 
 
 def _tracked(events: Iterator[object], history: list[dict[str, Any]]) -> Iterator[object]:

@@ -39,6 +39,9 @@ COMPUTE = torch.bfloat16
 ROWS = 1024  # quantize and pack this many output rows at a time: float temporaries stay small
 _ATEN = torch.ops.aten
 _SHELLS = contextvars.ContextVar("int4_shells", default=False)
+# (K, N) of the layer whose kernel call is running: the FLOP formula counts the logical product,
+# not the padded operands the kernel is given
+_LOGICAL = contextvars.ContextVar("int4_logical_shape", default=None)
 
 
 def kernel_available() -> bool:
@@ -177,7 +180,11 @@ class PackedInt4Linear(QuantLinear):
         flat = x.reshape(-1, self.in_features).to(COMPUTE)
         if k_pad != self.in_features:  # the short last group: zero inputs meet zero codes
             flat = F.pad(flat, (0, k_pad - self.in_features))
-        out = _ATEN._weight_int4pack_mm_for_cpu(flat.contiguous(), weight, self.config.group_size, sz)
+        token = _LOGICAL.set((self.in_features, self.out_features))
+        try:
+            out = _ATEN._weight_int4pack_mm_for_cpu(flat.contiguous(), weight, self.config.group_size, sz)
+        finally:
+            _LOGICAL.reset(token)
         out = out[:, :self.out_features].to(x.dtype)
         if self.bias is not None:
             out = out + self.bias.to(out.dtype)
@@ -188,9 +195,16 @@ class PackedInt4Linear(QuantLinear):
         bias = 4 * self.bias.numel() if self.bias is not None else 0
         return math.ceil(self.qweight.numel() / 2) + 4 * self.scales.numel() + bias
 
-    def storage_arrays(self) -> Iterator[np.ndarray]:
-        yield pack_nibbles(self.qweight.detach().cpu()).numpy()
-        yield self.scales.detach().float().cpu().numpy()
+    def storage_key(self) -> tuple[object, ...]:
+        return id(self.qweight), "int4-packed", self.config.group_size  # its own codes: never tied
+
+    def table_bytes(self) -> int:
+        return math.ceil(self.qweight.numel() / 2) + 4 * self.scales.numel()
+
+    def storage_arrays(self, weight: bool = True) -> Iterator[np.ndarray]:
+        if weight:
+            yield pack_nibbles(self.qweight.detach().cpu()).numpy()
+            yield self.scales.detach().float().cpu().numpy()
         if self.bias is not None:
             yield self.bias.detach().float().cpu().numpy()
 
@@ -241,7 +255,9 @@ def _load_tensor(target: torch.Tensor, state_dict: dict, key: str, missing: list
 
 def _register_flops() -> None:
     """The kernel is a matmul: 2·M·K·N, as torch counts the float Linear it replaces (torch's
-    counter has no formula for it, so realized layers would count no FLOPs)."""
+    counter has no formula for it, so realized layers would count no FLOPs). K and N are the
+    layer's own (logical) sizes, not the kernel's padded operands (N to 16, K to whole groups):
+    a packed 50-output head counts what the float head does, not 64 outputs."""
     from torch.utils.flop_counter import flop_registry, register_flop_formula
 
     if not kernel_available() or _ATEN._weight_int4pack_mm_for_cpu in flop_registry:
@@ -249,7 +265,8 @@ def _register_flops() -> None:
 
     @register_flop_formula(_ATEN._weight_int4pack_mm_for_cpu)
     def _int4_mm_flop(x_shape, w_shape, *args, out_shape=None, **kwargs) -> int:
-        return 2 * x_shape[0] * x_shape[1] * out_shape[1]
+        k, n = _LOGICAL.get() or (x_shape[1], out_shape[1])
+        return 2 * x_shape[0] * k * n
 
 
 _register_flops()

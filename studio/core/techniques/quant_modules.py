@@ -19,6 +19,7 @@ Grids follow the runtimes' defaults so the simulation matches what they will com
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import TYPE_CHECKING, Iterator
 
@@ -231,17 +232,35 @@ class _QuantBase(nn.Module):
         bias = self.bias.numel() if self.bias is not None else 0
         return quantized_storage_bytes(out, self.weight.numel() // out, bias, self.config)
 
-    def storage_arrays(self) -> Iterator[np.ndarray]:
-        """The arrays an exported file holds; their sizes add up to `weight_storage_bytes`."""
+    def storage_key(self) -> tuple[object, ...]:
+        """Which table this layer stores: its weight tensor and the grid the codes depend on (not
+        activations). Two layers tied to one weight on the same grid (an LM head and its
+        embedding, int8 per row) store one table; on different grids, two."""
+        config = self.config
+        grid = {"int8": config.per_channel, "int4": config.group_size}.get(config.dtype)
+        return id(self.weight), config.dtype, grid
+
+    def table_bytes(self) -> int:
+        """The weight's codes and scales alone (what a second layer tied to it does not store again)."""
+        out = self.weight.shape[0]
+        return quantized_storage_bytes(out, self.weight.numel() // out, 0, dataclasses.replace(self.config,
+                                                                                               activations=None))
+
+    def storage_arrays(self, weight: bool = True) -> Iterator[np.ndarray]:
+        """The arrays an exported file holds; their sizes add up to `weight_storage_bytes`
+        (without the weight's codes and scales when `weight` is False: a tied table stored once)."""
         with torch.no_grad():
-            w = self.weight.detach().float().cpu()
+            w = self.weight.detach().float().cpu() if weight else None
             bias = None if self.bias is None else self.bias.detach().float().cpu()
             if self.config.dtype == "fp16":
-                yield w.half().numpy()
+                if w is not None:
+                    yield w.half().numpy()
                 if bias is not None:
                     yield bias.half().numpy()
                 return
-            if self.config.dtype == "int4":
+            if w is None:
+                pass
+            elif self.config.dtype == "int4":
                 codes, scale = int4_codes(w, self.config.group_size)
                 nibbles = (codes.flatten().to(torch.int16) - INT4_MIN).to(torch.uint8)
                 if nibbles.numel() % 2:
@@ -255,9 +274,9 @@ class _QuantBase(nn.Module):
                 view = scale.reshape(-1, 1) if self.config.per_channel else scale
                 yield torch.clamp(torch.round(flat / view), -INT8_MAX, INT8_MAX).to(torch.int8).numpy()
                 yield scale.numpy()
-                if self.static:
-                    yield self.act_scale.detach().cpu().numpy()
-                    yield self.act_zero_point.detach().cpu().to(torch.uint8).numpy()
+            if self.config.dtype == "int8" and self.static:
+                yield self.act_scale.detach().cpu().numpy()
+                yield self.act_zero_point.detach().cpu().to(torch.uint8).numpy()
             if bias is not None:
                 yield bias.numpy()
 
@@ -346,20 +365,23 @@ def extra_state(module: nn.Module) -> list[str]:
 
 
 def storage_bytes(model: nn.Module) -> int:
-    """Model size at real bit widths: simulated layers at their runtime storage, every other
-    unique parameter and persistent buffer at its dtype size (tied tensors counted once)."""
-    seen: set[int] = set()
+    """Model size at real bit widths: quantized layers at their runtime storage, a weight tied
+    between quantized layers on one grid once (`storage_key`), every other unique parameter and
+    persistent buffer at its dtype size (a float layer tied to a quantized one still needs its
+    float tensor). `measure.stored_bytes` counts the same from the arrays themselves."""
+    counted: set[int] = set()
+    tables: set[tuple[object, ...]] = set()
     total = 0
     for module in model.modules():
-        if isinstance(module, _QuantBase):
-            total += module.weight_storage_bytes()
-            seen.update(id(t) for t in module.parameters(recurse=False))
-            seen.update(id(t) for t in module.buffers(recurse=False))
-    for module in model.modules():
+        if hasattr(module, "weight_storage_bytes") and hasattr(module, "storage_key"):
+            key = module.storage_key()
+            total += module.weight_storage_bytes() - (module.table_bytes() if key in tables else 0)
+            tables.add(key)
+            continue
         tensors = list(module.parameters(recurse=False))
         tensors += [b for n, b in module.named_buffers(recurse=False) if n not in module._non_persistent_buffers_set]
         for tensor in tensors:
-            if id(tensor) not in seen:
-                seen.add(id(tensor))
+            if id(tensor) not in counted:
+                counted.add(id(tensor))
                 total += tensor.numel() * tensor.element_size()
     return total
