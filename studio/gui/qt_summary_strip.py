@@ -37,6 +37,7 @@ class ElidedLabel(QLabel):
         rect = self.contentsRect()
         text = self.fontMetrics().elidedText(self.text(), self._mode, rect.width())
         painter.drawText(rect, int(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter), text)
+        painter.end()  # not left to refcounting: with gc off, a frame kept alive would keep the painter active
 
 
 class _Card(QFrame):
