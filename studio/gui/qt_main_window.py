@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from PySide6.QtCore import QMimeData, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QIcon, QDragEnterEvent, QDropEvent, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import (
-    QMainWindow, QMenu, QMessageBox, QProgressBar, QScrollArea, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
+    QMainWindow, QMenu, QMessageBox, QProgressBar, QSizePolicy, QStackedWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 from studio.gui.qt_details_panel import DetailsPanel
@@ -83,12 +83,9 @@ class MainWindow(QMainWindow):
         column.addWidget(self.plan.budget)
         column.addWidget(self.layers, 1)
         self.stack = QStackedWidget()
-        welcome = QScrollArea()  # scrolls rather than holding the window wide (a panel may open beside it)
-        welcome.setObjectName("welcomePage")
-        welcome.setWidget(self.empty)
-        welcome.setWidgetResizable(True)
-        welcome.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.stack.addWidget(welcome)
+        # the welcome page never holds the window wide: a panel may open beside it (qt_dock_layout)
+        self.empty.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.stack.addWidget(self.empty)
         self.stack.addWidget(content)
         self.setCentralWidget(self.stack)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, self.details)
