@@ -41,13 +41,13 @@ def files(tmp_path_factory):
     calibration = [{key: rng.standard_normal((1, 3, 32, 32)).astype(np.float32)} for _ in range(16)]
     tflite_export.quantize(base, static, "int8", "static", calibration)
     tflite_export.quantize(base, dynamic, "int8", "dynamic")
-    return base, static, dynamic
+    return base, static, dynamic, calibration
 
 
 def test_static_int8_is_int8_end_to_end_and_fully_delegated(files):
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    _, static, _ = files
+    _, static, _, _ = files
     coverage = tflite_export.xnnpack_coverage(static)
     assert coverage["partitions"] == 1 and coverage["undelegated"] == []
     assert coverage["delegated"] == coverage["ops"] >= 5
@@ -71,8 +71,20 @@ def test_static_int8_is_int8_end_to_end_and_fully_delegated(files):
     assert weights == 4
 
 
+def test_static_calibration_is_min_max_over_every_input(files):
+    """The input's int8 range spans the smallest and largest value of all calibration inputs
+    (the quantizer's default moving average would narrow it towards the last inputs')."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    _, static, _, calibration = files
+    values = np.concatenate([next(iter(c.values())).ravel() for c in calibration])
+    scale, zero = Interpreter(model_path=str(static)).get_input_details()[0]["quantization"]
+    assert scale * 255 == pytest.approx(values.max() - values.min(), rel=1e-3)
+    assert -128 - zero == pytest.approx(values.min() / scale, abs=1)
+
+
 def test_dynamic_range_leaves_depthwise_convolutions_outside_xnnpack(files):
-    base, _, dynamic = files
+    base, _, dynamic, _ = files
     assert tflite_export.xnnpack_coverage(base)["undelegated"] == []
     coverage = tflite_export.xnnpack_coverage(dynamic)
     assert coverage["undelegated"] == ["DEPTHWISE_CONV_2D"] and coverage["partitions"] == 2

@@ -144,7 +144,7 @@ class TFLiteRuntime:
         return calibration  # converted once the file (and its signature's input names) exists
 
     def calibration_label(self, method: str) -> str:
-        return "min-max (moving average; the AI Edge Quantizer offers no percentile/entropy calibration)"
+        return "min-max over all inputs (the AI Edge Quantizer offers no percentile/entropy calibration)"
 
     def quantize(self, base: Path, dst: Path, candidate: Candidate, feed: list, method: str) -> None:
         from studio.core.pipelines.export.tflite_export import quantize, signature_inputs

@@ -101,7 +101,7 @@ def quantize(src: Path, dst: Path, precision: str, mode: str,
         with _quiet():
             result = None
             if qt.need_calibration:
-                result = qt.calibrate({"serving_default": list(calibration or [])}, num_threads=2)
+                result = _calibrate(src, qt, list(calibration or []))
             qt.quantize(result).export_model(str(dst), overwrite=True)
     except Exception as exc:
         raise StudioError(f"TFLite {precision} quantization failed: {_explain(exc)} "
@@ -135,6 +135,21 @@ def xnnpack_coverage(path: Path, threads: int = 1) -> dict:
             todo += [int(t) for t in by_index[index]["inputs"] if t >= 0]
     return {"ops": len(ops), "delegated": len(delegated), "partitions": len(partitions),
             "undelegated": [n["op_name"] for n in ops if n["index"] not in delegated]}
+
+
+def _calibrate(src: Path, qt, calibration: list[dict[str, np.ndarray]]) -> dict:
+    """Activation ranges over every calibration input (plain min-max: the Calibrator's
+    documented `qsv_update_func`), not the Quantizer's default moving average (0.95), which
+    weights the last inputs most and clips the rest: EfficientNet-Lite0 at 224×224 went from
+    90.4 % to 91.8 % held-out (64×64: 94.2 % both)."""
+    from ai_edge_quantizer import calibrator, recipe_manager
+    from ai_edge_quantizer.utils import qsv_utils
+
+    recipes = recipe_manager.RecipeManager()
+    recipes.load_quantization_recipe(qt.get_quantization_recipe())
+    runner = calibrator.Calibrator(str(src), num_threads=2, qsv_update_func=qsv_utils.min_max_update)
+    runner.calibrate({"serving_default": calibration}, recipes)
+    return runner.get_model_qsvs()
 
 
 def signature_inputs(path: Path) -> list[str]:
