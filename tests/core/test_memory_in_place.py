@@ -189,3 +189,33 @@ def test_the_copy_path_leaves_a_kept_original_untouched_with_tied_quantized_laye
     assert type(original.head) is nn.Linear and type(original.embed) is nn.Embedding
     assert original.head.weight is original.embed.weight
     assert isinstance(model.head, nn.Module) and model.head is not original.head
+
+
+def test_file_pages_of_replaced_weights_are_released_and_the_rest_read_back_intact(tmp_path):
+    """Weights viewing one private mapping of a safetensors file (as transformers loads them): a
+    replaced layer's pages go once its storage is freed; a layer still held keeps its pages."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    from studio.core.pipelines.in_place import FilePages, _file_mappings
+
+    torch.manual_seed(0)
+    layers = {f"{i}.weight": torch.randn(512, 1024) for i in range(3)}  # 2 MiB each
+    layers["norm"] = torch.randn(16)
+    save_file(layers, str(tmp_path / "w.safetensors"))
+    with safe_open(str(tmp_path / "w.safetensors"), framework="pt", backend="mmap") as f:
+        model = nn.Module()
+        model.blocks = nn.ModuleList(nn.Linear(1024, 512, bias=False) for _ in range(3))
+        for i, block in enumerate(model.blocks):
+            block.weight = nn.Parameter(f.get_tensor(f"{i}.weight"), requires_grad=False)
+        model.norm = nn.Parameter(f.get_tensor("norm"), requires_grad=False)
+    if not any(start <= model.blocks[0].weight.data_ptr() < end for start, end in _file_mappings()):
+        pytest.skip("this safetensors does not map the file")
+    pages = FilePages(model, [model.blocks[0], model.blocks[1]])
+    assert pages.release_freed() == 0  # nothing freed yet
+    model.blocks[0] = nn.Identity()
+    released = pages.release_freed()
+    assert 2 * 2**20 - 2 * 4096 <= released <= 2 * 2**20
+    assert pages.close() == released  # blocks[1] is still held: its pages stay
+    assert torch.equal(model.blocks[1].weight, layers["1.weight"]) and torch.equal(model.norm, layers["norm"])
+    assert torch.equal(model.blocks[2].weight, layers["2.weight"])
