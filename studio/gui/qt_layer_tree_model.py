@@ -3,6 +3,11 @@
 The tree itself never changes while shown, so the adapter keeps no copies: every
 index carries its `LayerNode` as internal pointer and parents come from
 `node.parent` / the cached `node.row()`, which keeps 10k+ module models smooth.
+
+A repaint asks `data()` about seven roles per visible cell (through the filter proxy), so the
+painted roles of a row are formatted once into a per-row cache of plain dicts; plan edits and a
+sweep drop only the rows they change. Sort keys, tooltips and the node are answered directly
+(sorting 10k rows must not format every cell).
 """
 
 from __future__ import annotations
@@ -47,6 +52,17 @@ _SORT_KEY: tuple[Callable[[LayerNode], Any], ...] = (
 _RIGHT = Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
 _LEFT = Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter
 _IndexLike = QModelIndex | QPersistentModelIndex
+_NO_INDEX = QModelIndex()
+# Plain ints: reading a PySide enum member costs Python calls, and data() runs thousands of times a paint.
+DISPLAY, DECORATION, TOOLTIP, FONT, ALIGNMENT, BACKGROUND, FOREGROUND = (int(role) for role in (
+    Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.DecorationRole, Qt.ItemDataRole.ToolTipRole,
+    Qt.ItemDataRole.FontRole, Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.BackgroundRole,
+    Qt.ItemDataRole.ForegroundRole))
+_SORT, _NODE = int(SORT_ROLE), int(NODE_ROLE)
+_COLUMNS = len(HEADERS)
+_HORIZONTAL = Qt.Orientation.Horizontal
+# Returned as ints: Qt reads alignment with toInt(), and an enum return costs PySide two Python calls.
+_RIGHT_INT, _LEFT_INT = int(_RIGHT.value), int(_LEFT.value)
 
 
 def node_tooltip(node: LayerNode) -> str:
@@ -81,6 +97,8 @@ class LayerTreeModel(QAbstractItemModel):
         self._dim = QBrush(QColor("#9aa0a6"))
         self._bold = QFont()
         self._bold.setBold(True)
+        self._rows: dict[int, list[dict[int, Any]]] = {}  # id(node) → per column {role: value} of painted roles
+        self.cache_misses = 0  # rows formatted (tests count them: a repaint formats each changed row once)
 
     # --- data source ---------------------------------------------------------------
     def set_tree(self, tree: ModelTree | None) -> None:
@@ -88,6 +106,7 @@ class LayerTreeModel(QAbstractItemModel):
         self._tree = tree
         self._plan = {}
         self._sensitivity = {}
+        self._rows = {}
         if self._flat is not None:
             self._set_flat_rows()
         self.endResetModel()
@@ -101,6 +120,7 @@ class LayerTreeModel(QAbstractItemModel):
         if flat == self.flat:
             return
         self.beginResetModel()
+        self._rows = {}  # the name column reads differently flat
         if flat:
             self._set_flat_rows()
         else:
@@ -115,22 +135,22 @@ class LayerTreeModel(QAbstractItemModel):
     def set_sensitivity(self, marks: dict[str, Any]) -> None:
         """The Sensitivity column: one mark per swept layer (drop at a reference setting)."""
         old, self._sensitivity = self._sensitivity, dict(marks)
-        if self._tree is None:
-            return
-        for name in set(old) | set(self._sensitivity):
-            if name in self._tree and old.get(name) != self._sensitivity.get(name):
-                index = self.index_of(self._tree[name], COL_SENSITIVITY)
-                if index.isValid():
-                    self.dataChanged.emit(index, index)
+        self._changed(old, self._sensitivity, COL_SENSITIVITY)
 
     def set_projection(self, layers: dict[str, Any]) -> None:
         """Show each marked layer's techniques and projected saving; only changed rows repaint."""
         old, self._plan = self._plan, dict(layers)
+        self._changed(old, self._plan, COL_PLAN)
+
+    def _changed(self, old: dict[str, Any], new: dict[str, Any], column: int) -> None:
+        """Drop the cached rows whose entry changed; repaint only that cell of each."""
         if self._tree is None:
             return
-        for name in set(old) | set(self._plan):
-            if name in self._tree and old.get(name) != self._plan.get(name):
-                index = self.index_of(self._tree[name], COL_PLAN)
+        for name in set(old) | set(new):
+            if name in self._tree and old.get(name) != new.get(name):
+                node = self._tree[name]
+                self._rows.pop(id(node), None)
+                index = self.index_of(node, column)
                 if index.isValid():
                     self.dataChanged.emit(index, index)
 
@@ -161,28 +181,31 @@ class LayerTreeModel(QAbstractItemModel):
         return self.createIndex(node.row() if node.parent else 0, column, node)
 
     # --- structure -----------------------------------------------------------------
-    def index(self, row: int, column: int, parent: _IndexLike = QModelIndex()) -> QModelIndex:
-        if self._tree is None or not 0 <= column < len(HEADERS) or row < 0:
+    def index(self, row: int, column: int, parent: _IndexLike = _NO_INDEX) -> QModelIndex:
+        flat = self._flat
+        if flat is not None:
+            if 0 <= row < len(flat) and 0 <= column < _COLUMNS and not parent.isValid():
+                return self.createIndex(row, column, flat[row])
             return QModelIndex()
-        if self._flat is not None:
-            valid = not parent.isValid() and row < len(self._flat)
-            return self.createIndex(row, column, self._flat[row]) if valid else QModelIndex()
-        if not parent.isValid():
+        if self._tree is None or row < 0 or not 0 <= column < _COLUMNS:
+            return QModelIndex()
+        node = parent.internalPointer() if parent.isValid() else None
+        if node is None:
             return self.createIndex(row, column, self._tree.root) if row == 0 else QModelIndex()
-        children = parent.internalPointer().children
+        children = node.children
         return self.createIndex(row, column, children[row]) if row < len(children) else QModelIndex()
 
     def parent(self, index: _IndexLike | None = None) -> QModelIndex:  # type: ignore[override]
         if index is None:  # QObject.parent() shares the name
             return super().parent()  # type: ignore[return-value]
-        if not index.isValid() or self._flat is not None:
+        if self._flat is not None or not index.isValid():
             return QModelIndex()
         parent = index.internalPointer().parent
         if parent is None:
             return QModelIndex()
-        return self.createIndex(parent.row() if parent.parent else 0, 0, parent)
+        return self.createIndex(parent.row() if parent.parent is not None else 0, 0, parent)
 
-    def rowCount(self, parent: _IndexLike = QModelIndex()) -> int:
+    def rowCount(self, parent: _IndexLike = _NO_INDEX) -> int:
         if self._tree is None:
             return 0
         if self._flat is not None:
@@ -193,10 +216,10 @@ class LayerTreeModel(QAbstractItemModel):
             return 0
         return len(parent.internalPointer().children)
 
-    def columnCount(self, parent: _IndexLike = QModelIndex()) -> int:
-        return len(HEADERS)
+    def columnCount(self, parent: _IndexLike = _NO_INDEX) -> int:
+        return _COLUMNS
 
-    def hasChildren(self, parent: _IndexLike = QModelIndex()) -> bool:
+    def hasChildren(self, parent: _IndexLike = _NO_INDEX) -> bool:
         if self._tree is None:
             return False
         if self._flat is not None:
@@ -205,60 +228,81 @@ class LayerTreeModel(QAbstractItemModel):
             return True
         return parent.column() == 0 and bool(parent.internalPointer().children)
 
-    def flags(self, index: _IndexLike) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+    # flags(): the base class answers enabled + selectable for valid indexes, in C++. A Python override
+    # ran once per painted cell and PySide converts its enum result with two more Python calls.
 
     # --- content -------------------------------------------------------------------
-    def data(self, index: _IndexLike, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if not index.isValid():
+    def data(self, index: _IndexLike, role: int = DISPLAY) -> Any:
+        node = index.internalPointer() if index.isValid() else None
+        if node is None:
             return None
-        node: LayerNode = index.internalPointer()
-        column = index.column()
-        if column == COL_SENSITIVITY and role != NODE_ROLE:
-            mark = self._sensitivity.get(node.name)
-            if role == Qt.ItemDataRole.TextAlignmentRole:
-                return _LEFT  # next to its heat chip
-            if mark is None:
-                return float("inf") if role == SORT_ROLE else None
-            return {Qt.ItemDataRole.DisplayRole: mark.text, SORT_ROLE: mark.value, Qt.ItemDataRole.ToolTipRole:
-                    mark.tooltip, Qt.ItemDataRole.DecorationRole: mark.colour}.get(role)  # a heat chip
-        if column == COL_PLAN:
-            if role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE):
-                return self.plan_text(node)
-            if role == Qt.ItemDataRole.BackgroundRole and node.name in self._plan:
-                return self._marked
-            if role == Qt.ItemDataRole.ToolTipRole and node.name in self._plan:
-                p = self._plan[node.name]
-                return (f"{'<br>'.join(p.techniques)}<br>projected: {format_count(p.before.params)} → "
-                        f"{format_count(p.after.params)} params, {format_bytes(p.before.bytes)} → "
-                        f"{format_bytes(p.after.bytes)}, {format_flops(p.before.flops)} → {format_flops(p.after.flops)}"
-                        "<br><i>Double-click to edit</i>")
-        if role == Qt.ItemDataRole.DisplayRole:
-            if column == COL_NAME and self._flat is not None:
-                return node.name  # flat rows have no parents to say where they sit
-            return _DISPLAY[column](node)
-        if role == SORT_ROLE:
-            return node.name.lower() if column == COL_NAME and self._flat is not None else _SORT_KEY[column](node)
-        if role == NODE_ROLE:
-            return node
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return _RIGHT if column in NUMERIC_COLUMNS else _LEFT
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return self._dim if node.total_params == 0 else None
-        if role == Qt.ItemDataRole.FontRole:
-            return self._bold if node.parent is None else None
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return node_tooltip(node)
-        return None
+        cells = self._rows.get(id(node))
+        if cells is None:
+            if role in (_SORT, _NODE, TOOLTIP):  # not painted: answer without formatting the row
+                return self._direct(node, index.column(), role)
+            cells = self._rows[id(node)] = self._format_row(node)
+        cell = cells[index.column()]
+        value = cell.get(role, cell)
+        if value is not cell:
+            return value
+        return self._direct(node, index.column(), role) if role == _SORT or role == TOOLTIP else None
 
-    def headerData(self, section: int, orientation: Qt.Orientation,
-                   role: int = Qt.ItemDataRole.DisplayRole) -> Any:
-        if orientation != Qt.Orientation.Horizontal or not 0 <= section < len(HEADERS):
+    def _format_row(self, node: LayerNode) -> list[dict[int, Any]]:
+        """The painted roles of every column of one row (display, alignment, colours, font, chip)."""
+        self.cache_misses += 1
+        flat = self._flat is not None
+        foreground = self._dim if node.total_params == 0 else None
+        font = self._bold if node.parent is None else None
+        cells: list[dict[int, Any]] = []
+        for column in range(_COLUMNS):
+            text = node.name if column == COL_NAME and flat else _DISPLAY[column](node)
+            cells.append({DISPLAY: text, ALIGNMENT: _RIGHT_INT if column in NUMERIC_COLUMNS else _LEFT_INT,
+                          FOREGROUND: foreground, FONT: font, DECORATION: None, BACKGROUND: None,
+                          _NODE: node})
+        mark = self._sensitivity.get(node.name)
+        sensitivity = cells[COL_SENSITIVITY]
+        sensitivity[FOREGROUND] = sensitivity[FONT] = None
+        if mark is not None:
+            sensitivity[DISPLAY], sensitivity[DECORATION] = mark.text, mark.colour  # a heat chip
+        else:
+            sensitivity[DISPLAY] = None
+        plan = cells[COL_PLAN]
+        plan[DISPLAY] = self.plan_text(node)
+        if node.name in self._plan:
+            plan[BACKGROUND] = self._marked
+        return cells
+
+    def _direct(self, node: LayerNode, column: int, role: int) -> Any:
+        """Roles outside the paint cache: sort keys, tooltips, the node; anything else is None."""
+        if role == _NODE:
+            return node
+        if role == _SORT:
+            if column == COL_SENSITIVITY:
+                mark = self._sensitivity.get(node.name)
+                return float("inf") if mark is None else mark.value
+            if column == COL_PLAN:
+                return self.plan_text(node)
+            return node.name.lower() if column == COL_NAME and self._flat is not None else _SORT_KEY[column](node)
+        if role != TOOLTIP:
             return None
-        if role == Qt.ItemDataRole.DisplayRole:
+        if column == COL_SENSITIVITY:
+            mark = self._sensitivity.get(node.name)
+            return None if mark is None else mark.tooltip
+        if column == COL_PLAN:
+            p = self._plan.get(node.name)
+            if p is None:
+                return node_tooltip(node)
+            return (f"{'<br>'.join(p.techniques)}<br>projected: {format_count(p.before.params)} → "
+                    f"{format_count(p.after.params)} params, {format_bytes(p.before.bytes)} → "
+                    f"{format_bytes(p.after.bytes)}, {format_flops(p.before.flops)} → {format_flops(p.after.flops)}"
+                    "<br><i>Double-click to edit</i>")
+        return node_tooltip(node)
+
+    def headerData(self, section: int, orientation: Qt.Orientation, role: int = DISPLAY) -> Any:
+        if orientation != _HORIZONTAL or not 0 <= section < _COLUMNS:
+            return None
+        if role == DISPLAY:
             return HEADERS[section]
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return _RIGHT if section in NUMERIC_COLUMNS else _LEFT
+        if role == ALIGNMENT:
+            return _RIGHT_INT if section in NUMERIC_COLUMNS else _LEFT_INT
         return None

@@ -9,6 +9,17 @@ from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleO
 from studio.gui.qt_layer_tree_model import SORT_ROLE
 
 ACCENT = QColor("#2f6fde")
+_TRACK = QColor(ACCENT)
+_TRACK.setAlpha(22)
+_FILL = QColor(ACCENT)
+_FILL.setAlpha(110)
+# Looked up once: every enum member read costs Python calls, and paint runs once per visible row.
+_ITEM = QStyle.ControlElement.CE_ItemViewItem
+_SELECTED = QStyle.StateFlag.State_Selected
+_ANTIALIAS = QPainter.RenderHint.Antialiasing
+_NO_PEN = Qt.PenStyle.NoPen
+_TEXT, _HIGHLIGHTED_TEXT = QPalette.ColorRole.Text, QPalette.ColorRole.HighlightedText
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
 
 
 class ShareBarDelegate(QStyledItemDelegate):
@@ -22,29 +33,22 @@ class ShareBarDelegate(QStyledItemDelegate):
         opt.text = ""
         widget = opt.widget
         style = widget.style() if widget is not None else QApplication.style()
-        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, widget)
+        style.drawControl(_ITEM, opt, painter, widget)
 
         share = index.data(SORT_ROLE)
         fraction = min(max(float(share), 0.0), 1.0) if isinstance(share, (int, float)) else 0.0
         rect = QRectF(opt.rect).adjusted(4, 4, -4, -4)
         painter.save()
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.setPen(Qt.PenStyle.NoPen)
-        track = QColor(ACCENT)
-        track.setAlpha(22)
-        painter.setBrush(track)
+        painter.setRenderHint(_ANTIALIAS, True)
+        painter.setPen(_NO_PEN)
+        painter.setBrush(_TRACK)
         painter.drawRoundedRect(rect, 3, 3)
         if fraction > 0:
             bar = QRectF(rect)
             bar.setWidth(max(2.0, rect.width() * fraction))
-            fill = QColor(ACCENT)
-            fill.setAlpha(110)
-            painter.setBrush(fill)
+            painter.setBrush(_FILL)
             painter.drawRoundedRect(bar, 3, 3)
-        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
-        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
-        painter.setPen(opt.palette.color(role))
+        painter.setPen(opt.palette.color(_HIGHLIGHTED_TEXT if opt.state & _SELECTED else _TEXT))
         painter.setFont(opt.font)
-        painter.drawText(rect.adjusted(4, 0, -4, 0), int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter),
-                         text)
+        painter.drawText(rect.adjusted(4, 0, -4, 0), _RIGHT, text)
         painter.restore()
