@@ -82,10 +82,12 @@ class TrainingLoss:
         args, kwargs, labels = to_device(batch, self.device)
         s = self.settings
         with self.autocast(), attention_running(self.attention):
-            with torch.no_grad():
-                t_out = primary_output(self.teacher(*args, **kwargs)).float()
+            t_out = None
+            if s.distill or self.captures or self.attention is not None:  # else the teacher is not needed
+                with torch.no_grad():
+                    t_out = primary_output(self.teacher(*args, **kwargs)).float()
             s_out = primary_output(self.student(*args, **kwargs)).float()
-            if s.distill:
+            if t_out is not None and s.distill:
                 loss = distillation_loss(s_out, t_out, labels, s.alpha, s.temperature)
             else:
                 loss = nn.functional.cross_entropy(s_out, labels)
