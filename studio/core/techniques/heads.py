@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from studio.core.base.errors import StudioError
+from studio.core.techniques.forward_probe import hooked_forward
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          option, register)
 
@@ -212,19 +213,7 @@ def attention_tokens(model: nn.Module, example_inputs: tuple[tuple[Any, ...], di
             if isinstance(x, torch.Tensor) and x.dim() == 3:
                 seen[name] = (int(x.shape[0]), int(x.shape[1]), int(x.shape[1]))  # self-attention: keys = queries
         handles.append(parts[0].register_forward_pre_hook(hook, with_kwargs=True))
-    training = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        args, kwargs = example_inputs
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception:  # the projection stays without this term rather than failing
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.train(flag)
+    hooked_forward(model, example_inputs, handles)  # on failure the projection stays without this term
     return seen
 
 

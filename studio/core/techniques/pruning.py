@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from studio.core.base.errors import StudioError
+from studio.core.techniques.forward_probe import hooked_forward
 from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Technique, TechniqueConfig,
                                          option, parse_fraction, percent, register)
 
@@ -281,19 +282,8 @@ def _matmul_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[
             work = 2 * output.numel() * module.in_channels * module.kernel_size[0] * module.kernel_size[1]
         flops[name] = flops.get(name, 0) + work
     handles = [model.get_submodule(n).register_forward_hook(lambda m, a, o, n=n: hook(m, a, o, n)) for n in names]
-    training = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        args, kwargs = example_inputs
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception:  # the projection keeps the parameter share rather than failing
-        flops.clear()
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.train(flag)
+    if not hooked_forward(model, example_inputs, handles):
+        flops.clear()  # the projection keeps the parameter share rather than failing
     return flops
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from studio.core.techniques.forward_probe import hooked_forward
 from studio.core.techniques.lowrank_layers import _svd
 from studio.core.techniques.lowrank_math import Ranks
 from studio.core.techniques.lowrank_methods import Dims, LowRankMethod, linear_budget_rank, register_method
@@ -107,17 +108,6 @@ def projection_flops(model: nn.Module, example_inputs: tuple[tuple, dict], ranks
         def hook(_module, args, name=name):
             ids[name] = ids.get(name, 0) + int(args[0].numel())
         handles.append(module.register_forward_pre_hook(hook))
-    training = {m: m.training for m in model.modules()}
-    try:
-        model.eval()
-        args, kwargs = example_inputs
-        with torch.no_grad():
-            model(*args, **kwargs)
-    except Exception:  # the projection stays without this term rather than failing
-        ids.clear()
-    finally:
-        for handle in handles:
-            handle.remove()
-        for module, flag in training.items():
-            module.train(flag)
+    if not hooked_forward(model, example_inputs, handles):
+        ids.clear()  # the projection stays without this term rather than failing
     return {name: 2 * count * ranks[name] * model.get_submodule(name).embedding_dim for name, count in ids.items()}
