@@ -21,15 +21,13 @@ import bisect
 import ctypes
 import ctypes.util
 import mmap
-import statistics
 import time
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
-from studio.core.pipelines.latency import SAME_WITHIN, LatencyComparison
+from studio.core.pipelines.latency import LatencyComparison, comparison_of
 
 RUNS, WARMUP = 21, 3
 MADV_DONTNEED = 4  # Linux
@@ -141,13 +139,4 @@ def forward_times(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, An
 def latency_after(before_ms: list[float], after: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]],
                   seed: int = 0) -> LatencyComparison:
     """The compressed model timed now against the original's times taken before compressing."""
-    after_ms = forward_times(after, example, runs=len(before_ms))
-    ratios = np.asarray(before_ms) / np.maximum(np.asarray(after_ms), 1e-9)
-    rng = np.random.default_rng(seed)
-    medians = np.median(rng.choice(ratios, size=(1000, len(ratios)), replace=True), axis=1)
-    low, high = (float(v) for v in np.percentile(medians, [2.5, 97.5]))
-    speedup = float(np.median(ratios))
-    same = low <= 1.0 <= high or abs(speedup - 1.0) < SAME_WITHIN
-    return LatencyComparison(before_ms=statistics.median(before_ms), after_ms=statistics.median(after_ms),
-                             speedup=speedup, speedup_low=low, speedup_high=high, runs=len(before_ms),
-                             same_speed=same)
+    return comparison_of(before_ms, forward_times(after, example, runs=len(before_ms)), seed)

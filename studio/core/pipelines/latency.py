@@ -54,6 +54,11 @@ def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[An
             else:
                 t_before.append(_time(before, example))
                 t_after.append(_time(after, example))
+    return comparison_of(t_before, t_after, seed)
+
+
+def comparison_of(t_before: list[float], t_after: list[float], seed: int = 0) -> LatencyComparison:
+    """Per-pair ratios, a bootstrap interval of their median, and the 5 % rule, from paired times."""
     ratios = np.asarray(t_before) / np.maximum(np.asarray(t_after), 1e-9)
     rng = np.random.default_rng(seed)
     medians = np.median(rng.choice(ratios, size=(1000, len(ratios)), replace=True), axis=1)
@@ -61,4 +66,5 @@ def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[An
     speedup = float(np.median(ratios))
     same = low <= 1.0 <= high or abs(speedup - 1.0) < SAME_WITHIN
     return LatencyComparison(before_ms=statistics.median(t_before), after_ms=statistics.median(t_after),
-                             speedup=speedup, speedup_low=low, speedup_high=high, runs=runs, same_speed=same)
+                             speedup=speedup, speedup_low=low, speedup_high=high, runs=len(t_before),
+                             same_speed=same)
