@@ -1,9 +1,40 @@
 from __future__ import annotations
 
+import os
+import sys
 import textwrap
+import threading
+import traceback
 
 import pytest
 import torch
+
+HUNG_TEST_S = float(os.environ.get("STUDIO_HUNG_TEST_S", 600))  # the slowest test takes ~1 min at load 1; a test past this is stuck, not slow
+
+
+def _abort_hung(config, nodeid: str) -> None:
+    """Print every thread's stack and the hung test's name *last* (CI shows the tail), then end the run."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    if capture is not None:
+        capture.suspend_global_capture(in_=False)  # the test is stuck; its captured output no longer matters
+    writer = config.get_terminal_writer()
+    for ident, frame in sys._current_frames().items():
+        writer.line(f"--- thread {ident}")
+        writer.write("".join(traceback.format_stack(frame)))
+    writer.line(f"HUNG TEST: {nodeid} ran over {HUNG_TEST_S:g} s (stacks above); the run stops here.")
+    writer.flush()
+    os._exit(3)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    timer = threading.Timer(HUNG_TEST_S, _abort_hung, args=(item.config, item.nodeid))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 FACTORY_SOURCE = textwrap.dedent('''
