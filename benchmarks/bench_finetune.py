@@ -14,6 +14,11 @@ the CPU). Prints one JSON object.
 
     python benchmarks/bench_finetune.py [--model minilm|lite0|both] [--epochs N] [--threads N] [--max-steps N]
         [--lr X] [--head-lr X] [--recalibrate-bn yes|no] [--batchnorm auto|train|frozen] [--lite0-recipe PATH]
+        [--attention-dropout auto|X] [--eval-interval auto|N]
+
+`finetune_cpu_seconds` is the process CPU time of the fine-tuning stage (steps and its evaluations):
+comparable across runs on a loaded machine where wall time is not (torch's threads spin while
+waiting for a core, so CPU time still grows somewhat with the load).
 """
 
 from __future__ import annotations
@@ -78,22 +83,30 @@ def lite0_recipe(args):
 def measure(name: str, build, args) -> dict:
     import torch
 
-    from studio.core.base.events import Finished, Metric, Note, Warning
+    from studio.core.base.events import Finished, Metric, Note, StageStarted, Warning
     from studio.core.pipelines.finetune import FinetuneSettings
     from studio.core.plan import CompressionPlan
     from studio.core.pipelines.run import run
 
     loaded, data, recipe, what = build()
     given = {"epochs": args.epochs, "max_steps": args.max_steps, "lr": args.lr, "head_lr": args.head_lr,
-             "batchnorm": args.batchnorm,
+             "batchnorm": args.batchnorm, "attention_dropout": args.attention_dropout,
+             "eval_interval": args.eval_interval,
              "recalibrate_bn": None if args.recalibrate_bn is None else args.recalibrate_bn == "yes"}
-    given = {k: (float(v) if k in ("lr", "head_lr") and v != "auto" else v) for k, v in given.items() if v is not None}
+    given = {k: (float(v) if k in ("lr", "head_lr", "attention_dropout") and v != "auto" else v)
+             for k, v in given.items() if v is not None}
+    if given.get("eval_interval", "auto") != "auto":
+        given["eval_interval"] = int(given["eval_interval"])
     settings = FinetuneSettings.from_dict({"epochs": 1, "distill": True,
                                            **recipe.get("settings", {}).get("finetune", {}), **given})
     loads, notes, losses, start, cpu = [], [], [], time.perf_counter(), time.process_time()
-    result = None
+    result, stage_cpu = None, {}
     for event in run(loaded, CompressionPlan.from_dict(recipe), data, settings):
         loads.append(os.getloadavg()[0])
+        if isinstance(event, StageStarted):
+            stage_cpu.setdefault(event.name, time.process_time())
+            if event.name != "finetune" and "finetune" in stage_cpu and "finetune_end" not in stage_cpu:
+                stage_cpu["finetune_end"] = time.process_time()
         if isinstance(event, (Note, Warning)):
             notes.append(event.message)
             print(f"{name}: {event.message}", file=sys.stderr, flush=True)
@@ -118,6 +131,8 @@ def measure(name: str, build, args) -> dict:
         "backoffs": finetune["backoffs"],
         "train_loss_first_last_max": [round(losses[0], 4), round(losses[-1], 4), round(max(losses), 4)] if losses else None,
         "finetune_seconds": finetune["seconds"], "seconds_per_epoch": finetune["seconds_per_epoch"],
+        "finetune_cpu_seconds": round(stage_cpu["finetune_end"] - stage_cpu["finetune"], 1)
+        if "finetune_end" in stage_cpu else None,
         "run_seconds": round(time.perf_counter() - start, 1), "run_cpu_seconds": round(time.process_time() - cpu, 1),
         "val_tokens_padded_to_batch_vs_fixed": [data.tokens("val", 64), data.tokens("val", 64, "fixed")],
         "torch_threads": torch.get_num_threads(), "cpus": os.cpu_count(),
@@ -138,6 +153,8 @@ def main() -> None:
     parser.add_argument("--head-lr", default=None, help="the output layer's lr as a multiple of lr")
     parser.add_argument("--recalibrate-bn", default=None, choices=["yes", "no"])
     parser.add_argument("--batchnorm", default=None, choices=["auto", "train", "frozen"])
+    parser.add_argument("--attention-dropout", default=None, help="auto, or the rate while fine-tuning")
+    parser.add_argument("--eval-interval", default=None, help="auto, or steps between evaluations")
     parser.add_argument("--lite0-recipe", default=str(LITE0_FILE), help="'' for the built-in 1-epoch 30 % plan")
     args = parser.parse_args()
     import torch

@@ -133,7 +133,7 @@ def test_auto_settings_follow_the_model(digits):
     assert model_family(torch.nn.Sequential(torch.nn.Conv2d(3, 512, 3), torch.nn.Conv2d(512, 512, 3))) is LARGE_CNN
     bert = resolve(FinetuneSettings(epochs=1), BertModel(tiny_bert_config()), 100)
     assert (bert.lr, bert.schedule, bert.warmup_steps, bert.weight_decay, bert.grad_clip) == (3e-5, "linear", 10, 0.01, 1.0)
-    assert "pretrained transformer" in bert.why and bert.eval_interval == 25
+    assert "pretrained transformer" in bert.why and bert.eval_interval == 50  # 1 epoch: twice
     mine = resolve(FinetuneSettings(epochs=1, lr=2e-5, eval_interval=7), BertModel(tiny_bert_config()), 100)
     assert mine.lr == 2e-5 and mine.eval_interval == 7 and mine.why.startswith("lr from the settings")
     factors = [lr_factor(s, bert) for s in range(100)]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from typing import Any, Iterator
 
@@ -23,6 +24,7 @@ from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, 
 from studio.core.pipelines.bn_recalibration import freeze_batchnorm
 from studio.core.pipelines.attention_distill import AttentionLoss
 from studio.core.pipelines.attention_distill import running as attention_running
+from studio.core.pipelines.finetune_dropout import attention_dropout
 from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Resolved, distillation_loss, hidden_mse,
                                   adamw, lr_factor, param_groups, resolve)
 from studio.core.model.measure import primary_output
@@ -177,7 +179,9 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
     scale, backoffs, since_best, stopped = 1.0, 0, 0, "completed"
     ema: float | None = None
     step, last_eval, t0 = 0, 0, time.perf_counter()
+    restore = ExitStack()  # the model's own attention dropout comes back when fine-tuning ends
     try:
+        restore.enter_context(attention_dropout(student, resolved.attention_dropout))
         for epoch in range(settings.epochs):
             if step >= total or stopped == "early stop":
                 break
@@ -249,6 +253,7 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
         if stopped == "completed" and total < settings.epochs * per_epoch:
             stopped = "max_steps"
     finally:
+        restore.close()
         loss_fn.close()
         student.to("cpu").eval()
     student.load_state_dict({k: v.cpu() for k, v in best_state.items()})
