@@ -81,8 +81,9 @@ def test_console_entry_point_exit_code_and_no_traceback(tmp_path):
     bad.write_bytes(os.urandom(1000))
     env = {**os.environ, "PYTHONPATH": os.getcwd()}
     result = subprocess.run([sys.executable, "-m", "studio", "inspect", str(bad)], capture_output=True, text=True,
-                            env=env)
+                            env=env, timeout=300)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "not a readable PyTorch file" in result.stderr
-    listing = subprocess.run([sys.executable, "-m", "studio", "samples"], capture_output=True, text=True, env=env)
+    listing = subprocess.run([sys.executable, "-m", "studio", "samples"], capture_output=True, text=True, env=env,
+                             timeout=300)
     assert "sample:digits-cnn" in listing.stdout and "sample:minilm-sentiment" in listing.stdout

@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -22,6 +23,8 @@ def _interrupt(argv: list[str], marker: str, cwd: Path) -> tuple[int, str]:
     proc = subprocess.Popen([sys.executable, "-m", "studio", *argv], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=cwd, env=env)
     seen = []
+    watchdog = threading.Timer(300, proc.kill)  # a child that never prints the marker nor exits ends the loop
+    watchdog.start()
     try:
         for line in proc.stderr:
             seen.append(line)
@@ -33,6 +36,7 @@ def _interrupt(argv: list[str], marker: str, cwd: Path) -> tuple[int, str]:
         sent = time.perf_counter()
         _, rest = proc.communicate(timeout=120)
     finally:
+        watchdog.cancel()
         if proc.poll() is None:
             proc.kill()
             proc.wait()

@@ -39,7 +39,7 @@ def test_digits_training_is_deterministic(tmp_path):
     for name in ("a", "b"):
         out = tmp_path / f"{name}.safetensors"
         result = subprocess.run([sys.executable, str(ROOT / "scripts" / "train_digits_cnn.py"), "--out", str(out)],
-                                capture_output=True, text=True, check=True)
+                                capture_output=True, text=True, check=True, timeout=600)
         assert float(re.search(r"test accuracy: ([0-9.]+)", result.stdout).group(1)) >= 0.98
         fresh.append(load_file(str(out)))
     shipped = load_file(str(WEIGHTS))
