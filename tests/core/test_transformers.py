@@ -219,3 +219,34 @@ def test_fine_tuning_masks_follow_layers_renumbered_by_dropping():
     weight, mask = masks[0]
     assert weight is pruned and torch.equal(mask, (pruned != 0).to(mask.dtype))
     assert 0.45 < float((mask == 0).float().mean()) < 0.55
+
+
+# --- shipped MiniLM recipes -----------------------------------------------------------------------
+
+def _minilm_layer_params(hidden: int, head_dim: int, heads: int, ffn: int) -> int:
+    """One BERT encoder layer: Q/K/V and the output projection over `heads` heads, two LayerNorms,
+    the feed-forward pair over `ffn` neurons."""
+    width = heads * head_dim
+    return 3 * (hidden * width + width) + width * hidden + hidden + ffn * hidden + ffn \
+        + ffn * hidden + hidden + 4 * hidden
+
+
+@pytest.mark.slow
+def test_shipped_minilm_recipes_resolve_and_minilm_7x_projects_the_formula():
+    """Every resources/recipes/minilm-*.yaml resolves on the sample it names; minilm-7x (2 of 6
+    layers kept, 6 of 12 heads, 921 of 1536 FFN neurons removed) projects the hand-counted params."""
+    from pathlib import Path
+
+    from studio.core.pipelines.opening import LoadRequest, load_model
+
+    loaded = load_model(LoadRequest("sample:minilm-sentiment"))
+    recipes = sorted(Path("resources/recipes").glob("minilm-*.yaml"))
+    assert len(recipes) >= 2
+    for path in recipes:
+        assert resolve(CompressionPlan.load(path), loaded.module)
+    plan = CompressionPlan.load(Path("resources/recipes/minilm-7x.yaml"))
+    tree = inspect_model(loaded.module, loaded.input_spec)
+    projection = project_plan(plan, loaded.module, tree, loaded.example_inputs())
+    full, kept = _minilm_layer_params(384, 32, 12, 1536), _minilm_layer_params(384, 32, 6, 1536 - 921)
+    assert full == 1_774_464  # the log's params_before for one MiniLM layer
+    assert projection.after.params == projection.before.params - 6 * full + 2 * kept
