@@ -14,6 +14,12 @@ number, not a quality figure); the packed bytes in the saved folder against the 
 ceil(N*K/2) + 4*N*groups summed over the Linears.
 
     python benchmarks/bench_compress_llm.py [--models-dir DIR] [--group-size 64] [--no-copy-reference]
+                                            [--latency-runs N]
+
+`--latency-runs N` times N batch-1 forwards per model (after one warm-up) instead of the
+CLI's 21 (+3): for memory measurements on a loaded machine, where those forwards take most of
+the run; the peak is the same (the timing loop holds one example's activations), the
+report's latency is then not the CLI's.
 """
 
 from __future__ import annotations
@@ -54,16 +60,28 @@ def text_model(llama: Path) -> Path:
     return folder
 
 
+# the CLI itself, with fewer timed forwards (--latency-runs)
+FEWER_RUNS = """
+import functools, sys
+import studio.core.pipelines.run as run_module
+runs = int(sys.argv[1])
+run_module.forward_times = functools.partial(run_module.forward_times, runs=runs, warmup=1)
+run_module.compare_latency = functools.partial(run_module.compare_latency, runs=runs, warmup=1)
+"""
+CLI = FEWER_RUNS + """
+from studio.cli.main import main
+sys.exit(main(sys.argv[2:]))
+"""
+
 # the CLI's compress, but keeping the original (as a caller that goes on using it must)
-KEEP_ORIGINAL = """
-import sys
+KEEP_ORIGINAL = FEWER_RUNS + """
 from studio.core.base.events import Finished
 from studio.core.data.sources import open_dataset
 from studio.core.pipelines.compressed_dir import save_compressed
 from studio.core.pipelines.opening import LoadRequest, load_model
 from studio.core.pipelines.run import run
 from studio.core.plan import CompressionPlan
-folder, recipe, out, data = sys.argv[1:5]
+folder, recipe, out, data = sys.argv[2:6]
 loaded = load_model(LoadRequest(folder))
 plan = CompressionPlan.load(recipe)
 events = run(loaded, plan, open_dataset(data, loaded), owned=False)
@@ -86,6 +104,8 @@ def main() -> None:
     parser.add_argument("--models-dir", default="/tmp/bench/models")
     parser.add_argument("--group-size", type=int, default=64)
     parser.add_argument("--no-copy-reference", action="store_true", help="skip the run that keeps the original")
+    parser.add_argument("--latency-runs", type=int, default=None,
+                        help="timed batch-1 forwards per model (default: the CLI's own count)")
     args = parser.parse_args()
     from safetensors import safe_open
 
@@ -105,11 +125,14 @@ def main() -> None:
                                            "transformers.modeling_utils; from transformers import LlamaForCausalLM"])
         loading = timed_process([py, "-c", "from studio.core.pipelines.opening import LoadRequest, load_model; "
                                            f"load_model(LoadRequest({str(folder)!r}))"])
-        run = timed_process([py, "-m", "studio", "compress", str(folder), "--recipe", str(recipe), "--out", str(out),
-                             "--data", f"text:{TEXT}", "--json", "--force"])
+        cli = ["compress", str(folder), "--recipe", str(recipe), "--out", str(out), "--data", f"text:{TEXT}", "--json",
+               "--force"]
+        runs = args.latency_runs
+        run = timed_process([py, "-m", "studio", *cli] if runs is None else [py, "-c", CLI, str(runs), *cli])
         report = json.loads(run["stdout"])
-        kept = None if args.no_copy_reference else timed_process([py, "-c", KEEP_ORIGINAL, str(folder), str(recipe),
-                                                                   str(Path(tmp) / "kept"), f"text:{TEXT}"])
+        kept = None if args.no_copy_reference else timed_process([py, "-c", KEEP_ORIGINAL, str(runs or 21), str(folder),
+                                                                   str(recipe), str(Path(tmp) / "kept"),
+                                                                   f"text:{TEXT}"])
         with safe_open(str(out / "model.safetensors"), "pt") as f:
             packed = {k: f.get_tensor(k) for k in f.keys() if k.endswith((".codes", ".scales"))}
         packed_bytes = sum(t.numel() * t.element_size() for t in packed.values())
@@ -129,6 +152,7 @@ def main() -> None:
         "reference_original_kept_rss_mb": None if kept is None else round(kept["rss_mb"], 1),
         "reference_original_kept_ratio_to_fp32": None if kept is None else round(kept["rss_mb"] * mb / fp32_bytes, 3),
         "reference_original_kept_wall_s": None if kept is None else round(kept["wall"], 2),
+        "latency_runs": runs or "the CLI's (21 + 3 warm-up)",
         "compress_wall_s": round(run["wall"], 2),
         "compress_cpu_s": round(run["cpu"], 2),
         "load_only_wall_s": round(loading["wall"], 2),

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from studio.core.base.cancel import CancelToken
+from studio.core.base.events import EvaluationProgress
 from studio.core.data.dataset import Dataset
 from studio.core.data.text import is_causal_text, next_token_nll
 from studio.core.model.measure import primary_output
@@ -58,33 +60,95 @@ def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_s
     for args, kwargs, _ in dataset.batches(split, batch_size, pad=pad):
         with torch.no_grad():
             out = model(*[move(a) for a in args], **{k: move(v) for k, v in kwargs.items()})
-        yield primary_output(out).float().cpu()
+        box = [primary_output(out).float().cpu()]
+        del out  # neither the rest of the output (a causal LM's key/value cache) nor, once handed over, the
+        yield box.pop()  # primary output stays referenced here while the caller works and the next batch runs
 
 
-def metrics_from(outputs: list[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
-                 reference: list[torch.Tensor] | None = None) -> Metrics:
+class MetricSums:
+    """The metrics of outputs fed batch by batch (in `dataset.batches(split, batch_size)` order)
+    as running sums: neither the outputs nor their concatenation with the reference are ever
+    held whole (a causal LM's logits are vocabulary × tokens × 4 bytes per window), and each
+    window is scored on its own (a window's transients, not a batch's). `reference` rows are
+    matched to output rows in order, whatever the batching of either."""
+
+    def __init__(self, dataset: Dataset, split: str = "val", batch_size: int = 64,
+                 reference: Sequence[torch.Tensor] | None = None) -> None:
+        self.causal = is_causal_text(dataset)
+        self.labeled = dataset.labeled
+        self._batches = dataset.batches(split, batch_size)
+        self._reference = None if reference is None else (row for batch in reference for row in batch)
+        self.samples = self.tokens = self.correct = self.agree = 0
+        self.nll = self.cross_entropy = self.cosine = self.kl = 0.0
+        self.classified: bool | None = None  # 2-D outputs (one score per class): accuracy, agreement, KL
+
+    def add(self, output: torch.Tensor) -> None:
+        _, kwargs, labels = next(self._batches)
+        if self.classified is None:
+            self.classified = output.dim() == 2
+        self.samples += len(output)
+        if self.causal:  # next-token loss over every predicted token, window by window
+            ids = kwargs["input_ids"]
+            for i in range(len(output)):
+                nll, tokens = next_token_nll(output[i:i + 1], ids[i:i + 1])
+                self.nll, self.tokens = self.nll + nll, self.tokens + tokens
+        elif self.labeled and self.classified:
+            self.cross_entropy += float(F.cross_entropy(output, labels, reduction="sum"))
+            self.correct += int((output.argmax(-1) == labels).sum())
+        if self._reference is not None:
+            rows = [next(self._reference) for _ in range(len(output))]
+            for out, ref in zip(output, rows):  # cosine_similarity's own formula, without its three copies
+                x, y = out.reshape(-1), ref.reshape(-1).to(out.dtype)
+                norms = torch.linalg.vector_norm(x).clamp_min(_EPS) * torch.linalg.vector_norm(y).clamp_min(_EPS)
+                self.cosine += float(torch.dot(x, y) / norms)
+            if self.classified:
+                reference = torch.stack(rows)
+                self.agree += int((output.argmax(-1) == reference.argmax(-1)).sum())
+                self.kl += float(F.kl_div(F.log_softmax(output, -1), F.log_softmax(reference, -1), log_target=True,
+                                          reduction="sum"))
+
+    def metrics(self) -> Metrics:
+        n, result = self.samples, {}
+        if self.causal and n:
+            result["loss"] = self.nll / max(1, self.tokens)
+            result["perplexity"] = math.exp(min(result["loss"], 700.0))
+        elif self.labeled and self.classified and n:
+            result["loss"], result["accuracy"] = self.cross_entropy / n, self.correct / n
+        if self._reference is not None and n:
+            result["cosine"] = self.cosine / n
+            if self.classified:
+                result["agreement"], result["kl"] = self.agree / n, self.kl / n
+        return Metrics(samples=n, **result)
+
+
+_EPS = 1e-8  # F.cosine_similarity's default
+
+
+def metrics_from(outputs: Iterable[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
+                 reference: Sequence[torch.Tensor] | None = None) -> Metrics:
     """Loss/accuracy against the labels and fidelity against `reference` outputs, from outputs
     already computed (batched as `dataset.batches(split, batch_size)`, either padding)."""
-    labels = [y for _, _, y in dataset.batches(split, batch_size)]
-    n = sum(len(o) for o in outputs)
-    result: dict[str, float] = {}
-    if is_causal_text(dataset) and outputs:  # next-token loss over every predicted token
-        ids = [kw["input_ids"] for _, kw, _ in dataset.batches(split, batch_size)]
-        totals = [next_token_nll(o, i) for o, i in zip(outputs, ids)]
-        result["loss"] = sum(t[0] for t in totals) / max(1, sum(t[1] for t in totals))
-        result["perplexity"] = math.exp(min(result["loss"], 700.0))
-    elif dataset.labeled and outputs and outputs[0].dim() == 2:
-        result["loss"] = sum(float(F.cross_entropy(o, y, reduction="sum")) for o, y in zip(outputs, labels)) / n
-        result["accuracy"] = sum(int((o.argmax(-1) == y).sum()) for o, y in zip(outputs, labels)) / n
-    if reference is not None:
-        flat_o = torch.cat([o.reshape(len(o), -1) for o in outputs])
-        flat_r = torch.cat([r.reshape(len(r), -1) for r in reference])
-        result["cosine"] = float(F.cosine_similarity(flat_o, flat_r, dim=-1).mean())
-        if outputs[0].dim() == 2:
-            result["agreement"] = float((flat_o.argmax(-1) == flat_r.argmax(-1)).float().mean())
-            result["kl"] = float(F.kl_div(F.log_softmax(flat_o, -1), F.log_softmax(flat_r, -1), log_target=True,
-                                          reduction="batchmean"))
-    return Metrics(samples=n, **result)
+    sums = MetricSums(dataset, split, batch_size, reference)
+    for output in outputs:
+        sums.add(output)
+    return sums.metrics()
+
+
+def validation_metrics(model: nn.Module, dataset: Dataset, cancel: CancelToken, label: str, batch_size: int,
+                       device: torch.device | None = None, reference: Sequence[torch.Tensor] | None = None,
+                       keep: bool = False) -> Iterator[object]:
+    """The model's validation metrics, with progress per batch and a cancel check between
+    batches; returns (metrics, the outputs if `keep` else None). Scored as they come: only the
+    outputs asked to be kept (the original's, the reference of what follows) stay in memory."""
+    total, sums, kept = dataset.steps("val", batch_size), MetricSums(dataset, "val", batch_size, reference), []
+    for step, output in enumerate(iter_predict(model, dataset, "val", batch_size, device), 1):
+        sums.add(output)
+        if keep:
+            kept.append(output)
+        del output
+        cancel.raise_if_cancelled()
+        yield EvaluationProgress(step, total, f"evaluating the {label} model")
+    return sums.metrics(), (kept if keep else None)
 
 
 def batch_one(dataset: Dataset) -> tuple[tuple[Any, ...], dict[str, Any]]:

@@ -16,10 +16,10 @@ from studio.core.pipelines.compress import CompressionResult, compress
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.bn_recalibration import batchnorms, recalibration_stage
-from studio.core.pipelines.evaluate import batch_one, metrics_from
+from studio.core.pipelines.evaluate import batch_one, validation_metrics
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings, recalibrates_bn, refit_head
-from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points, validation_outputs
+from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points
 from studio.core.pipelines.in_place import forward_times, latency_after
 from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
@@ -79,8 +79,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
     if settings.epochs and not settings.distill and not dataset.labeled:
         raise StudioError(f"{dataset.name} has no labels: fine-tune with distillation (--distill) instead.")
     stage, steps_done = "compress", 0
-    owned = owned and not settings.epochs and not (settings.recalibrate_bn and batchnorms(loaded.module)) \
-        and not (dataset is not None and refit_head(settings, loaded.module))
+    owned = owned and not settings.epochs and not (dataset is not None and (refit_head(settings, loaded.module) or (
+        recalibrates_bn(settings, loaded.module) and batchnorms(loaded.module))))  # ("auto" resolved, not truthy)
     try:
         reference = before = original_ms = None
         example = (batch_one(dataset) if dataset is not None else loaded.example_inputs()) if owned else None
@@ -88,8 +88,8 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
             stage = "evaluate"
             yield StageStarted("evaluate", f"the original on {dataset.name} ({len(dataset.val_idx)} samples), "
                                            "before compressing it in place")
-            reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
-            before = metrics_from(reference, dataset)  # (against itself it would only add transients)
+            before, reference = yield from validation_metrics(loaded.module, dataset, cancel, "original", EVAL_BATCH,
+                                                              keep=True)  # (against itself: only transients)
         if owned:
             stage = "latency"
             yield StageStarted("latency", "batch-1 forward passes of the original, before compressing it in place")
@@ -119,13 +119,14 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
             stage = "evaluate"
             yield StageStarted("evaluate", f"original and compressed on {dataset.name} ({len(dataset.val_idx)} samples)")
             if reference is None:
-                reference = yield from validation_outputs(loaded.module, dataset, cancel, "original")
-                before = metrics_from(reference, dataset)
+                before, reference = yield from validation_metrics(loaded.module, dataset, cancel, "original",
+                                                                  EVAL_BATCH, keep=True)
             if before.accuracy is not None:
                 yield Metric(0, "original/accuracy", float(before.accuracy))
-            after = metrics_from((yield from validation_outputs(student, dataset, cancel, "compressed")), dataset,
-                                 reference=reference)
-            if recalibrates_bn(settings, student) and result.changes and batchnorms(student):
+            after, _ = yield from validation_metrics(student, dataset, cancel, "compressed", EVAL_BATCH,
+                                                     reference=reference)  # scored batch by batch, not kept
+            if recalibrates_bn(settings, student) and result.changes and batchnorms(student) and not owned:
+                # (in place, the original's "auto" decided: a plan that shrinks a CNN below 1 M parameters keeps it)
                 pruned = after
                 student, after, kept = yield from recalibration_stage(student, dataset, cancel, reference, after)
                 recalibration = {"kept": kept, "before": pruned.to_dict(), "after": after.to_dict()}

@@ -52,8 +52,9 @@ class RunJob:
         from studio.core.plan import CompressionPlan
 
         loaded, dataset = yield from _open(self.request, self.data, cancel)
+        # the model was opened here, for this job alone (the window keeps its own): compressed in place
         yield from run(loaded, CompressionPlan.from_dict(self.plan), dataset,
-                       FinetuneSettings.from_dict(self.finetune or None), cancel)
+                       FinetuneSettings.from_dict(self.finetune or None), cancel, owned=True)
 
     def portable(self, event: object, scratch: Path) -> object:
         """A RunResult holds torch modules: the compressed model goes to a compressed folder."""
