@@ -313,10 +313,23 @@ def _dependency_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], d
     args, kwargs = example_inputs
     example = kwargs if kwargs else (args[0] if len(args) == 1 else list(args))
     try:
-        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False,
+                                                     output_transform=_traced_outputs)
     except Exception as exc:
         raise StudioError(f"Torch-Pruning could not trace this model for structured pruning "
                           f"({type(exc).__name__}: {exc}); use unstructured or 2:4 pruning instead.") from exc
+
+
+def _traced_outputs(output: Any) -> list[torch.Tensor]:
+    """The output tensors Torch-Pruning walks back from. A causal LM also returns its key/value
+    cache (tuples, or a Cache object), which Torch-Pruning's own flattening cannot read."""
+    if isinstance(output, torch.Tensor):
+        return [output] if output.grad_fn is not None else []
+    if isinstance(output, dict):  # transformers' ModelOutput is a dict
+        output = list(output.values())
+    if isinstance(output, (list, tuple)):
+        return [tensor for item in output for tensor in _traced_outputs(item)]
+    return []
 
 
 def _out_channel_pruning(module: nn.Module, config: PruneConfig) -> tuple[Any, int, int]:
