@@ -194,7 +194,7 @@ class Defaults:
 TRANSFORMER = Defaults("pretrained transformer", 3e-5, "linear", 0.1, 0.01,
                        "pretrained transformer: AdamW 3e-5 with 10 % linear warm-up, then linear decay "
                        "(BERT fine-tuning practice); larger rates wipe out what pre-training learned; attention "
-                       "dropout off (it keeps SDPA off its fused kernel; MiniLM: 16 % per step, same accuracy)",
+                       "dropout off (it keeps SDPA off its fused kernel; pruned MiniLM: 13 % less CPU per step, 76.8 % after 1 epoch)",
                        attention_dropout=0.0)
 SMALL_NET = Defaults("small network", 1e-3, "constant", 0.0, 0.0,
                      "small network (< 1M parameters): AdamW 1e-3, constant (digits, 90 % pruned, 3 epochs: "

@@ -3,7 +3,8 @@
 With dropout on the attention probabilities, PyTorch's scaled_dot_product_attention cannot use
 its fused CPU kernel and falls back to the math path (softmax, a Bernoulli mask and two matmuls,
 all kept for the backward). On the pruned MiniLM sample that made the student's training forward
-cost more than the full teacher's; with the rate at 0 the step is ~16 % cheaper. Distillation from
+cost more than the full teacher's; with the rate at 0 its forward costs 32 % and the whole step
+13 % less CPU (teacher forward included), and one epoch still reaches 76.8 % (76.5 % with it). Distillation from
 the original's soft targets already regularises, so pretrained transformers fine-tune without it
 by default ("auto"); the model's own rates are put back afterwards (the saved model keeps them)."""
 
