@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import textwrap
@@ -18,12 +19,25 @@ def _abort_hung(config, nodeid: str) -> None:
     if capture is not None:
         capture.suspend_global_capture(in_=False)  # the test is stuck; its captured output no longer matters
     writer = config.get_terminal_writer()
-    for ident, frame in sys._current_frames().items():
-        writer.line(f"--- thread {ident}")
-        writer.write("".join(traceback.format_stack(frame)))
+    main = threading.main_thread().ident
+    frames = sys._current_frames()
+    for ident, frame in [*((i, f) for i, f in frames.items() if i != main), (main, frames.get(main))]:
+        if frame is not None:  # the main thread last, innermost frames at the very end
+            writer.line(f"--- thread {ident}{' (main)' if ident == main else ''}")
+            writer.write("".join(traceback.format_stack(frame)))
     writer.line(f"HUNG TEST: {nodeid} ran over {HUNG_TEST_S:g} s (stacks above); the run stops here.")
     writer.flush()
     os._exit(3)
+
+
+def _stderr_fd(config) -> int:
+    """The run's real stderr (pytest's faulthandler plugin keeps a copy; fd 2 may be captured)."""
+    try:
+        from _pytest.faulthandler import fault_handler_stderr_fd_key
+
+        return config.stash[fault_handler_stderr_fd_key]
+    except (ImportError, KeyError):
+        return sys.__stderr__.fileno()
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -31,9 +45,13 @@ def pytest_runtest_protocol(item, nextitem):
     timer = threading.Timer(HUNG_TEST_S, _abort_hung, args=(item.config, item.nodeid))
     timer.daemon = True
     timer.start()
+    # If the stuck thread holds the GIL the timer above never runs: faulthandler's C thread then
+    # dumps every thread's stack a minute later and ends the run.
+    faulthandler.dump_traceback_later(HUNG_TEST_S + 60, exit=True, file=_stderr_fd(item.config))
     try:
         yield
     finally:
+        faulthandler.cancel_dump_traceback_later()
         timer.cancel()
 
 
