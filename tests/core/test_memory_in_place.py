@@ -121,6 +121,32 @@ def test_owned_is_ignored_when_fine_tuning_distils_from_the_original(digits):
     assert all(torch.equal(before[k], v) for k, v in loaded.module.state_dict().items())
 
 
+def test_batchnorm_re_estimation_decides_ownership_as_it_resolves_auto(digits):
+    """"auto" is the model family's default, not a truthy string: a BatchNorm CNN without data (nothing
+    to re-estimate on) is compressed in place; with data, its family re-estimates, so it is not."""
+    load, open_dataset = digits
+    auto = FinetuneSettings(epochs=0)
+    assert auto.recalibrate_bn == "auto"
+    loaded = load()
+    stages, result = _result(run(loaded, CompressionPlan.from_dict(INT8), None, auto, owned=True))
+    assert stages[:3] == ["latency", "validate", "measure"] and result.model is loaded.module
+    loaded = load()
+    before = {k: v.clone() for k, v in loaded.module.state_dict().items()}
+    _, result = _result(run(loaded, CompressionPlan.from_dict(INT8), open_dataset("digits", loaded), auto, owned=True))
+    assert result.model is not loaded.module
+    assert all(torch.equal(v, before[k]) for k, v in loaded.module.state_dict().items())
+
+
+def test_a_run_job_owns_the_model_it_opens(digits):
+    """The window's job opens its own model (in the worker process): it is compressed in place."""
+    from studio.core.base.cancel import CancelToken
+    from studio.core.model.loaders import LoadRequest
+    from studio.core.pipelines.jobs import RunJob
+
+    stages, result = _result(RunJob(LoadRequest("sample:digits-cnn"), INT8, None, {}).events(CancelToken()))
+    assert stages[:3] == ["open", "latency", "validate"] and result.model is result.original.module
+
+
 @pytest.mark.parametrize("size", [0, 1, 1000, 5 * 7919])
 def test_streamed_zlib_size_equals_zlib_of_the_bytes(monkeypatch, size):
     monkeypatch.setattr(measure, "ZLIB_CHUNK", 4096)  # many chunks, and a ragged last one
