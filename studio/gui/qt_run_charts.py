@@ -18,6 +18,7 @@ from typing import Sequence
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGraphicsItem
 
 from studio.gui.qt_theme import style_chart
 
@@ -85,10 +86,20 @@ class RunChart(pg.PlotWidget):
         for side in sides:
             item.getAxis(side).setPen("#bdc1c6")
             item.getAxis(side).setTextPen("#5f6368")
+            # the axis draws its grid lines across the plot: any change in the plot repainted them
+            # (~130 translucent lines, 2-3 ms per axis); cached, they are a pixmap blit
+            item.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         self._empty: bool | None = None
+        self._axes_empty: bool | None = None
         self._x_range: tuple[float, float] | None = None
         self._y_range: tuple[float, float] | None = None
         self._whole_steps = False
+        self._auto_pending = False  # autorange again with the first points after a reset
+        self._legend: list[str] = []
+        self._curves = 0
+        self.legend.addItem(pg.PlotDataItem(), "x")  # one row's height, measured in this font
+        self._legend_row = self.legend.layout.preferredHeight()
+        self.legend.clear()
         self.empty_hint = pg.TextItem(EMPTY_TEXT, color=GREY, anchor=(0.5, 0.5))
         self.empty_hint.setParentItem(item.vb)  # in view coordinates, not data: always centred
         item.vb.sigResized.connect(self._centre_hint)
@@ -104,6 +115,7 @@ class RunChart(pg.PlotWidget):
         item.getAxis("right").linkToView(view)
         item.getAxis("right").setLabel(label, color=ORANGE)
         item.getAxis("right").enableAutoSIPrefix(False)  # a loss of 0.02 reads as 0.02, not "x0.001"
+        item.getAxis("right").setGrid(False)  # the left axis's grid lines; a second set would not line up
         view.setXLink(item)
 
         def follow() -> None:
@@ -114,34 +126,80 @@ class RunChart(pg.PlotWidget):
         return view
 
     def add_curve(self, curve: pg.PlotDataItem, right: bool = False) -> None:
+        """A curve of this chart; the legend keeps the height of all the chart's entries, so one that
+        appears or goes never resizes the plot (a resized plot repaints everything in it)."""
         (self.right_view if right and self.right_view is not None else self.getPlotItem()).addItem(curve)
+        self._curves += 1
+        self.legend.setFixedHeight(self._legend_row * math.ceil(self._curves / self.legend.columnCount))
+
+    def set_legend(self, entries: Sequence[tuple[pg.PlotDataItem, str]]) -> None:
+        """The legend's entries (curve, label), in order; rebuilt only when they change."""
+        labels = [label for _, label in entries]
+        if labels == self._legend:
+            return
+        kept = len(self._legend) if labels[:len(self._legend)] == self._legend else 0  # new ones at the end
+        if not kept:
+            self.legend.clear()
+        for curve, label in entries[kept:]:
+            self.legend.addItem(curve, label)
+        self._legend = labels
 
     def _centre_hint(self) -> None:
         rect = self.getPlotItem().vb.boundingRect()
         self.empty_hint.setPos(rect.center())
 
-    def set_empty(self, empty: bool) -> None:
+    def set_empty(self, empty: bool, axes: bool = True) -> None:
         """An empty chart shows the hint and no 0…1 tick values (they would mean nothing).
-        Only a change of state touches the axes (a style change redraws them)."""
-        if empty == self._empty:
+        Only a change of state touches the axes (a style change redraws them), and `axes=False`
+        leaves them for a later `set_empty` (a run start restyles one chart per turn)."""
+        if empty != self._empty:
+            self._empty = empty
+            self.empty_hint.setVisible(empty)
+            self._centre_hint()
+        if axes:
+            self._style_axes(empty)
+
+    @property
+    def is_empty(self) -> bool:
+        return bool(self._empty)
+
+    def _style_axes(self, empty: bool) -> None:
+        """Tick values off (empty) or on. An axis keeps the space its values took, so emptying a
+        chart never resizes the plot (a resized plot repaints everything in it)."""
+        if empty == self._axes_empty:
             return
-        self._empty = empty
+        first, self._axes_empty = self._axes_empty is None, empty
         item = self.getPlotItem()
-        self.empty_hint.setVisible(empty)
         for side in ("left", "bottom", "right"):
             if side in item.axes:
-                item.getAxis(side).setStyle(showValues=not empty)
-        self._centre_hint()
+                axis = item.getAxis(side)
+                fix = axis.setHeight if side == "bottom" else axis.setWidth
+                if empty and not first:
+                    fix(axis.height() if side == "bottom" else axis.width())
+                axis.setStyle(showValues=not empty)
+                if not empty:
+                    fix(None)  # sized by its values again (the same size unless they got wider)
 
-    def reset(self) -> None:
-        self.legend.clear()
-        self.getPlotItem().enableAutoRange()
-        self.getPlotItem().getAxis("bottom").setTickSpacing()
+    def reset(self, axes: bool = True) -> None:
+        """Empty for a new run, cheaply: the ranges stay until the first new points (an empty
+        chart shows no values), then autorange again; the legend and axes keep their sizes.
+        `axes=False`: the axes' restyle is left for a later `set_empty(True)`."""
+        self.set_legend([])
+        if self._whole_steps:
+            self.getPlotItem().getAxis("bottom").setTickSpacing()
         self._x_range = self._y_range = None
         self._whole_steps = False
-        if self.right_view is not None:
-            self.right_view.enableAutoRange()
-        self.set_empty(True)
+        self._auto_pending = True
+        self.set_empty(True, axes)
+
+    def begin_points(self) -> None:
+        """Before this chart draws points: the first ones after a reset autorange again."""
+        self.set_empty(False)
+        if self._auto_pending:
+            self._auto_pending = False
+            self.getPlotItem().enableAutoRange()
+            if self.right_view is not None:
+                self.right_view.enableAutoRange()
 
     def fit_steps(self, steps: list[float]) -> None:
         """x from 0 (or the lowest step) to the next nice step count above the data, so the axis

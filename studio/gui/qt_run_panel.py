@@ -87,6 +87,9 @@ class RunPanel(QWidget):
         self._size_factor, self._size_unit = 1e-6, "MB"
         self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
         self._timer.timeout.connect(lambda: self.flush(charts=1))
+        self._restyle: list[RunChart] = []  # charts whose axes a reset has yet to empty
+        self._restyle_timer = QTimer(self, singleShot=True, interval=STAGGER_MS)
+        self._restyle_timer.timeout.connect(self._restyle_next)
 
         layout = QHBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 8)
@@ -172,8 +175,11 @@ class RunPanel(QWidget):
             buffer.clear()
         for curve in self._curves.values():
             curve.setData([], [])
-        for plot in self._plots.values():
-            plot.reset()
+        for plot in self._plots.values():  # their axes one chart per turn, each drawn in its turn:
+            plot.reset(axes=False)           # restyling and drawing all three at once was the run
+            plot.setUpdatesEnabled(False)    # start's longest stall
+        self._restyle = list(self._plots.values())
+        self._restyle_timer.start(STAGGER_MS)
         self.original_line.hide()
         self.original_accuracy.hide()
         for line in self.best_lines:
@@ -185,6 +191,15 @@ class RunPanel(QWidget):
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
         self.stage_label.setText("Starting…")
+
+    def _restyle_next(self) -> None:
+        """One chart's share of a reset: its axes emptied, the chart drawn again."""
+        if self._restyle:
+            plot = self._restyle.pop(0)
+            plot.set_empty(plot.is_empty)  # still empty unless points came first
+            plot.setUpdatesEnabled(True)
+        if self._restyle:
+            self._restyle_timer.start(STAGGER_MS)
 
     def failed(self, message: str) -> None:
         """A run that stopped on an error says so here too, not only in a dialog."""
@@ -305,6 +320,8 @@ class RunPanel(QWidget):
         `charts`: how many dirty charts to draw now (None: all); the rest get the next turn."""
         start = time.perf_counter()
         self._timer.stop()
+        while self._restyle:  # a reset's charts first: points never come before their reset
+            self._restyle_next()
         dirty = [plot for plot in PLOTS if any(_plot_of(name) == plot for name in self._dirty)]
         now = set(dirty if charts is None else dirty[:charts])
         names = {name for name in self._dirty if _plot_of(name) in now}
@@ -312,16 +329,13 @@ class RunPanel(QWidget):
         self._dirty = names
         for name in self._dirty:
             if name in self._curves:
-                self._plots[CURVES[name][0]].set_empty(False)
+                plot = self._plots[CURVES[name][0]]
+                plot.begin_points()
                 (xs, ys), curve = self._series[name], self._curves[name]
                 factor = self._size_factor if name.startswith("size/") else CURVES[name][3]
                 curve.setData(np.asarray(xs, float), np.asarray(ys, float) * factor)
-                legend = self._plots[CURVES[name][0]].legend
-                if legend.getLabel(curve) is None:  # entries in a fixed order, only for curves with data
-                    legend.clear()
-                    for other, spec in CURVES.items():
-                        if spec[0] == CURVES[name][0] and self._series.get(other):
-                            legend.addItem(self._curves[other], spec[1])
+                plot.set_legend([(self._curves[other], spec[1]) for other, spec in CURVES.items()  # fixed order,
+                                 if spec[0] == CURVES[name][0] and self._series.get(other)])  # curves with data
         for plot in {self._plots[CURVES[n][0]] for n in self._dirty if n in CURVES}:
             plot.fit_steps([x for n, spec in CURVES.items() if self._plots[spec[0]] is plot
                             for x in self._series.get(n, ([], []))[0]])
@@ -351,7 +365,8 @@ class RunPanel(QWidget):
 
     def _update_size_axis(self) -> None:
         item = self.size_plot.getPlotItem()
-        item.setLabel("left", f"size ({self._size_unit})")
+        if item.getAxis("left").labelText != f"size ({self._size_unit})":  # a new label redraws the axis
+            item.setLabel("left", f"size ({self._size_unit})")
         top = max([self._original_bytes or 0.0, *self._series.get("size/bytes", ([], []))[1]])
         if self._original_bytes is not None:
             self.original_line.setValue(self._original_bytes * self._size_factor)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtGui import QPicture
+from PySide6.QtWidgets import QApplication
 
 from studio.core.base.events import Finished, Metric, Progress, StageStarted
 from studio.gui.qt_run_charts import nice_ceiling, sticky_range
@@ -104,3 +105,38 @@ def test_the_end_of_a_run_writes_the_log_at_once_and_the_charts_turn_by_turn(qtb
     qtbot.waitUntil(lambda: not panel._timer.isActive(), timeout=2000)
     assert panel.curve_points("size/bytes")[0] == [0, 5]  # the size line spans the run
     assert panel.curve_points("train/loss")[0] == [5] and panel.curve_points("val/accuracy")[0] == [5]
+
+
+def test_a_reset_keeps_every_plot_size_and_restyles_one_chart_per_turn(qtbot, panel):
+    """A run start emptied all three charts in one turn: the legends and axes shrank, which resized
+    every plot (a full repaint each), all drawn with the newly shown Run tab."""
+    charts = [panel.loss_plot, panel.accuracy_plot, panel.size_plot]
+    for name, value in (("train/loss", 1.0), ("val/loss", 0.5), ("val/accuracy", 0.9), ("val/agreement", 0.9),
+                        ("size/bytes", 1000)):
+        panel.handle_event(Metric(10, name, value))
+    panel.flush()
+    for _ in range(3):
+        QApplication.processEvents()  # the first values widened the axes: that layout settles now
+    resized: list[str] = []
+    for chart in charts:
+        chart.getPlotItem().vb.sigResized.connect(lambda *_a, n=chart.objectName(): resized.append(n))
+    panel.reset()
+    assert all(chart.empty_hint.isVisible() for chart in charts)  # empty at once
+    assert [chart.updatesEnabled() for chart in charts] == [False] * 3  # drawn one per turn
+    qtbot.waitUntil(lambda: all(chart.updatesEnabled() for chart in charts), timeout=2000)
+    assert not any(axis.style["showValues"] for axis in _axes(panel))
+    assert resized == []  # legends and axes kept their sizes
+    assert panel.accuracy_plot.legend.layout.count() == 0
+
+
+def test_points_right_after_a_reset_come_after_it(qtbot, panel):
+    panel.handle_event(Metric(3, "val/accuracy", 0.9))
+    panel.flush()
+    panel.reset()
+    panel.handle_event(Metric(1, "train/loss", 2.0))
+    panel.flush()  # before the reset's turns: they are done first
+    assert all(chart.updatesEnabled() for chart in (panel.loss_plot, panel.accuracy_plot, panel.size_plot))
+    assert not panel.loss_plot.empty_hint.isVisible() and panel.accuracy_plot.empty_hint.isVisible()
+    assert panel.loss_plot.getPlotItem().getAxis("left").style["showValues"]
+    assert not panel.accuracy_plot.getPlotItem().getAxis("left").style["showValues"]
+    assert panel.curve_points("val/accuracy") == ([], []) and panel.curve_points("train/loss") == ([1.0], [2.0])
