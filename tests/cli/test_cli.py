@@ -87,3 +87,16 @@ def test_console_entry_point_exit_code_and_no_traceback(tmp_path):
     listing = subprocess.run([sys.executable, "-m", "studio", "samples"], capture_output=True, text=True, env=env,
                              timeout=300)
     assert "sample:digits-cnn" in listing.stdout and "sample:minilm-sentiment" in listing.stdout
+
+
+def test_compress_on_a_wrong_input_spec_is_one_clear_line(capsys, tmp_path):
+    """compress runs the original before compressing it in place: its forward's failure must read
+    as inspection's sentence (exit 2), not as an internal error."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("rules:\n  - {layers: '*', quantize: {dtype: int8}}\n")
+    argv = ["compress", "sample:digits-cnn", "--input-shape", "1,3,8,8", "--recipe", str(recipe),
+            "--out", str(tmp_path / "out")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "forward pass failed" in err and "Traceback" not in err and err.startswith("studio: error: ")
+    assert not (tmp_path / "out").exists()

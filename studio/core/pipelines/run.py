@@ -23,6 +23,7 @@ from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, fin
 from studio.core.pipelines.in_place import forward_times, latency_after
 from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
+from studio.core.model.inspection import inspect_model
 from studio.core.model.loaded_model import LoadedModel
 from studio.core.model.measure import fidelity, figures
 from studio.core.model.model_tree import ModelTree
@@ -83,6 +84,11 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         recalibrates_bn(settings, loaded.module) and batchnorms(loaded.module))))  # ("auto" resolved, not truthy)
     try:
         reference = before = original_ms = None
+        if owned and (tree is None or tree.input_spec != str(loaded.input_spec)):
+            # compress would inspect first (and is handed this tree); here the original runs before it:
+            # a forward that fails on the input spec gets inspection's one clear sentence, not the
+            # evaluation's or the timing's exception
+            tree = inspect_model(loaded.module, loaded.input_spec)
         example = (batch_one(dataset) if dataset is not None else loaded.example_inputs()) if owned else None
         if owned and dataset is not None:  # the original's outputs and metrics, before it changes
             stage = "evaluate"
