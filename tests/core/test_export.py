@@ -169,6 +169,30 @@ def test_unconvertible_model_gets_a_clear_message(tmp_path):
     assert not list(tmp_path.iterdir())  # nothing half-written
 
 
+def test_a_model_whose_batch_axis_cannot_be_free_exports_at_batch_one(tmp_path, capfd):
+    """Hugging Face's ConvNeXt fails torch.export with a free batch axis ("Invalid ranges"); the
+    file is then exported at batch 1, verified in ONNX Runtime, and torch's guard tracebacks stay
+    quiet."""
+    import numpy as np
+    import onnxruntime as ort
+    import torch
+    from transformers import ConvNextConfig, ConvNextForImageClassification
+
+    torch.manual_seed(0)
+    config = ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], image_size=32, num_labels=4)
+    ConvNextForImageClassification(config).save_pretrained(tmp_path / "convnext")
+    loaded = load_model(LoadRequest(str(tmp_path / "convnext")))
+    events = list(export(loaded, ExportRequest("onnx", tmp_path / "cx.onnx", samples=8)))
+    assert isinstance(events[-1], Finished)
+    session = ort.InferenceSession(str(tmp_path / "cx.onnx"), providers=["CPUExecutionProvider"])
+    args, kwargs = loaded.example_inputs()
+    x = (args[0] if args else next(iter(kwargs.values())))[:1]
+    (out,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        assert np.allclose(out, loaded.module(x).logits.numpy(), atol=1e-4)
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_cli_export_json(tmp_path, capsys):
     out = tmp_path / "d.onnx"
     assert main(["export", "sample:digits-cnn", "--format", "onnx", "--out", str(out), "--json"]) == 0

@@ -38,24 +38,48 @@ def dynamic_shapes(spec: InputSpec) -> tuple[dict[int, object], ...]:
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporter narrates every step; the CLI's output is for the user's results."""
+    """The exporter narrates every step; the CLI's output is for the user's results. A free axis
+    the model specialises makes torch log each failed guard with a traceback (ERROR level) before
+    the exporter raises; that error is reported once, as one sentence."""
+    import logging
+
     quiet_loggers("torch.onnx")
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    guards = logging.getLogger("torch._guards")
+    level = guards.level
+    guards.setLevel(logging.CRITICAL)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        guards.setLevel(level)
 
 
 def export_fp32(model: torch.nn.Module, spec: InputSpec, path: Path, output_name: str) -> None:
+    """Batch (and token) axes free; a model that fixes them in its forward (e.g. a reshape with the
+    batch size built in: ConvNeXt from Hugging Face) is exported at batch 1 with the spec's other
+    sizes, the shape verification and on-device inference use."""
     wrapper = ExportWrapper(model, spec).eval()
+    args = example_args(spec)
     try:
-        with _quiet(), torch.no_grad():
-            program = torch.onnx.export(wrapper, example_args(spec), dynamo=True, opset_version=OPSET,
-                                        input_names=[t.name for t in spec.tensors], output_names=[output_name],
-                                        dynamic_shapes=(dynamic_shapes(spec),), optimize=True, verbose=False)
-            program.save(str(path), external_data=False)
+        _export(wrapper, args, spec, path, output_name, (dynamic_shapes(spec),))
+        return
+    except Exception:  # noqa: BLE001 - the fixed-shape export below says what is wrong, if anything
+        pass
+    try:
+        _export(wrapper, tuple(a[:1] for a in args), spec, path, output_name, None)
     except Exception as exc:
         raise StudioError(f"ONNX export failed: {_summary(exc)} Try exporting the uncompressed model, "
                           "or TFLite.") from exc
+
+
+def _export(wrapper: torch.nn.Module, args: tuple[torch.Tensor, ...], spec: InputSpec, path: Path,
+            output_name: str, shapes: tuple[dict[int, object], ...] | None) -> None:
+    with _quiet(), torch.no_grad():
+        program = torch.onnx.export(wrapper, args, dynamo=True, opset_version=OPSET,
+                                    input_names=[t.name for t in spec.tensors], output_names=[output_name],
+                                    dynamic_shapes=shapes, optimize=True, verbose=False)
+        program.save(str(path), external_data=False)
 
 
 def _summary(exc: Exception) -> str:
