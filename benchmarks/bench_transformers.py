@@ -122,8 +122,9 @@ def plot(paths: list[str], png: str) -> None:
     for path in paths:
         result = json.loads(Path(path).read_text())
         original = result["pytorch_fp32_eager"]
+        points = [] if base else [("PyTorch fp32 eager", original["latency"]["1_thread"]["median_ms"],
+                                   100 * original["accuracy"])]  # the same model in every file: drawn once
         base = base or (original["latency"]["1_thread"]["median_ms"], 100 * original["accuracy"])
-        points = [("PyTorch fp32 eager", original["latency"]["1_thread"]["median_ms"], 100 * original["accuracy"])]
         for label, recipe in result.get("recipes_in_pytorch", {}).items():
             if recipe.get("accuracy_after_finetune") is not None:
                 points.append((f"{label} PyTorch fp32 eager", recipe["latency"]["1_thread"]["median_ms"],
