@@ -106,7 +106,7 @@ def test_owned_run_evaluates_and_times_the_original_first_and_reports_what_a_cop
     assert (b.before.bytes, b.after.bytes, b.after.params, b.after.flops) == \
         (a.before.bytes, a.after.bytes, a.after.params, a.after.flops)
     assert b.fidelity.max_abs == pytest.approx(a.fidelity.max_abs, rel=1e-5)
-    assert b.latency.runs == a.latency.runs and b.latency.before_ms > 0 and b.latency.after_ms > 0
+    assert min(a.latency.runs, b.latency.runs) >= 21 and b.latency.before_ms > 0 and b.latency.after_ms > 0  # time-budgeted
 
 
 def test_owned_is_ignored_when_fine_tuning_distils_from_the_original(digits):

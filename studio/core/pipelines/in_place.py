@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studio.core.pipelines.latency import LatencyComparison, comparison_of
+from studio.core.pipelines.latency import MAX_RUNS, MIN_SECONDS, LatencyComparison, comparison_of
 
 RUNS, WARMUP = 21, 3
 MADV_DONTNEED = 4  # Linux
@@ -122,21 +122,23 @@ class FilePages:
 
 
 def forward_times(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]], runs: int = RUNS,
-                  warmup: int = WARMUP) -> list[float]:
-    """Milliseconds of `runs` batch-1 forwards after `warmup` untimed ones (eval mode, no grad)."""
+                  warmup: int = WARMUP, exact: bool = False) -> list[float]:
+    """Milliseconds of batch-1 forwards after `warmup` untimed ones (eval mode, no grad): `runs`,
+    or unless `exact` more (as `compare_latency` does) while they take under half its MIN_SECONDS."""
     args, kwargs = example
     model.eval()
-    times = []
+    times: list[float] = []
     with torch.no_grad():
-        for i in range(warmup + runs):
+        while len(times) < runs + warmup:
             start = time.perf_counter()
             model(*args, **kwargs)
-            if i >= warmup:
-                times.append((time.perf_counter() - start) * 1000)
-    return times
+            times.append((time.perf_counter() - start) * 1000)
+            if len(times) == warmup and not exact:
+                runs = min(MAX_RUNS, max(runs, int(MIN_SECONDS * 500 / max(times[-1], 1e-3))))
+    return times[warmup:]
 
 
 def latency_after(before_ms: list[float], after: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]],
                   seed: int = 0) -> LatencyComparison:
     """The compressed model timed now against the original's times taken before compressing."""
-    return comparison_of(before_ms, forward_times(after, example, runs=len(before_ms)), seed)
+    return comparison_of(before_ms, forward_times(after, example, runs=len(before_ms), exact=True), seed)
