@@ -13,7 +13,8 @@ and its wall time within 10 % of in-process.
 The stalls are wall-clock and depend on what else the machine runs; every case also reports what
 the GUI thread itself spent in the probe's gaps (gui_trace.py, the thread's CPU clock):
 `gaps_over_50ms_gui_cpu`, `gap_gui_cpu_ms_max`, `gui_cpu_ms_in_gaps_over_5ms` and the heaviest
-gaps, figures a loaded machine barely moves. `job_cpu_s` is what the job's threads (all but the GUI
+gaps, figures a loaded machine barely moves; `gc_full_collections` / `gc_ms_max` are the GUI
+process's cyclic collections during the job (qt_gui_priority.py). `job_cpu_s` is what the job's threads (all but the GUI
 thread, in both processes) spent, and `job_threads_over_10pct` how many threads did a tenth of it:
 the child's wall time next to in-process, read with these, tells waiting from working and one
 compute thread from two. `--trace` adds the GUI thread's sampled Python stacks
@@ -26,6 +27,7 @@ to each slow or heavy gap (what ran during the stall).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -67,6 +69,14 @@ def probed(app, window, start) -> dict:
 
     gaps: list[float] = []
     last = [time.perf_counter()]
+    collections: list[tuple[int, float]] = []  # (generation, ms) of the GUI process's collections
+
+    def collected(phase: str, info: dict) -> None:
+        if phase == "start":
+            collections.append((info["generation"], time.perf_counter()))
+        elif collections:
+            generation, began = collections[-1]
+            collections[-1] = (generation, 1000 * (time.perf_counter() - began))
 
     trace = TRACE[0] if TRACE else None
 
@@ -91,10 +101,12 @@ def probed(app, window, start) -> dict:
         trace.start()
     begin = time.perf_counter()
     last[0] = begin
+    gc.callbacks.append(collected)
     probe.start()
     start()
     done.exec()
     probe.stop()
+    gc.callbacks.remove(collected)
     seconds = time.perf_counter() - begin
     job_cpu = cpu.stop()
     handlers = trace.stop() if trace is not None else {}
@@ -104,6 +116,8 @@ def probed(app, window, start) -> dict:
     return {"wall_s": round(seconds, 2), "events": events[0], "probe_ticks": len(gaps),
             "longest_stall_ms": round(max(gaps, default=0.0), 1),
             "p99_stall_ms": round(gaps[int(0.99 * (len(gaps) - 1))] if gaps else 0.0, 1),
+            "gc_full_collections": sum(g == 2 for g, _ in collections),
+            "gc_ms_max": round(max((ms for _, ms in collections), default=0.0), 1),
             "failed": failures[0] if failures else None, **job_cpu, **handlers}
 
 

@@ -12,6 +12,7 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QScrollArea, QWidget
 
 from studio.core.base.events import Finished, RunCancelled
+from studio.gui.qt_gui_priority import gui_priority
 from studio.gui.qt_job_docks import raise_dock
 from studio.gui.qt_resources import icon
 from studio.gui import qt_process_worker as process
@@ -89,6 +90,7 @@ class RunController(QObject):
     def model_changed(self) -> None:
         """A different model: forget the old one's results; its plan's run settings fill the panel."""
         self.discard_result()
+        gui_priority().thaw()  # the old model's cycles are collected with the next full collection
         process.warm_up()  # the job worker process imports torch while the user reads the tree
         settings = self.document.plan.settings
         if settings:
