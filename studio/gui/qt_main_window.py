@@ -250,11 +250,13 @@ class MainWindow(QMainWindow):
 
     # --- a model was opened --------------------------------------------------------
     def _show_opened(self, opened: OpenedModel, kind: str) -> None:
+        from studio.core.model.loaders import is_meta
+
         loaded, tree = opened.loaded, opened.tree
         self.setWindowTitle(f"{APPLICATION} — {loaded.name}")
         report = loaded.extras.get("report")  # a kept run or a reopened folder: the same typed report
         stored = report.after.bytes if report is not None else None
-        self.summary.show_model(loaded.name, loaded.kind, tree, stored)
+        self.summary.show_model(loaded.name, loaded.kind, tree, stored, weightless=is_meta(loaded))
         self.details.set_notes(tuple(tree.notes))
         self.layers.set_tree(tree)
         self.stack.setCurrentIndex(1)

@@ -81,12 +81,14 @@ class SummaryStrip(QWidget):
         for caption, card in self._cards.items():
             layout.addWidget(card, 3 if caption == "Model" else 2 if caption == "Input" else 0)
 
-    def show_model(self, name: str, kind: str, tree: ModelTree, stored_bytes: int | None = None) -> None:
+    def show_model(self, name: str, kind: str, tree: ModelTree, stored_bytes: int | None = None,
+                   weightless: bool = False) -> None:
         """`stored_bytes`: a compressed model's size at its real bit widths, when it differs from
-        what its simulated (float) tensors occupy in memory."""
+        what its simulated (float) tensors occupy in memory. `weightless`: built from a config on
+        the meta device (the figures are exact, but there is nothing to run)."""
         values = {
             "Model": name.removeprefix("sample:") if kind == "sample" else name,
-            "Source": kind,
+            "Source": f"{kind} · no weights" if weightless else kind,
             "Parameters": format_count(tree.total_params),
             "Size": format_bytes(tree.total_bytes),
             "FLOPs": format_flops(tree.total_flops),
@@ -95,6 +97,9 @@ class SummaryStrip(QWidget):
         }
         tips = {"Parameters": f"{tree.total_params:,} parameters", "Size": f"{tree.total_bytes:,} bytes",
                 "FLOPs": f"{tree.total_flops:,} FLOPs per forward pass", "Layers": f"{len(tree):,} modules"}
+        if weightless:
+            tips["Source"] = ("built from config.json on the meta device: parameters, bytes, FLOPs and shapes are "
+                              "exact and plans project their savings; running, sweeping and exporting need weights")
         if stored_bytes is not None and stored_bytes != tree.total_bytes:
             values["Size"] = format_bytes(stored_bytes)
             tips["Size"] = (f"{stored_bytes:,} bytes at the real bit widths (int8/int4 codes + scales); the simulated "

@@ -243,3 +243,19 @@ def test_remote_code_in_a_manifest_is_asked_not_obeyed(qtbot, window, tmp_path):
     assert "auto_map" in box.text()
     box.button(QMessageBox.StandardButton.No).click()
     assert not marker.exists() and window.last_error_dialog is None
+
+
+def test_a_config_only_folder_opens_weightless_and_says_so(qtbot, window, tmp_path):
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, architectures=["LlamaForCausalLM"])
+    config.save_pretrained(tmp_path / "config-only")
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.open_source(LoadRequest(str(tmp_path / "config-only")))
+    tree = window.opened.tree
+    expected = sum(p.numel() for p in window.opened.loaded.module.parameters())  # meta tensors know their sizes
+    assert tree.total_params == expected
+    assert window.summary.value("Parameters") == format_count(expected)
+    assert window.summary.value("Source") == "huggingface · no weights"
+    assert all(p.is_meta for p in window.opened.loaded.module.parameters())
