@@ -142,8 +142,13 @@ class PlanController(QObject):
             more = f" (+{len(p.problems) - 1} more, hover)" if len(p.problems) > 1 else ""
             text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(clip(p.problems[0], 140))}"
                      f"{more}</span>")
+        warnings = p.warnings
+        if warnings:  # a pattern's layers its technique cannot take: skipped, the plan still runs
+            more = f" (+{len(warnings) - 1} more, hover)" if len(warnings) > 1 else ""
+            text += (f"<br><span style='color:#9a6700'><b>Skipped:</b> {html.escape(clip(warnings[0], 160))}"
+                     f"{more}</span>")
         self.budget.setText(text)
-        self.budget.setToolTip("\n".join(p.problems))
+        self.budget.setToolTip("\n".join([*p.problems, *warnings]))
 
     # --- marking -----------------------------------------------------------------------
     def selected_names(self) -> list[str]:

@@ -29,9 +29,8 @@ from studio.core.model.loaders import require_weights
 from studio.core.model.measure import fidelity, fidelity_to, figures, reference_outputs, stored_bytes
 from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
-from studio.core.plan.resolve import Assignments, resolve
+from studio.core.plan.resolve import Assignments, resolve_plan
 from studio.core.report.compression import CompressionReport, LayerRow, ModelFigures, OutputFidelity, ratios
-from studio.core.techniques import all_techniques
 from studio.core.techniques.base import ApplyContext, LayerChange
 
 TORCHSCRIPT_REFUSAL = ("This is a TorchScript model: rank reduction, pruning and quantization replace modules and "
@@ -54,18 +53,17 @@ class CompressionResult:
 MEASURE_STEPS = 5
 
 
-def validate(loaded: LoadedModel, plan: CompressionPlan) -> Assignments:
-    """Every problem of the plan on this model, before anything runs."""
+def validate(loaded: LoadedModel, plan: CompressionPlan, warnings: list[str] | None = None) -> Assignments:
+    """Every problem of the plan on this model, before anything runs; `warnings` receives the
+    layers pattern rules skip (those their technique cannot take)."""
     if not loaded.eager and plan.rules:
         raise StudioError(TORCHSCRIPT_REFUSAL)
-    assignments = resolve(plan, loaded.module)
-    techniques = all_techniques()
-    problems: list[str] = []
-    for key, layers in assignments.items():
-        problems += techniques[key].check_model(loaded.module, layers, loaded.example_inputs())
-    if problems:
-        raise PlanError(problems)
-    return assignments
+    resolution = resolve_plan(plan, loaded.module, loaded.example_inputs())
+    if resolution.problems:
+        raise PlanError(list(resolution.problems))
+    if warnings is not None:
+        warnings += resolution.warnings
+    return resolution.assignments
 
 
 def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | None = None,
@@ -77,7 +75,10 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     cancel = cancel or CancelToken()
     yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
     require_weights(loaded, "compressed")  # the what-if projection works without weights, compressing does not
-    assignments = validate(loaded, plan)
+    skipped: list[str] = []
+    assignments = validate(loaded, plan, skipped)
+    for message in skipped:
+        yield Warning(message)
     total = sum(len(layers) for layers in assignments.values())
     spec = loaded.input_spec
     fidelity_batches = batches if batches is not None else example_batches(loaded)

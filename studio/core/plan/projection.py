@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.core.plan import CompressionPlan
-from studio.core.plan.resolve import resolve_with_problems
+from studio.core.plan.resolve import resolve_plan
 from studio.core.techniques import all_techniques
 from studio.core.techniques.base import Estimate
 
@@ -35,6 +35,7 @@ class PlanProjection:
     after: Estimate
     layers: dict[str, LayerProjection] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()  # per pattern rule: the matched layers its technique skips (not applied)
 
 
 def _estimate(node: LayerNode) -> Estimate:
@@ -44,9 +45,11 @@ def _estimate(node: LayerNode) -> Estimate:
 def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
                  example_inputs: tuple[tuple[Any, ...], dict[str, Any]] | None = None) -> PlanProjection:
     """With `example_inputs`, a technique's coupled effects count too (e.g. structured pruning
-    shrinks the BatchNorm and the next layer's inputs), as the run will measure them."""
+    shrinks the BatchNorm and the next layer's inputs), as the run will measure them, and the
+    whole-model checks run, so a pattern skips the layers the run skips (e.g. the output layer)."""
     techniques = all_techniques()
-    assignments, problems = resolve_with_problems(plan, model)
+    resolution = resolve_plan(plan, model, example_inputs, cached=True)
+    assignments = resolution.assignments
     per_layer: dict[str, list[tuple[str, object]]] = {}
     for key in techniques:
         for name, config in assignments.get(key, {}).items():
@@ -75,7 +78,7 @@ def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
               p.after.nonzero - p.before.nonzero) for p in layers.values()]
     total_after = Estimate(total_before.params + sum(d[0] for d in delta), total_before.bytes + sum(d[1] for d in delta),
                            total_before.flops + sum(d[2] for d in delta), total_before.nonzero + sum(d[3] for d in delta))
-    return PlanProjection(total_before, total_after, layers, tuple(problems))
+    return PlanProjection(total_before, total_after, layers, resolution.problems, resolution.warnings)
 
 
 def _add_coupled(layers: dict[str, LayerProjection], kept: dict[str, float], model: nn.Module, tree: ModelTree) -> None:

@@ -130,8 +130,15 @@ class Technique:
 
     def check_model(self, model: nn.Module, targets: dict[str, TechniqueConfig],
                     example_inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> list[str]:
-        """Whole-model problems found before anything runs (never modifies `model`)."""
+        """Whole-model problems found before anything runs (never modifies `model`). A problem of
+        one target is worded 'layer NAME: KEY: reason', so a pattern rule can skip that layer."""
         return []
+
+    def check_model_cached(self, model: nn.Module, targets: dict[str, TechniqueConfig],
+                           example_inputs: tuple[tuple[Any, ...], dict[str, Any]]) -> list[str]:
+        """check_model for the what-if projection, which runs on every plan edit on a model
+        nothing changes: it may reuse what it traced before. The same problems as check_model."""
+        return self.check_model(model, targets, example_inputs)
 
     def project(self, module: nn.Module, config: TechniqueConfig, estimate: Estimate) -> Estimate:
         raise NotImplementedError

@@ -88,12 +88,12 @@ class Prune(Technique):
                 out.append(f"amount {config.amount} removes no channel of {_out_units(module)}")
         return out
 
-    def check_model(self, model, targets, example_inputs) -> list[str]:
+    def check_model(self, model, targets, example_inputs, graph_of=None) -> list[str]:
         structured = [n for n, c in targets.items() if c.mode == "structured"]
         if not structured:
             return []
         try:
-            graph = _dependency_graph(model, example_inputs)
+            graph = (graph_of or _dependency_graph)(model, example_inputs)
         except StudioError as exc:
             return [str(exc)]
         problems = []
@@ -105,6 +105,9 @@ class Prune(Technique):
                 problems.append(f"layer {name}: prune: structured pruning would remove outputs of the model's "
                                 "final layer (its classes or features); exclude it, e.g. with 'prune: null'")
         return problems
+
+    def check_model_cached(self, model, targets, example_inputs) -> list[str]:
+        return self.check_model(model, targets, example_inputs, _projection_graph)  # the projection's trace
 
     def project(self, module: nn.Module, config: PruneConfig, estimate: Estimate) -> Estimate:
         # Unstructured and 2:4 prune each part of a layer an earlier technique split (factors).
