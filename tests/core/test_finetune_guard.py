@@ -85,16 +85,18 @@ def test_a_worse_model_is_never_kept(digits, monkeypatch):
 
 
 def _scripted(monkeypatch, accuracies):
-    """Validation metrics follow a script; the outputs each evaluation saw are recorded."""
-    seen, real = [], finetune_loop.metrics_from
+    """Validation metrics follow a script; the outputs each evaluation saw are recorded (kept for
+    the test only: fine-tuning itself scores them batch by batch)."""
+    seen, real = [], finetune_loop.validation_metrics
     script = iter(accuracies)
 
-    def fake(outputs, dataset, *args, reference=None, **kwargs):
-        metrics = real(outputs, dataset, *args, reference=reference, **kwargs)
+    def fake(model, dataset, cancel, label, *args, **kwargs):
+        metrics, outputs = yield from real(model, dataset, cancel, label, *args, **{**kwargs, "keep": True})
         seen.append([o.clone() for o in outputs])
-        return Metrics(metrics.samples, loss=1.0, accuracy=next(script), agreement=metrics.agreement, kl=metrics.kl)
+        scripted = Metrics(metrics.samples, loss=1.0, accuracy=next(script), agreement=metrics.agreement, kl=metrics.kl)
+        return scripted, (outputs if kwargs.get("keep") else None)
 
-    monkeypatch.setattr(finetune_loop, "metrics_from", fake)
+    monkeypatch.setattr(finetune_loop, "validation_metrics", fake)
     return seen
 
 

@@ -12,7 +12,7 @@ from torch import nn
 from studio.core.base.cancel import CancelToken
 from studio.core.base.errors import StudioError
 from studio.core.pipelines import finetune_loop
-from studio.core.pipelines.evaluate import iter_predict, metrics_from
+from studio.core.pipelines.evaluate import EVAL_BATCH, iter_predict, metrics_from
 from studio.core.pipelines.finetune import FinetuneSettings, resolve
 from studio.core.pipelines.finetune_dropout import attention_dropout, attention_rates
 from tests.core.test_dynamic_padding import BertClassifier, text_dataset
@@ -73,7 +73,7 @@ def test_fine_tuning_trains_with_the_chosen_attention_dropout(monkeypatch, setti
         return sdpa(*args, dropout_p=dropout_p, **kwargs)
 
     monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
-    reference = list(iter_predict(teacher, data, "val", finetune_loop.EVAL_BATCH))
+    reference = list(iter_predict(teacher, data, "val", EVAL_BATCH))
     start = metrics_from(reference, data, reference=reference)
     settings = FinetuneSettings(epochs=1, batch_size=16, attention_dropout=setting, patience=0)
     gen = finetune_loop.finetune(teacher.eval(), student, data, settings, reference, start, [], CancelToken(),

@@ -15,13 +15,12 @@ import torch
 from torch import nn
 
 from studio.core.base.cancel import CancelToken
-from studio.core.base.events import EvaluationProgress, Note, Progress
+from studio.core.base.events import Note, Progress
 from studio.core.data.dataset import Dataset
-from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
+from studio.core.pipelines.evaluate import Metrics, validation_metrics
 
 MAX_BATCHES = 200  # "a few hundred" batches: enough for stable statistics, a fraction of an epoch's cost
 BATCH = 32
-EVAL_BATCH = 64
 
 
 def batchnorms(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
@@ -96,13 +95,7 @@ def recalibration_stage(student: nn.Module, dataset: Dataset, cancel: CancelToke
         yield Progress(seen, total, "re-estimating BatchNorm statistics")
     if not seen:
         return student, start, False
-    outputs = []
-    steps = dataset.steps("val", EVAL_BATCH)
-    for step, output in enumerate(iter_predict(candidate, dataset, "val", EVAL_BATCH), 1):
-        outputs.append(output)
-        cancel.raise_if_cancelled()
-        yield EvaluationProgress(step, steps, "evaluating the recalibrated model")
-    metrics = metrics_from(outputs, dataset, reference=reference)
+    metrics, _ = yield from validation_metrics(candidate, dataset, cancel, "recalibrated", reference=reference)
     metric = start.task_metric
     change = f"{metric} {getattr(start, metric):.4g} → {getattr(metrics, metric):.4g}"
     if metrics.finite() and metrics.key() > start.key():

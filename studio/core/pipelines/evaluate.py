@@ -18,6 +18,8 @@ from studio.core.data.dataset import Dataset
 from studio.core.data.text import is_causal_text, next_token_nll
 from studio.core.model.measure import primary_output
 
+EVAL_BATCH = 64  # validation batches: every evaluation (run, fine-tuning, BatchNorm, head re-fit) scores alike
+
 
 @dataclass(frozen=True)
 class Metrics:
@@ -50,7 +52,7 @@ class Metrics:
         return all(math.isfinite(v) for v in asdict(self).values() if isinstance(v, float))
 
 
-def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = 64,
+def iter_predict(model: nn.Module, dataset: Dataset, split: str = "val", batch_size: int = EVAL_BATCH,
                  device: torch.device | None = None, *, pad: str = "longest") -> Iterator[torch.Tensor]:
     """Primary outputs batch by batch, on the CPU, in dataset order; `device` is where the model
     lives (the inputs go there). Pipelines drive this to report progress and honour cancel.
@@ -72,7 +74,7 @@ class MetricSums:
     window is scored on its own (a window's transients, not a batch's). `reference` rows are
     matched to output rows in order, whatever the batching of either."""
 
-    def __init__(self, dataset: Dataset, split: str = "val", batch_size: int = 64,
+    def __init__(self, dataset: Dataset, split: str = "val", batch_size: int = EVAL_BATCH,
                  reference: Sequence[torch.Tensor] | None = None) -> None:
         self.causal = is_causal_text(dataset)
         self.labeled = dataset.labeled
@@ -124,7 +126,8 @@ class MetricSums:
 _EPS = 1e-8  # F.cosine_similarity's default
 
 
-def metrics_from(outputs: Iterable[torch.Tensor], dataset: Dataset, split: str = "val", batch_size: int = 64,
+def metrics_from(outputs: Iterable[torch.Tensor], dataset: Dataset, split: str = "val",
+                 batch_size: int = EVAL_BATCH,
                  reference: Sequence[torch.Tensor] | None = None) -> Metrics:
     """Loss/accuracy against the labels and fidelity against `reference` outputs, from outputs
     already computed (batched as `dataset.batches(split, batch_size)`, either padding)."""
@@ -134,7 +137,8 @@ def metrics_from(outputs: Iterable[torch.Tensor], dataset: Dataset, split: str =
     return sums.metrics()
 
 
-def validation_metrics(model: nn.Module, dataset: Dataset, cancel: CancelToken, label: str, batch_size: int,
+def validation_metrics(model: nn.Module, dataset: Dataset, cancel: CancelToken, label: str,
+                       batch_size: int = EVAL_BATCH,
                        device: torch.device | None = None, reference: Sequence[torch.Tensor] | None = None,
                        keep: bool = False) -> Iterator[object]:
     """The model's validation metrics, with progress per batch and a cancel check between

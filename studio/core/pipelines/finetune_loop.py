@@ -19,8 +19,8 @@ from torch import nn
 from studio.core.base.cancel import CancelToken
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
-from studio.core.pipelines.evaluate import Metrics, iter_predict, metrics_from
-from studio.core.base.events import EvaluationProgress, Metric, Note, Progress, StageStarted, Warning
+from studio.core.pipelines.evaluate import Metrics, validation_metrics
+from studio.core.base.events import Metric, Note, Progress, StageStarted, Warning
 from studio.core.pipelines.bn_recalibration import freeze_batchnorm
 from studio.core.pipelines.attention_distill import AttentionLoss
 from studio.core.pipelines.attention_distill import running as attention_running
@@ -29,7 +29,6 @@ from studio.core.pipelines.finetune import (FinetuneSettings, HiddenCapture, Res
                                   adamw, lr_factor, param_groups, resolve)
 from studio.core.model.measure import primary_output
 
-EVAL_BATCH = 64
 EXPLODE_RATIO = 5.0   # a loss this many times its running mean (and ≥ 1 above it) has exploded
 BACKOFF = 0.1         # lr factor after each divergence
 MAX_BACKOFFS = 3
@@ -114,18 +113,6 @@ class _null:
 
     def __exit__(self, *exc):
         return False
-
-
-def validation_outputs(model: nn.Module, dataset: Dataset, cancel: CancelToken, label: str,
-                       device: torch.device | None = None) -> Iterator[object]:
-    """The model's validation outputs, with progress per batch and a cancel check between
-    batches (evaluating a transformer on CPU takes a while); returns the outputs."""
-    total, outputs = dataset.steps("val", EVAL_BATCH), []
-    for step, output in enumerate(iter_predict(model, dataset, "val", EVAL_BATCH, device), 1):
-        outputs.append(output)
-        cancel.raise_if_cancelled()
-        yield EvaluationProgress(step, total, f"evaluating the {label} model")
-    return outputs
 
 
 def metric_points(step: int, metrics: Metrics) -> list[Metric]:
@@ -231,8 +218,8 @@ def finetune(teacher: nn.Module, student: nn.Module, dataset: Dataset, settings:
                 if step % resolved.eval_interval and step != total:
                     continue
                 cancel.raise_if_cancelled()
-                outputs = yield from validation_outputs(student, dataset, cancel, "validation", device)
-                metrics = metrics_from(outputs, dataset, reference=reference)
+                metrics, _ = yield from validation_metrics(student, dataset, cancel, "validation", device=device,
+                                                           reference=reference)  # scored batch by batch
                 train_mode(student, resolved)
                 yield from metric_points(step, metrics)
                 yield Metric(step, "train/lr", lr)

@@ -22,9 +22,8 @@ from studio.core.base.cancel import CancelToken
 from studio.core.base.events import Note, Progress
 from studio.core.data.dataset import Dataset
 from studio.core.model.measure import primary_output
-from studio.core.pipelines.evaluate import Metrics, metrics_from
+from studio.core.pipelines.evaluate import Metrics, validation_metrics
 from studio.core.pipelines.finetune import FinetuneSettings, distillation_loss, output_layer
-from studio.core.pipelines.finetune_loop import validation_outputs
 
 BATCH = 32
 MAX_BATCHES = 64       # ≤ 2,048 training samples: a linear layer's fit needs no more
@@ -104,8 +103,7 @@ def head_refit_stage(student: nn.Module, teacher: nn.Module, dataset: Dataset, s
     if not settings.distill and labels is None:
         return student, start, False, "no labels and no distillation"
     fit_linear(layer, feats, targets, labels, settings)
-    outputs = yield from validation_outputs(candidate, dataset, cancel, "re-fitted")
-    metrics = metrics_from(outputs, dataset, reference=reference)
+    metrics, _ = yield from validation_metrics(candidate, dataset, cancel, "re-fitted", reference=reference)
     metric = start.task_metric
     change = f"{metric} {getattr(start, metric):.4g} → {getattr(metrics, metric):.4g}"
     if metrics.finite() and metrics.key() > start.key():

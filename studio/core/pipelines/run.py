@@ -16,10 +16,10 @@ from studio.core.pipelines.compress import CompressionResult, compress
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.bn_recalibration import batchnorms, recalibration_stage
-from studio.core.pipelines.evaluate import batch_one, validation_metrics
+from studio.core.pipelines.evaluate import EVAL_BATCH, batch_one, validation_metrics
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings, recalibrates_bn, refit_head
-from studio.core.pipelines.finetune_loop import EVAL_BATCH, FinetuneOutcome, finetune, metric_points
+from studio.core.pipelines.finetune_loop import FinetuneOutcome, finetune, metric_points
 from studio.core.pipelines.in_place import forward_times, latency_after
 from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
