@@ -27,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studio.core.pipelines.latency import MAX_RUNS, MIN_SECONDS, LatencyComparison, comparison_of
+from studio.core.pipelines.latency import LatencyComparison, budgeted_runs, comparison_of
 
 RUNS, WARMUP = 21, 3
 MADV_DONTNEED = 4  # Linux
@@ -134,7 +134,7 @@ def forward_times(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, An
             model(*args, **kwargs)
             times.append((time.perf_counter() - start) * 1000)
             if len(times) == warmup and not exact:
-                runs = min(MAX_RUNS, max(runs, int(MIN_SECONDS * 500 / max(times[-1], 1e-3))))
+                runs = budgeted_runs(runs, 2 * times[-1])  # half of each pair: the compressed model's follow
     return times[warmup:]
 
 

@@ -39,6 +39,12 @@ def _time(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]]) -> 
     return (time.perf_counter() - start) * 1000
 
 
+def budgeted_runs(runs: int, ms_per_run: float) -> int:
+    """At least `runs`, more (up to MAX_RUNS) while they take under MIN_SECONDS in all at
+    `ms_per_run` each: the time budget of both the interleaved and the in-place timing."""
+    return min(MAX_RUNS, max(runs, int(MIN_SECONDS * 1000 / max(ms_per_run, 1e-3))))
+
+
 def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]],
                     runs: int = 21, warmup: int = 3, seed: int = 0) -> LatencyComparison:
     """Pairs of runs in alternating order (A B, B A, …) after warm-up of both; at least `runs`
@@ -50,7 +56,7 @@ def compare_latency(before: nn.Module, after: nn.Module, example: tuple[tuple[An
         pair_ms = 0.0
         for _ in range(warmup):
             pair_ms = _time(before, example) + _time(after, example)
-        runs = min(MAX_RUNS, max(runs, int(MIN_SECONDS * 1000 / max(pair_ms, 1e-3)))) if warmup else runs
+        runs = budgeted_runs(runs, pair_ms) if warmup else runs
         for i in range(runs):
             if i % 2:
                 t_after.append(_time(after, example))
