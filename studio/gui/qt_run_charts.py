@@ -8,8 +8,9 @@ grid) whenever its range or style changes, which cost 15-60 ms of the GUI thread
 So the step range grows in nice steps (1, 1.5, 2, 3, 5, 7.5 x 10^k) instead of following every new
 step, a value range is sticky until the data leaves it and style changes only happen on a change
 of state: a new point redraws the curve and replays the axes' recorded pictures, without generating
-their ticks and labels again. (Caching the axes as pixmaps, QGraphicsItem.DeviceCoordinateCache,
-crashed in paintEvent under a running job; not used.)"""
+their ticks and labels again; the axes are cached as pixmaps (their grid lines span the plot). No
+view autoranges: the caller sets every range from the data it already has, and each legend entry
+is built with its curve and only shown or hidden afterwards."""
 
 from __future__ import annotations
 
@@ -74,6 +75,7 @@ class RunChart(pg.PlotWidget):
         item.showGrid(x=True, y=True, alpha=0.12)
         item.setDownsampling(auto=True, mode="peak")
         item.setClipToView(True)
+        item.disableAutoRange()  # the ranges follow the data through fit_steps/fit_values/fit_right
         self.legend = pg.LegendItem(colCount=2, labelTextColor="#3c4043", labelTextSize="8pt", frame=False,
                                     horSpacing=2)
         item.layout.addItem(self.legend, 4, 1)  # below the x axis: a legend there never hides a curve
@@ -94,12 +96,12 @@ class RunChart(pg.PlotWidget):
         self._x_range: tuple[float, float] | None = None
         self._y_range: tuple[float, float] | None = None
         self._whole_steps = False
-        self._auto_pending = False  # autorange again with the first points after a reset
         self._legend: list[str] = []
         self._curves = 0
         self.legend.addItem(pg.PlotDataItem(), "x")  # one row's height, measured in this font
         self._legend_row = self.legend.layout.preferredHeight()
         self.legend.clear()
+        self._right_range: tuple[float, float] | None = None
         self.empty_hint = pg.TextItem(EMPTY_TEXT, color=GREY, anchor=(0.5, 0.5))
         self.empty_hint.setParentItem(item.vb)  # in view coordinates, not data: always centred
         item.vb.sigResized.connect(self._centre_hint)
@@ -110,6 +112,7 @@ class RunChart(pg.PlotWidget):
         """A second ViewBox sharing x with the main one (pyqtgraph's MultiplePlotAxes recipe)."""
         item = self.getPlotItem()
         view = pg.ViewBox()
+        view.disableAutoRange()
         item.showAxis("right")
         item.scene().addItem(view)
         item.getAxis("right").linkToView(view)
@@ -125,24 +128,33 @@ class RunChart(pg.PlotWidget):
         item.vb.sigResized.connect(follow)
         return view
 
-    def add_curve(self, curve: pg.PlotDataItem, right: bool = False) -> None:
-        """A curve of this chart; the legend keeps the height of all the chart's entries, so one that
-        appears or goes never resizes the plot (a resized plot repaints everything in it)."""
+    def add_curve(self, curve: pg.PlotDataItem, label: str, right: bool = False) -> None:
+        """A curve of this chart and its legend entry, made now and hidden until the curve has data
+        (building an entry cost ~3 ms of the GUI thread, in the turn of a run's first validation
+        point); the legend keeps the height of all the entries, so one that appears or goes never
+        resizes the plot (a resized plot repaints everything in it)."""
         (self.right_view if right and self.right_view is not None else self.getPlotItem()).addItem(curve)
+        self.legend.addItem(curve, label)
+        for part in self.legend.items[-1]:
+            part.setVisible(False)
         self._curves += 1
         self.legend.setFixedHeight(self._legend_row * math.ceil(self._curves / self.legend.columnCount))
 
     def set_legend(self, entries: Sequence[tuple[pg.PlotDataItem, str]]) -> None:
-        """The legend's entries (curve, label), in order; rebuilt only when they change."""
+        """The legend entries (curve, label) shown, in their fixed places; only changes are applied."""
         labels = [label for _, label in entries]
         if labels == self._legend:
             return
-        kept = len(self._legend) if labels[:len(self._legend)] == self._legend else 0  # new ones at the end
-        if not kept:
-            self.legend.clear()
-        for curve, label in entries[kept:]:
-            self.legend.addItem(curve, label)
+        for sample, text in self.legend.items:
+            shown = text.text in labels
+            if sample.isVisible() != shown:
+                sample.setVisible(shown)
+                text.setVisible(shown)
         self._legend = labels
+
+    def legend_labels(self) -> list[str]:
+        """The labels the legend shows, in order."""
+        return [text.text for sample, text in self.legend.items if sample.isVisible()]
 
     def _centre_hint(self) -> None:
         rect = self.getPlotItem().vb.boundingRect()
@@ -182,24 +194,21 @@ class RunChart(pg.PlotWidget):
 
     def reset(self, axes: bool = True) -> None:
         """Empty for a new run, cheaply: the ranges stay until the first new points (an empty
-        chart shows no values), then autorange again; the legend and axes keep their sizes.
-        `axes=False`: the axes' restyle is left for a later `set_empty(True)`."""
+        chart shows no values), which set them (`fit_steps`, `fit_values`, `fit_right`); the
+        legend and axes keep their sizes. `axes=False`: the axes' restyle is left for a later
+        `set_empty(True)`."""
         self.set_legend([])
         if self._whole_steps:
             self.getPlotItem().getAxis("bottom").setTickSpacing()
-        self._x_range = self._y_range = None
+        self._x_range = self._y_range = self._right_range = None
         self._whole_steps = False
-        self._auto_pending = True
         self.set_empty(True, axes)
 
     def begin_points(self) -> None:
-        """Before this chart draws points: the first ones after a reset autorange again."""
+        """Before this chart draws points. Its ranges are set from the data by the caller, never by
+        autoranging: an autorange walks every item's bounds and moved the range a second time in
+        the turn of a run's first validation point."""
         self.set_empty(False)
-        if self._auto_pending:
-            self._auto_pending = False
-            self.getPlotItem().enableAutoRange()
-            if self.right_view is not None:
-                self.right_view.enableAutoRange()
 
     def fit_steps(self, steps: list[float]) -> None:
         """x from 0 (or the lowest step) to the next nice step count above the data, so the axis
@@ -230,6 +239,15 @@ class RunChart(pg.PlotWidget):
         if wanted != self._y_range:
             self._y_range = wanted
             self.getPlotItem().setYRange(*wanted, padding=0)
+
+    def fit_right(self, values: Sequence[float]) -> None:
+        """The right axis's range for `values`, sticky like the left one's."""
+        if not values or self.right_view is None:
+            return
+        wanted = sticky_range(values, self._right_range)
+        if wanted != self._right_range:
+            self._right_range = wanted
+            self.right_view.setYRange(*wanted, padding=0)
 
 
 def reference_line(chart: RunChart, below: bool = False) -> pg.InfiniteLine:

@@ -134,7 +134,7 @@ class RunPanel(QWidget):
                                     symbolBrush=colour)
             curve.setDownsampling(auto=True, method="peak")
             curve.setClipToView(True)
-            self._plots[plot].add_curve(curve, right=name in RIGHT_AXIS)
+            self._plots[plot].add_curve(curve, label, right=name in RIGHT_AXIS)
             self._curves[name] = curve
         self.original_line = reference_line(self.size_plot, below=True)  # the original is the chart's top
         self.original_accuracy = reference_line(self.accuracy_plot, below=True)  # the original tends to be the top
@@ -264,6 +264,7 @@ class RunPanel(QWidget):
             self.original_accuracy.label.setFormat(f"original {format_percent(value)}")
             self.original_accuracy.setValue(100 * value)  # after the format: the label redraws on a new value
             self.original_accuracy.show()
+            self._dirty.add(name)  # the accuracy range keeps the line in view
             return
         if name == "size/original_bytes":
             self._original_bytes = value
@@ -343,10 +344,13 @@ class RunPanel(QWidget):
             self.loss_plot.fit_values(self._series["train/loss"][1])
         if self._dirty & {"size/bytes", "size/original_bytes"}:
             self._update_size_axis()
-        if self._dirty & {"val/accuracy", "val/agreement"} and self.original_accuracy.isVisible():
+        if "val/loss" in self._dirty:  # every range is set from the data: no autorange (see begin_points)
+            self.loss_plot.fit_right(self._series["val/loss"][1])
+        if self._dirty & {"val/accuracy", "val/agreement", "original/accuracy"}:
             values = [100 * v for n in ("val/accuracy", "val/agreement") for v in self._series.get(n, ([], []))[1]]
-            low, high = min([*values, self.original_accuracy.value()]), max([*values, self.original_accuracy.value()])
-            self.accuracy_plot.getPlotItem().setYRange(low, high, padding=0.08)  # the original's line stays in view
+            if values and self.original_accuracy.isVisible():
+                values.append(self.original_accuracy.value())  # the original's line stays in view
+            self.accuracy_plot.fit_values(values)
         self._dirty = later
         if later:
             self._timer.start(STAGGER_MS)
@@ -406,7 +410,9 @@ class RunPanel(QWidget):
 
 def _plot_of(name: str) -> str | None:
     """The chart a buffered metric is drawn on (None: not drawn)."""
-    return CURVES[name][0] if name in CURVES else "size" if name.startswith("size/") else None
+    if name in CURVES:
+        return CURVES[name][0]
+    return "size" if name.startswith("size/") else "accuracy" if name == "original/accuracy" else None
 
 
 __all__ = ["DeferredProgressBar", "RunPanel"]

@@ -126,7 +126,7 @@ def test_a_reset_keeps_every_plot_size_and_restyles_one_chart_per_turn(qtbot, pa
     qtbot.waitUntil(lambda: all(chart.updatesEnabled() for chart in charts), timeout=2000)
     assert not any(axis.style["showValues"] for axis in _axes(panel))
     assert resized == []  # legends and axes kept their sizes
-    assert panel.accuracy_plot.legend.layout.count() == 0
+    assert panel.accuracy_plot.legend_labels() == []
 
 
 def test_points_right_after_a_reset_come_after_it(qtbot, panel):
@@ -140,3 +140,31 @@ def test_points_right_after_a_reset_come_after_it(qtbot, panel):
     assert panel.loss_plot.getPlotItem().getAxis("left").style["showValues"]
     assert not panel.accuracy_plot.getPlotItem().getAxis("left").style["showValues"]
     assert panel.curve_points("val/accuracy") == ([], []) and panel.curve_points("train/loss") == ([1.0], [2.0])
+
+
+def test_the_first_validation_point_sets_ranges_from_the_data_and_shows_prebuilt_legend_entries(qtbot, panel):
+    """The first validation point built legend entries and autoranged three views in its turn."""
+    entries = {id(part) for chart in (panel.loss_plot, panel.accuracy_plot) for row in chart.legend.items
+               for part in row}
+    for step in range(0, 30, 5):
+        panel.handle_event(Metric(step, "train/loss", 2.0 - step / 30))
+    panel.handle_event(Metric(0, "original/accuracy", 0.991))
+    panel.flush()
+    assert panel.loss_plot.legend_labels() == ["train"] and panel.accuracy_plot.legend_labels() == []
+    for name, value in (("val/loss", 0.117), ("val/accuracy", 0.962), ("val/agreement", 0.971)):
+        panel.handle_event(Metric(30, name, value))
+    panel.flush()
+    assert panel.loss_plot.legend_labels() == ["train", "val (right axis)"]
+    assert panel.accuracy_plot.legend_labels() == ["accuracy", "agreement"]
+    assert entries == {id(part) for chart in (panel.loss_plot, panel.accuracy_plot) for row in chart.legend.items
+                       for part in row}  # shown, not built
+    views = [panel.loss_plot.getPlotItem().vb, panel.loss_plot.right_view, panel.accuracy_plot.getPlotItem().vb]
+    assert all(not any(view.state["autoRange"]) for view in views)
+    (_, _), (low, high) = panel.accuracy_plot.getPlotItem().vb.viewRange()
+    assert low <= 96.2 and 99.1 <= high  # the points and the original's line
+    (_, _), (low, high) = panel.loss_plot.right_view.viewRange()
+    assert low <= 0.117 <= high < 1  # the validation loss on its own scale
+    (_, _), (low, high) = panel.loss_plot.getPlotItem().vb.viewRange()
+    assert low <= 1.0 and 2.0 <= high
+    panel.reset()
+    assert [chart.legend_labels() for chart in (panel.loss_plot, panel.accuracy_plot)] == [[], []]
