@@ -158,14 +158,19 @@ def _skip_summaries(plan: CompressionPlan, techniques: dict[str, Technique], ass
 def _grouped(layers: dict[str, str]) -> str:
     """'16: a depthwise/grouped conv follows its input channels (a, b, c, … +13); 1: …': the
     cause before any advice, grouped with its numbers ignored (amounts, sizes)."""
-    groups: dict[str, tuple[str, list[str]]] = {}
+    groups: dict[str, tuple[set[str], list[str]]] = {}
+    causes: dict[str, str] = {}
     for name, reason in layers.items():
         cause = reason.split("; ", 1)[0].rstrip(".")
-        groups.setdefault(re.sub(r"\d+(\.\d+)?", "#", cause), (cause, []))[1].append(name)
+        kind = re.sub(r"\d+(\.\d+)?", "#", cause)
+        causes.setdefault(kind, cause)
+        group = groups.setdefault(kind, (set(), []))
+        group[0].add(cause)
+        group[1].append(name)
     parts = []
-    for cause, names in sorted(groups.values(), key=lambda group: -len(group[1])):
+    for kind, (distinct, names) in sorted(groups.items(), key=lambda item: -len(item[1][1])):
         shown = ", ".join(names[:SHOWN_NAMES]) + (f", … (+{len(names) - SHOWN_NAMES})" if len(names) > SHOWN_NAMES else "")
-        parts.append(f"{len(names)}: {cause} ({shown})")
+        parts.append(f"{len(names)}{', e.g.' if len(distinct) > 1 else ''}: {causes[kind]} ({shown})")
     return "; ".join(parts)
 
 

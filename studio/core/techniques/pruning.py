@@ -19,7 +19,8 @@ from studio.core.techniques.base import (ApplyContext, Estimate, LayerChange, Te
 
 MODES = ("unstructured", "structured", "2:4")
 IMPORTANCE = ("l1", "l2")
-ATTENTION_PROJECTIONS = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "in_proj", "qkv", "c_attn"}
+ATTENTION_PROJECTIONS = {"query", "key", "value", "q_proj", "k_proj", "v_proj", "in_proj", "qkv", "c_attn",
+                         "q_lin", "k_lin", "v_lin"}  # the last: DistilBERT
 
 
 @dataclass(frozen=True)
@@ -205,15 +206,39 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
     residual partners), read from Torch-Pruning's dependency graph without pruning anything.
     A target's own output channels are left out (its own estimate covers them); its inputs,
     shrunk by another target, are not."""
+    return _coupled_walk(model, example_inputs, targets)[0]
+
+
+def coupled_column_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                         targets: dict[str, PruneConfig]) -> dict[str, int]:
+    """{layer: FLOPs the parameter share over-counts} for a Linear or Conv2d that structured
+    pruning of `targets` only takes input columns from (e.g. an FFN's output projection): it
+    keeps its whole bias, so its work shrinks by its weight's kept share, below the share of its
+    parameters (bias included) that the projection scales its FLOPs by."""
+    kept, columns = _coupled_walk(model, example_inputs, targets)
+    flops = _matmul_flops(model, example_inputs, list(columns))
+    return {n: int(flops[n] * kept[n]) - round(flops[n] * share) for n, share in columns.items() if n in flops}
+
+
+def _coupled_walk(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
+                  targets: dict[str, PruneConfig]) -> tuple[dict[str, float], dict[str, float]]:
+    """One walk of the structured targets' dependency groups: (the coupled layers' kept parameter
+    fractions, the kept weight share of those among them that lose input columns only). The
+    projection asks for both in turn (coupled_effects, then coupled_flops): the last walk is kept."""
     structured = {n: c for n, c in targets.items() if c.mode == "structured"}
     if not structured:
-        return {}
+        return {}, {}
     try:
         graph = _projection_graph(model, example_inputs)
     except StudioError:
-        return {}  # untraceable: the plan check reports it; the projection stays per layer
+        return {}, {}  # untraceable: the plan check reports it; the projection stays per layer
+    key = tuple(structured.items())
+    if _walk_cache and _walk_cache[0][0] is graph and _walk_cache[0][1] == key:
+        return dict(_walk_cache[0][2]), dict(_walk_cache[0][3])
     names = {module: name for name, module in model.named_modules()}
     kept: dict[str, float] = {}
+    columns: dict[str, float] = {}
+    rows: set[str] = set()
     for name, config in structured.items():
         module = model.get_submodule(name)
         if graph.module2node.get(module) is None or not isinstance(module, (nn.Conv2d, nn.Linear)):
@@ -224,50 +249,24 @@ def coupled_kept_fractions(model: nn.Module, example_inputs: tuple[tuple[Any, ..
         for item in graph.get_pruning_group(module, prune_fn, idxs=list(range(count))):
             layer = item.dep.target.module
             layer_name = names.get(layer) if isinstance(layer, nn.Module) else None
+            if layer_name is None:
+                continue
             handler = getattr(item.dep.handler, "__name__", "")
+            if "in_channels" not in handler:
+                rows.add(layer_name)
+            elif isinstance(layer, (nn.Linear, nn.Conv2d)) and layer.bias is not None and getattr(layer, "groups", 1) == 1:
+                columns[layer_name] = columns.get(layer_name, 1.0) * (1 - len(item.idxs) / layer.weight.shape[1])
             dim = 0 if "out_channels" in handler else 1 if "in_channels" in handler else None
-            params = list(layer.parameters(recurse=False)) if layer_name is not None else []
+            params = list(layer.parameters(recurse=False))
             if dim is None or not params or (layer_name in structured and dim == 0):
                 continue  # a target's own outputs are its own estimate
             k = len(item.idxs)
             removed = sum(p.numel() * k // p.shape[dim] for p in params if p.dim() > dim and p.shape[dim] >= k)
             kept[layer_name] = kept.get(layer_name, 1.0) * (1 - removed / sum(p.numel() for p in params))
-    return kept
-
-
-def coupled_column_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
-                         targets: dict[str, PruneConfig]) -> dict[str, int]:
-    """{layer: FLOPs the parameter share over-counts} for a Linear or Conv2d that structured
-    pruning of `targets` only takes input columns from (e.g. an FFN's output projection): it
-    keeps its whole bias, so its work shrinks by its weight's kept share, below the share of its
-    parameters (bias included) that the projection scales its FLOPs by."""
-    kept = coupled_kept_fractions(model, example_inputs, targets)
-    if not kept:
-        return {}
-    graph = _projection_graph(model, example_inputs)
-    names = {module: name for name, module in model.named_modules()}
-    columns: dict[str, float] = {}
-    rows: set[str] = set()
-    for name, config in targets.items():
-        module = model.get_submodule(name)
-        if config.mode != "structured" or graph.module2node.get(module) is None \
-                or not isinstance(module, (nn.Conv2d, nn.Linear)):
-            continue
-        prune_fn, _, count = _out_channel_pruning(module, config)
-        if count <= 0:
-            continue
-        for item in graph.get_pruning_group(module, prune_fn, idxs=list(range(count))):
-            layer = item.dep.target.module
-            layer_name = names.get(layer) if isinstance(layer, nn.Module) else None
-            if layer_name not in kept:
-                continue
-            if "in_channels" not in getattr(item.dep.handler, "__name__", ""):
-                rows.add(layer_name)
-            elif isinstance(layer, (nn.Linear, nn.Conv2d)) and layer.bias is not None and getattr(layer, "groups", 1) == 1:
-                columns[layer_name] = columns.get(layer_name, 1.0) * (1 - len(item.idxs) / layer.weight.shape[1])
-    columns = {n: share for n, share in columns.items() if n not in rows}  # outputs too: the shares agree
-    flops = _matmul_flops(model, example_inputs, list(columns))
-    return {n: int(flops[n] * kept[n]) - round(flops[n] * share) for n, share in columns.items() if n in flops}
+    # a layer that also loses outputs shrinks by its parameter share (the two agree)
+    columns = {n: share for n, share in columns.items() if n in kept and n not in rows}
+    _walk_cache[:] = [(graph, key, kept, columns)]
+    return dict(kept), dict(columns)
 
 
 def _matmul_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]],
@@ -291,6 +290,7 @@ def _matmul_flops(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[
 
 
 _graph_cache: list[tuple[nn.Module, Any]] = []  # [(model, graph or the StudioError of tracing it)]
+_walk_cache: list[tuple[Any, tuple[Any, ...], dict[str, float], dict[str, float]]] = []  # [(graph, targets, walk)]
 
 
 def _projection_graph(model: nn.Module, example_inputs: tuple[tuple[Any, ...], dict[str, Any]]):
