@@ -120,6 +120,32 @@ def test_structured_projection_counts_coupled_layers_like_the_run():
     assert abs(projected.after.flops - measured.flops) <= 0.01 * measured.flops
 
 
+
+def test_a_projection_walks_the_dependency_groups_once(monkeypatch):
+    """coupled_effects and coupled_flops read one walk of the targets' groups; another plan walks
+    again, and a kept walk projects what a fresh one does."""
+    import torch_pruning as tp
+
+    from studio.core.techniques import pruning
+
+    m = model()
+    spec = InputSpec.parse("1x16 float32")
+    tree = inspect_model(m, spec)
+
+    def plan(amount):
+        return mark_layers(CompressionPlan(), ["0", "2"], "prune", PruneConfig(mode="structured", amount=amount))
+
+    first = project_plan(plan(0.5), m, tree, spec.make_inputs())  # (the graph is built here)
+    walked, real = [], tp.DependencyGraph.get_pruning_group
+    monkeypatch.setattr(tp.DependencyGraph, "get_pruning_group",
+                        lambda graph, module, *rest, **kw: walked.append(module) or real(graph, module, *rest, **kw))
+    other = project_plan(plan(0.25), m, tree, spec.make_inputs())
+    assert walked == [m[0], m[2]]  # one group per structured target, once for both questions
+    again = project_plan(plan(0.5), m, tree, spec.make_inputs())
+    pruning._walk_cache.clear()
+    fresh = project_plan(plan(0.5), m, tree, spec.make_inputs())
+    assert len(walked) == 6 and first == again == fresh != other
+
 # --- the hooks generic code asks ----------------------------------------------------------
 
 def test_structured_pruning_conflicts_with_a_technique_that_replaces_the_layer():
