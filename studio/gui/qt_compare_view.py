@@ -206,7 +206,8 @@ class CompareView(QWidget):
     def _show_prediction(self) -> None:
         from studio.gui.qt_sensitivity_plan import predicted_vs_measured
 
-        text = predicted_vs_measured(self._predicted, self._report.to_dict() if self._report else {})
+        measured = self._report.to_dict() if self._report is not None and self._predicted is not None else {}
+        text = predicted_vs_measured(self._predicted, measured)  # no prediction: no report walk either
         self.prediction.setText(text)
         self.prediction.setVisible(bool(text))
 

@@ -46,10 +46,14 @@ def nice_ceiling(value: float) -> float:
     return next(m * scale for m in NICE if m * scale >= value * (1 - 1e-9))
 
 
-def sticky_range(values: Sequence[float], current: tuple[float, float] | None) -> tuple[float, float]:
+def sticky_range(values: Sequence[float], current: tuple[float, float] | None,
+                 from_zero: bool = False) -> tuple[float, float]:
     """`current` while it holds every value and the values fill at least SHRINK of it; else a new
-    range with 10 % headroom rounded out to a tick-like step (never below zero for values >= 0)."""
+    range with 10 % headroom rounded out to a tick-like step (never below zero for values >= 0).
+    `from_zero` (losses): the range starts at zero for values >= 0, so a falling loss never moves it."""
     low, high = min(values), max(values)
+    if from_zero and low >= 0:
+        low = 0.0
     if current is not None and current[0] <= low and high <= current[1] \
             and high - low >= SHRINK * (current[1] - current[0]):
         return current
@@ -231,20 +235,20 @@ class RunChart(pg.PlotWidget):
             self._x_range = wanted
             item.setXRange(*wanted, padding=0 if whole else 0.02)
 
-    def fit_values(self, values: Sequence[float]) -> None:
+    def fit_values(self, values: Sequence[float], from_zero: bool = False) -> None:
         """The left axis's range for `values`, kept while they fit it (see `sticky_range`)."""
         if not values:
             return
-        wanted = sticky_range(values, self._y_range)
+        wanted = sticky_range(values, self._y_range, from_zero)
         if wanted != self._y_range:
             self._y_range = wanted
             self.getPlotItem().setYRange(*wanted, padding=0)
 
-    def fit_right(self, values: Sequence[float]) -> None:
+    def fit_right(self, values: Sequence[float], from_zero: bool = False) -> None:
         """The right axis's range for `values`, sticky like the left one's."""
         if not values or self.right_view is None:
             return
-        wanted = sticky_range(values, self._right_range)
+        wanted = sticky_range(values, self._right_range, from_zero)
         if wanted != self._right_range:
             self._right_range = wanted
             self.right_view.setYRange(*wanted, padding=0)

@@ -17,14 +17,15 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFontDatabase, QTextCharFormat, QTextCursor
-from PySide6.QtWidgets import (QFrame, QHBoxLayout, QPlainTextEdit, QProgressBar, QScrollArea, QSplitter,
+from PySide6.QtWidgets import (QFrame, QHBoxLayout, QPlainTextEdit, QScrollArea, QSplitter,
                                QVBoxLayout, QWidget)
 
 from studio.core.base.events import (EvaluationProgress, Finished, LayerDone, Metric, Note, Progress, RunCancelled,
                                      StageStarted, Warning)
 from studio.core.base.units import format_bytes, format_count, format_duration, format_percent
-from studio.gui.qt_run_charts import AMBER, CURVES, GREEN, GREY, RED, RIGHT_AXIS, RunChart, best_line, reference_line
+from studio.gui.qt_run_charts import AMBER, CURVES, GREY, RED, RIGHT_AXIS, RunChart, best_line, reference_line
 from studio.gui.qt_run_settings import RunSettingsBox, named
+from studio.gui.qt_run_widgets import DeferredProgressBar, finished_lines, report_parts
 from studio.gui.qt_summary_strip import ElidedLabel
 from studio.gui.qt_theme import set_sheet
 
@@ -35,32 +36,6 @@ STAGES = ("validate", "apply", "measure", "evaluate", "finetune", "latency")
 FLUSH_MS = 66  # ~15 Hz: smooth to the eye, cheap for the GUI thread
 STAGGER_MS = 15  # the next dirty chart's turn, after one chart was drawn
 PLOTS = ("loss", "accuracy", "size")  # the order dirty charts are drawn in
-
-
-class DeferredProgressBar(QProgressBar):
-    """A progress bar whose new value is drawn with the window's next paint. QProgressBar's
-    setValue, setRange and reset repaint at once (a synchronous paint of the bar and what lies
-    under it, inside the caller's turn of the event loop); with updates off around the call, the
-    repaint is skipped and re-enabling them asks for an ordinary update."""
-
-    def setValue(self, value: int) -> None:  # noqa: N802 - Qt's name
-        self._deferred(super().setValue, value)
-
-    def setRange(self, minimum: int, maximum: int) -> None:  # noqa: N802
-        self._deferred(super().setRange, minimum, maximum)
-
-    def reset(self) -> None:
-        self._deferred(super().reset)
-
-    def _deferred(self, call: Any, *args: int) -> None:
-        if not self.updatesEnabled():
-            call(*args)
-            return
-        self.setUpdatesEnabled(False)
-        try:
-            call(*args)
-        finally:
-            self.setUpdatesEnabled(True)  # posts an update()
 
 
 class RunPanel(QWidget):
@@ -84,6 +59,7 @@ class RunPanel(QWidget):
         self._progress_eta = True
         self._stage, self._stage_t0, self._run_t0, self._running = "", 0.0, 0.0, False
         self._original_bytes: int | None = None
+        self._steps_total = 0  # fine-tuning's planned steps, once known: the step axes' extent
         self._size_factor, self._size_unit = 1e-6, "MB"
         self._timer = QTimer(self, singleShot=True, interval=FLUSH_MS)
         self._timer.timeout.connect(lambda: self.flush(charts=1))
@@ -187,6 +163,7 @@ class RunPanel(QWidget):
         self.best_step = None
         self.log.clear()
         self._original_bytes, self._progress, self._stage, self._run_t0 = None, None, "", 0.0
+        self._steps_total = 0
         self.progress.setRange(0, 100)
         self.progress.setValue(0)
         self.progress.setFormat("starting…")
@@ -224,6 +201,8 @@ class RunPanel(QWidget):
             evaluating = isinstance(event, EvaluationProgress)  # a pass over the data inside a stage: no ETA
             self._progress = (event.message if evaluating else self._stage, event.step, event.total)
             self._progress_eta = not evaluating
+            if self._stage == "finetune" and not evaluating and event.total != self._steps_total:
+                self._steps_total = event.total  # the step axis spans the planned steps from the start
         elif isinstance(event, StageStarted):
             self._stage, self._stage_t0, self._progress = event.name, now, None
             number = f"{STAGES.index(event.name) + 1}/{len(STAGES)} " if event.name in STAGES else ""
@@ -237,8 +216,7 @@ class RunPanel(QWidget):
         elif isinstance(event, Note):
             self._log(event.message, "#5f6368")
         elif isinstance(event, Finished):
-            report = getattr(event.result, "report", None)
-            self._finished(report.to_dict() if report is not None else {})
+            self._finished(report_parts(getattr(event.result, "report", None)))
             return
         elif isinstance(event, RunCancelled):  # the pipeline's own words: what it had done when it stopped
             self._log(event.detail, RED)
@@ -295,18 +273,8 @@ class RunPanel(QWidget):
         if after.get("bytes") is not None and size and last > size[0][-1]:
             self._add_point("size/bytes", last, after["bytes"])  # the line spans the whole run
         elapsed = time.perf_counter() - self._run_t0 if self._run_t0 else 0.0
-        before, parts = report.get("before") or {}, [f"finished in {elapsed:.1f} s"]
-        for key, label, fmt in (("compressed_bytes", "zipped size", format_bytes), ("accuracy", "accuracy",
-                                                                                  format_percent)):
-            if before.get(key) is not None and after.get(key) is not None:
-                parts.append(f"{label} {fmt(before[key])} → {fmt(after[key])}")
-        self._log(" · ".join(parts), GREEN)
-        finetune = report.get("finetune")
-        if finetune:
-            resolved = finetune.get("resolved", {})
-            kept = f"kept step {finetune['best_step']}" if finetune.get("kept") == "best" else "kept the starting weights"
-            self._log(f"fine-tuning: lr {resolved.get('lr', 0):g} {resolved.get('schedule', '')}, {finetune['steps']} "
-                      f"steps ({finetune['stopped']}), {kept}", GREEN if finetune.get("improved") else AMBER)
+        for text, colour in finished_lines(report, elapsed):
+            self._log(text, colour)
         self._progress = None
         self.flush(charts=0)  # the log and the progress now; the charts' last points one per turn
         self.progress.setRange(0, 100)
@@ -338,14 +306,15 @@ class RunPanel(QWidget):
                 plot.set_legend([(self._curves[other], spec[1]) for other, spec in CURVES.items()  # fixed order,
                                  if spec[0] == CURVES[name][0] and self._series.get(other)])  # curves with data
         for plot in {self._plots[CURVES[n][0]] for n in self._dirty if n in CURVES}:
-            plot.fit_steps([x for n, spec in CURVES.items() if self._plots[spec[0]] is plot
-                            for x in self._series.get(n, ([], []))[0]])
+            steps = [x for n, spec in CURVES.items() if self._plots[spec[0]] is plot
+                     for x in self._series.get(n, ([], []))[0]]  # with the planned total: a step axis
+            plot.fit_steps(steps + [self._steps_total] if steps and self._steps_total else steps)  # set once
         if "train/loss" in self._dirty:  # sticky: a falling loss does not redraw the axis at every point
-            self.loss_plot.fit_values(self._series["train/loss"][1])
+            self.loss_plot.fit_values(self._series["train/loss"][1], from_zero=True)
         if self._dirty & {"size/bytes", "size/original_bytes"}:
             self._update_size_axis()
         if "val/loss" in self._dirty:  # every range is set from the data: no autorange (see begin_points)
-            self.loss_plot.fit_right(self._series["val/loss"][1])
+            self.loss_plot.fit_right(self._series["val/loss"][1], from_zero=True)
         if self._dirty & {"val/accuracy", "val/agreement", "original/accuracy"}:
             values = [100 * v for n in ("val/accuracy", "val/agreement") for v in self._series.get(n, ([], []))[1]]
             if values and self.original_accuracy.isVisible():

@@ -38,6 +38,9 @@ def test_nice_ceiling_and_sticky_range():
     assert first[0] <= 1.0 and first[1] >= 2.3 and first[0] >= 0  # a loss axis never goes below zero
     assert sticky_range([2.3, 0.8], first) == first  # a new low inside the range keeps it
     assert sticky_range([2.3, -0.5], first) != first  # leaving it gives a new one
+    loss = sticky_range([2.3], None, from_zero=True)
+    assert loss[0] == 0 and loss[1] >= 2.3  # a loss axis starts at zero...
+    assert sticky_range([2.3, 1.1, 0.4, 0.05], loss, from_zero=True) == loss  # ...so a falling loss keeps it
     assert sticky_range([1.00, 1.01], (0.0, 100.0)) != (0.0, 100.0)  # data filling < 30 % of it: rescaled
 
 
@@ -168,3 +171,19 @@ def test_the_first_validation_point_sets_ranges_from_the_data_and_shows_prebuilt
     assert low <= 1.0 and 2.0 <= high
     panel.reset()
     assert [chart.legend_labels() for chart in (panel.loss_plot, panel.accuracy_plot)] == [[], []]
+
+
+def test_the_step_axis_spans_the_planned_fine_tuning_steps_at_once(qtbot, panel):
+    """The step axis grew through nice ranges while points streamed in: each growth regenerated
+    the axes of the charts; with fine-tuning's planned steps known it is set once."""
+    panel.handle_event(Progress(1, 86, "epoch 1/2"))
+    ranges: list[tuple[float, float]] = []
+    panel.loss_plot.getPlotItem().vb.sigXRangeChanged.connect(lambda _vb, r: ranges.append(tuple(r)))
+    for step in range(1, 87):
+        panel.handle_event(Metric(step, "train/loss", 2.0 / step))
+        if step % 5 == 0:
+            panel.flush()
+    panel.flush()
+    assert len(ranges) == 1 and ranges[0][0] <= 0 and 86 <= ranges[0][1] <= 110
+    (_, _), (low, high) = panel.loss_plot.getPlotItem().vb.viewRange()
+    assert low == 0 and high >= 2.0  # from zero: the falling loss never moved it
