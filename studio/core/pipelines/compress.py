@@ -18,7 +18,7 @@ from typing import Iterator
 from torch import nn
 
 from studio.core.pipelines.apply import apply_assignments_, editable_copy
-from studio.core.pipelines.in_place import FilePages
+from studio.core.pipelines.in_place import FilePages, trim_heap
 from studio.core.base.cancel import CancelToken
 from studio.core.data.examples import Batch, example_batches
 from studio.core.base.errors import StudioError
@@ -32,6 +32,7 @@ from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import Assignments, resolve_plan
 from studio.core.report.compression import CompressionReport, LayerRow, ModelFigures, OutputFidelity, ratios
 from studio.core.techniques.base import ApplyContext, LayerChange
+from studio.core.techniques.int4_packed import build_kernels
 
 TORCHSCRIPT_REFUSAL = ("This is a TorchScript model: rank reduction, pruning and quantization replace modules and "
                        "need the eager model. Open the model's code with its weights (file.py:Net --weights W).")
@@ -89,6 +90,7 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
         before_tree = tree if tree is not None and tree.input_spec == str(spec) else inspect_model(loaded.module, spec)
         before = figures(loaded.module, spec, before_tree)
         references = reference_outputs(loaded.module, fidelity_batches)
+        trim_heap()
         measure_seconds = time.perf_counter() - start
         cancel.raise_if_cancelled()
     yield StageStarted("apply", f"{total} layer assignment(s)" + (", in place" if owned else ""))
@@ -109,6 +111,8 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     if pages is not None:
         gc.collect()
         pages.close()
+    build_kernels(model, trim_heap)  # here, not among the first forward's activations (see build_kernels)
+    trim_heap()
     model.eval()
     apply_seconds = time.perf_counter() - start
     for message in context.warnings:
@@ -129,10 +133,12 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     cancel.raise_if_cancelled()
     yield Progress(3, MEASURE_STEPS, "bytes of the compressed model")
     after = figures(model, spec, after_tree)
+    trim_heap()
     cancel.raise_if_cancelled()
     yield Progress(4, MEASURE_STEPS, "output fidelity")
     fid = fidelity_to(references, model, fidelity_batches) if owned else \
         fidelity(loaded.module, model, fidelity_batches)
+    trim_heap()  # the forward's freed activations
     yield Progress(MEASURE_STEPS, MEASURE_STEPS, "measured")
     before_figures, after_figures = ModelFigures(**before.to_dict()), ModelFigures(**after.to_dict())
     report = CompressionReport(

@@ -20,7 +20,7 @@ from studio.core.pipelines.evaluate import EVAL_BATCH, batch_one, validation_met
 from studio.core.base.events import Finished, Metric, RunCancelled, StageStarted
 from studio.core.pipelines.finetune import FinetuneSettings, recalibrates_bn, refit_head
 from studio.core.pipelines.finetune_loop import FinetuneOutcome, finetune, metric_points
-from studio.core.pipelines.in_place import forward_times, latency_after
+from studio.core.pipelines.in_place import forward_times, latency_after, trim_heap
 from studio.core.pipelines.head_refit import head_refit_stage
 from studio.core.pipelines.latency import compare_latency
 from studio.core.model.inspection import inspect_model
@@ -96,6 +96,7 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
                                            "before compressing it in place")
             before, reference = yield from validation_metrics(loaded.module, dataset, cancel, "original", EVAL_BATCH,
                                                               keep=True)  # (against itself: only transients)
+            trim_heap()  # the forward's freed blocks, before the next stages hold more (see in_place)
         if owned:
             stage = "latency"
             yield StageStarted("latency", "batch-1 forward passes of the original, before compressing it in place")

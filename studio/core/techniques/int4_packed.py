@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import math
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -161,13 +161,24 @@ class PackedInt4Linear(QuantLinear):
 
     def _pack(self, n_pad: int, k_pad: int) -> torch.Tensor:
         """The kernel's weight, ROWS rows at a time (its layout is blocks of 32 or 64 rows laid one
-        after the other, so chunks of 1024 rows concatenate to the whole; a test checks it)."""
-        parts = []
+        after the other, so chunks of 1024 rows concatenate to the whole; a test checks it). The
+        result is allocated before the chunks' temporaries, not after them (as `torch.cat` of the
+        parts would): the freed temporaries then lie above it and are reused, instead of staying
+        as holes between the layers' kernel weights (measured: ~160 MiB of holes on a 135 M LM)."""
+        out = None
         for start in range(0, n_pad, ROWS):
-            rows = self.qweight[start:start + ROWS].to(torch.int32) - INT4_MIN
+            rows = self.qweight[start:start + ROWS].to(torch.int32).sub_(INT4_MIN)
             pad = (0, k_pad - self.in_features, 0, min(ROWS, n_pad - start) - rows.shape[0])
-            parts.append(_ATEN._convert_weight_to_int4pack_for_cpu(F.pad(rows, pad, value=-INT4_MIN), 1))
-        return parts[0] if len(parts) == 1 else torch.cat(parts)
+            if any(pad):
+                rows = F.pad(rows, pad, value=-INT4_MIN)
+            if out is None and n_pad <= ROWS:
+                return _ATEN._convert_weight_to_int4pack_for_cpu(rows, 1)
+            if out is None:
+                out = torch.empty(n_pad, k_pad // 2, dtype=torch.uint8, device=rows.device)
+            part = _ATEN._convert_weight_to_int4pack_for_cpu(rows, 1)
+            out[start:start + part.shape[0]].copy_(part)
+            del rows, part
+        return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """The kernel on CPU, in bf16 (activations and scales rounded to bf16); float math on the
@@ -242,6 +253,21 @@ class PackedInt4Linear(QuantLinear):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, {self.config.summary()} packed"
+
+
+def build_kernels(model: nn.Module, after_each: Callable[[], None] | None = None) -> int:
+    """Build every packed CPU layer's kernel operands now (otherwise the first forward builds
+    them, each among that forward's activations, whose freed blocks then stay behind as holes
+    between them: ~120 MiB on a 135 M LM); `after_each` runs after each layer (e.g. returning the
+    packing's temporaries to the system). The number of layers built."""
+    built = 0
+    for module in model.modules():
+        if isinstance(module, PackedInt4Linear) and module.scales.device.type == "cpu":
+            module._operands(COMPUTE)
+            built += 1
+            if after_each is not None:
+                after_each()
+    return built
 
 
 def _load_tensor(target: torch.Tensor, state_dict: dict, key: str, missing: list, errors: list) -> None:

@@ -1,0 +1,125 @@
+"""Memory of the compressed model's measure stage (issue 13): the int4 kernel operands are built
+right after apply (not among the first forward's activations), the kernel weight of a layer is
+allocated whole before its chunks' temporaries, fidelity is summed over slices of the outputs
+(no full-size difference or product) and equals an independent float64 computation, and the
+heap trim is harmless."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from studio.core.base.events import Finished, StageStarted
+from studio.core.model import measure
+from studio.core.model.input_spec import InputSpec
+from studio.core.model.loaded_model import LoadedModel
+from studio.core.pipelines.compress import compress
+from studio.core.pipelines.in_place import trim_heap
+from studio.core.plan import CompressionPlan
+from studio.core.techniques import int4_packed
+from studio.core.techniques.int4_packed import PackedInt4Linear, build_kernels
+from studio.core.techniques.quantization import QuantizeConfig, quantize_module
+
+needs_kernel = pytest.mark.skipif(not int4_packed.kernel_available(), reason="this torch has no CPU int4 kernel")
+
+
+def _reference_fidelity(refs, outs):
+    a = torch.cat([r.reshape(-1) for r in refs]).double()
+    b = torch.cat([o.reshape(-1) for o in outs]).double()
+    return float((a - b).abs().max()), float((a * b).sum() / (a.norm() * b.norm()))
+
+
+@pytest.mark.parametrize("chunk", [7, 1 << 20])
+def test_sliced_fidelity_equals_the_whole_outputs_formula(monkeypatch, chunk):
+    monkeypatch.setattr(measure, "FIDELITY_CHUNK", chunk)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(12, 30), nn.Tanh(), nn.Linear(30, 5))
+    other = nn.Sequential(nn.Linear(12, 30), nn.Tanh(), nn.Linear(30, 5))
+    batches = [((torch.randn(n, 12),), {}) for n in (4, 9, 1)]
+    refs = measure.reference_outputs(model, batches)
+    with torch.no_grad():
+        outs = [other(*a) for a, _ in batches]
+    fid = measure.fidelity_to(refs, other, batches)
+    max_abs, cosine = _reference_fidelity(refs, outs)
+    assert fid.max_abs == pytest.approx(max_abs, rel=1e-6)
+    assert fid.cosine == pytest.approx(cosine, rel=1e-6)
+    agree = sum(int((r.argmax(-1) == o.argmax(-1)).sum()) for r, o in zip(refs, outs))
+    assert fid.top1_agreement == agree / 14 and fid.samples == 14
+    assert measure.fidelity_to(refs, model, batches).cosine == pytest.approx(1.0, abs=1e-6)
+
+
+def test_sliced_fidelity_of_token_outputs_and_bf16_references(monkeypatch):
+    monkeypatch.setattr(measure, "FIDELITY_CHUNK", 5)
+    torch.manual_seed(1)
+    model = nn.Linear(6, 11)
+    batches = [((torch.randn(2, 3, 6),), {})]
+    refs = [r.to(torch.bfloat16) for r in measure.reference_outputs(nn.Linear(6, 11), batches)]
+    with torch.no_grad():
+        outs = [model(*batches[0][0])]
+    fid = measure.fidelity_to(refs, model, batches)
+    max_abs, cosine = _reference_fidelity(refs, outs)
+    assert fid.max_abs == pytest.approx(max_abs, rel=1e-6) and fid.cosine == pytest.approx(cosine, rel=1e-6)
+    assert fid.top1_agreement is None and fid.samples == 6  # 3-D: no agreement reported, positions counted
+
+
+@needs_kernel
+def test_build_kernels_builds_every_packed_layer_once_and_outputs_do_not_change():
+    torch.manual_seed(2)
+    float_model = nn.Sequential(nn.Linear(128, 300), nn.ReLU(), nn.Linear(300, 64), nn.ReLU(), nn.Linear(64, 10))
+    x = torch.randn(3, 128)
+    config = QuantizeConfig(dtype="int4", group_size=32)
+
+    def packed():
+        model = nn.Sequential(*[quantize_module(m, config) if isinstance(m, nn.Linear)
+                                else m for m in float_model])
+        return model.eval()
+
+    lazy, eager = packed(), packed()
+    layers = [m for m in eager.modules() if isinstance(m, PackedInt4Linear)]
+    assert len(layers) == 3 and all(m._kernel_weight.numel() == 0 for m in layers)
+    calls = []
+    assert build_kernels(eager, lambda: calls.append(1)) == 3 and len(calls) == 3
+    weights = [m._kernel_weight for m in layers]
+    assert all(w.numel() > 0 for w in weights)
+    with torch.no_grad():
+        assert torch.equal(eager(x), lazy(x))
+    assert all(m._kernel_weight is w for m, w in zip(layers, weights))  # not rebuilt by the forward
+    trim_heap()
+    trim_heap()
+
+
+@needs_kernel
+def test_chunked_kernel_weight_is_the_single_chunk_one(monkeypatch):
+    layer = quantize_module(nn.Linear(64, 200), QuantizeConfig(dtype="int4", group_size=64))
+    whole = layer._pack(208, 64)
+    monkeypatch.setattr(int4_packed, "ROWS", 32)
+    chunked = layer._pack(208, 64)
+    assert torch.equal(chunked, whole) and chunked.is_contiguous()
+
+
+@needs_kernel
+@pytest.mark.parametrize("owned", [False, True])
+def test_compress_builds_the_kernels_before_measuring(owned, monkeypatch):
+    torch.manual_seed(3)
+    module = nn.Sequential(nn.Linear(64, 96), nn.ReLU(), nn.Linear(96, 10)).eval()
+    loaded = LoadedModel(module=module, name="mlp", source="mlp", kind="test", input_spec=InputSpec.parse("1x64"))
+    built_in = []  # the stage each real (not meta: inspection's copy) kernel weight was built in
+    original_pack = PackedInt4Linear._pack
+    stage = {"name": None}
+
+    def spy(self, n_pad, k_pad):
+        if not self.qweight.is_meta:
+            built_in.append(stage["name"])
+        return original_pack(self, n_pad, k_pad)
+
+    monkeypatch.setattr(PackedInt4Linear, "_pack", spy)
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": 32}}]})
+    result = None
+    for event in compress(loaded, plan, owned=owned):
+        if isinstance(event, StageStarted):
+            stage["name"] = event.name
+        elif isinstance(event, Finished):
+            result = event.result
+    assert result is not None and built_in == ["apply", "apply"]
+    assert result.report.fidelity.cosine > 0.99
