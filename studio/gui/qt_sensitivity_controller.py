@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-from PySide6.QtCore import QObject
+from PySide6.QtCore import QObject, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
 
@@ -108,7 +108,9 @@ class SensitivityController(QObject):
         self._module = loaded.module
         self.result = None
         self.model.clear()
-        self._set_tree_marks({})
+        # the tree's old marks go in a turn of their own (the tree repaints; the Sensitivity tab comes to
+        # the front in this one); posted before any of the sweep's events, so never after its result
+        QTimer.singleShot(0, self, lambda: self._set_tree_marks({}) if self.result is None else None)
         self.panel.started()
         self.show()
         self._status("Measuring layer sensitivity…")

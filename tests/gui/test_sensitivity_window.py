@@ -204,3 +204,21 @@ def test_saved_table_opens_and_a_new_model_clears_it(qtbot, digits_window, tmp_p
     assert controller.result is None and controller.model.rowCount() == 0
     assert window.layers.view.isColumnHidden(COL_SENSITIVITY)
     assert tree_index(window, "classifier.4", COL_SENSITIVITY).data() is None
+
+
+def test_a_new_sweep_clears_the_trees_marks_in_a_turn_of_its_own(qtbot, digits_window, tmp_path):
+    """The start's turn also brings the Sensitivity tab to the front; the tree's repaint for the old
+    marks waits for the next turn, and never wipes the new sweep's marks."""
+    window = digits_window
+    controller, panel = start(qtbot, window, tmp_path, settings="prune: 50%", techniques=("prune",))
+    qtbot.waitUntil(lambda: controller.result is not None and panel.start_button.isEnabled(), timeout=300000)
+    tree = window.layers.model
+    marked = dict(tree._sensitivity)
+    assert marked
+    cleared: list[bool] = []
+    controller.model.modelReset.connect(lambda: cleared.append(not tree._sensitivity))
+    panel.start_button.click()  # the same sweep again: its cells come from the cache
+    assert tree._sensitivity == marked  # not in the start's turn
+    qtbot.waitUntil(lambda: controller.result is not None and panel.start_button.isEnabled(), timeout=300000)
+    assert cleared and cleared[-1]  # gone before the new table was laid out
+    assert tree._sensitivity.keys() == marked.keys()  # the new result's marks stay
