@@ -76,6 +76,18 @@ from studio.cli.main import main
 sys.exit(main(sys.argv[2:]))
 """
 
+# what the CLI's compress imports before it reads the model: the studio, and the model's transformers class by the
+# studio's own route (hf_imports: transformers' optional quantization packages skipped; importing
+# transformers.modeling_utils directly pulls torchao when it is installed: 381 MiB instead of ~336)
+IMPORTS_ONLY = """
+import json, sys
+import studio.cli.main, studio.core.pipelines.run
+from studio.core.model.loaders.hf_imports import import_model_code
+import_model_code(json.load(open(sys.argv[1])))
+import transformers
+transformers.LlamaForCausalLM
+"""
+
 # the CLI's compress, but keeping the original (as a caller that goes on using it must)
 KEEP_ORIGINAL = FEWER_RUNS + """
 from studio.core.base.events import Finished
@@ -130,8 +142,7 @@ def main() -> None:
         recipe.write_text(json.dumps({"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": group}},
                                                 {"layers": "model.embed_tokens", "quantize": None}]}))
         out = Path(tmp) / "out"
-        imports = timed_process([py, "-c", "import studio.cli.main, studio.core.pipelines.run, "
-                                           "transformers.modeling_utils; from transformers import LlamaForCausalLM"])
+        imports = timed_process([py, "-c", IMPORTS_ONLY, str(folder / "config.json")])
         loading = timed_process([py, "-c", "from studio.core.pipelines.opening import LoadRequest, load_model; "
                                            f"load_model(LoadRequest({str(folder)!r}))"])
         cli = ["compress", str(folder), "--recipe", str(recipe), "--out", str(out), "--data", f"text:{TEXT}", "--json",
