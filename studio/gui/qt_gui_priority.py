@@ -11,7 +11,8 @@ Two CPython effects, both measured (benchmarks/bench_gui_run.py):
   frozen (`gc.freeze`): with a model open the GUI process holds ~340 k objects (torch and the
   model) and a full collection took 300-370 ms; frozen, the next ones walk only what is new (a
   few ms), so the first collection after a job (its end) no longer stalls. A new model thaws
-  them (`thaw`), so the old model's cycles are collected once, while no job runs.
+  them (`thaw`), so the old model's cycles are collected once: at the first idle tick, not when
+  the counts say (at idle they barely move, so that was often the end of the first job).
 * PySide releases the GIL around C++ calls, so a paint re-acquires it hundreds of times;
   against a Python-busy worker each re-acquire waits up to the switch interval (5 ms), and
   one chart repaint took 67 ms instead of 6. While a job runs the interval is 1 ms.
@@ -34,6 +35,7 @@ class GuiPriority(QObject):
         self.jobs = 0  # running jobs; full collections wait until this is 0
         self.threshold = gc.get_threshold()
         self.switch_interval = sys.getswitchinterval()
+        self.full_pending = True  # a full collection (then freeze) at the first idle tick: start-up's objects
         gc.disable()
         self.timer = QTimer(self)
         self.timer.setInterval(INTERVAL_MS)
@@ -41,6 +43,11 @@ class GuiPriority(QObject):
         self.timer.start()
 
     def collect(self) -> None:
+        if self.full_pending and self.jobs == 0:
+            self.full_pending = False
+            gc.collect()
+            gc.freeze()
+            return
         count0, count1, count2 = gc.get_count()
         limit0, limit1, limit2 = self.threshold
         if count0 <= limit0:
@@ -56,8 +63,9 @@ class GuiPriority(QObject):
 
     def thaw(self) -> None:
         """Let the next full collection walk every object again (a model was replaced: its
-        cycles would otherwise stay frozen for good)."""
+        cycles would otherwise stay frozen for good); done at the next idle tick."""
         gc.unfreeze()
+        self.full_pending = True
 
     def job_started(self) -> None:
         self.jobs += 1

@@ -15,6 +15,7 @@ def priority(qtbot):
     threshold = gc.get_threshold()
     policy = GuiPriority()
     policy.timer.stop()  # driven by hand here
+    policy.full_pending = False
     yield policy
     gc.unfreeze()
     gc.set_threshold(*threshold)
@@ -50,3 +51,18 @@ def test_thaw_lets_a_frozen_cycle_be_collected(priority):
     assert gc.get_freeze_count() == 0
     gc.collect()
     assert alive() is None
+
+
+def test_after_a_thaw_the_next_idle_tick_collects_everything_and_freezes(priority, monkeypatch):
+    monkeypatch.setattr(gc, "get_count", lambda: (0, 0, 0))  # counts that would collect nothing
+    done: list[int] = []
+    monkeypatch.setattr(gc, "collect", lambda generation=2: done.append(generation) or 0)
+    priority.thaw()
+    priority.job_started()
+    priority.collect()
+    assert done == []  # not while a job runs
+    priority.job_ended()
+    priority.collect()
+    assert done == [2] and gc.get_freeze_count() > 0 and not priority.full_pending
+    priority.collect()
+    assert done == [2]  # once
