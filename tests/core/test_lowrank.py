@@ -312,3 +312,38 @@ def test_bert_block_svd():
         full.set_submodule(name, LowRankLinear.from_linear(full.get_submodule(name), 64, "exact"))
     with torch.no_grad():
         torch.testing.assert_close(full(input_ids=ids).last_hidden_state, before, atol=1e-4, rtol=0)
+
+
+def test_factorized_layers_keep_the_geometry_model_code_reads():
+    """Hugging Face MobileNetV2 pads TF-style from its conv's stride/kernel/dilation: `*` SVD (1x1
+    convs, the classifier) and Tucker on the strided 3x3 stem must run (they failed: no `stride`)."""
+    from transformers import MobileNetV2Config, MobileNetV2ForImageClassification
+
+    from studio.core.base.events import Finished
+    from studio.core.model.input_spec import InputSpec
+    from studio.core.model.loaded_model import LoadedModel
+    from studio.core.pipelines.compress import compress
+
+    torch.manual_seed(0)
+    config = MobileNetV2Config(image_size=32, depth_multiplier=0.35, num_labels=3)
+    assert config.tf_padding  # the code path that reads the conv's geometry
+    model = MobileNetV2ForImageClassification(config).eval()
+    loaded = LoadedModel(model, "mobilenet-v2", "mobilenet-v2", "huggingface",
+                         InputSpec.parse("pixel_values 2x3x32x32 float32"))
+    stem = "mobilenet_v2.conv_stem.first_conv.convolution"
+    plan = CompressionPlan.from_dict({"rules": [
+        {"layers": "*", "lowrank": {"method": "svd", "rank": 4}},
+        {"layers": stem, "lowrank": {"method": "tucker", "rank": 2}}]})
+    result = next(e.result for e in compress(loaded, plan) if isinstance(e, Finished))
+    modules = dict(result.compressed.named_modules())
+    original = dict(model.named_modules())
+    factored = [n for n, m in modules.items() if isinstance(m, (LowRankConv1x1, TuckerConv2d, LowRankLinear))]
+    assert stem in factored and len(factored) > 10
+    for name in factored:
+        for attr in ("stride", "kernel_size", "dilation", "padding", "in_channels", "out_channels", "groups") \
+                if isinstance(modules[name], (LowRankConv1x1, TuckerConv2d)) else ("in_features", "out_features"):
+            assert getattr(modules[name], attr) == getattr(original[name], attr), (name, attr)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        logits = result.compressed(pixel_values=x).logits
+    assert logits.shape == (2, 3) and torch.isfinite(logits).all()

@@ -20,11 +20,23 @@ def _svd(matrix: torch.Tensor, rank: int, solver: str) -> tuple[torch.Tensor, to
     return u[:, :rank], s[:rank], vh[:rank]
 
 
+CONV_GEOMETRY = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
+                 "padding_mode")
+
+
+def _keep_geometry(layer: nn.Module, conv: nn.Conv2d) -> None:
+    """Model code that reads its conv's geometry keeps working on the factorized layer (Hugging
+    Face MobileNetV2's TF-style "SAME" padding reads `stride`, `kernel_size`, `dilation`)."""
+    for name in CONV_GEOMETRY:
+        setattr(layer, name, getattr(conv, name))
+
+
 class LowRankLinear(nn.Module):
     """W (out x in) ≈ (U √S)(√S Vᵀ): `second(first(x))`, r(in + out) (+ out) parameters."""
 
     def __init__(self, in_features: int, out_features: int, rank: int, bias: bool) -> None:
         super().__init__()
+        self.in_features, self.out_features = in_features, out_features  # as the Linear it replaces
         self.first = nn.Linear(in_features, rank, bias=False)
         self.second = nn.Linear(rank, out_features, bias=bias)
 
@@ -49,6 +61,7 @@ class LowRankConv1x1(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, rank: int) -> None:
         super().__init__()
+        _keep_geometry(self, conv)
         self.first = nn.Conv2d(conv.in_channels, rank, 1, conv.stride, conv.padding, conv.dilation, bias=False)
         self.second = nn.Conv2d(rank, conv.out_channels, 1, bias=conv.bias is not None)
 
@@ -73,6 +86,7 @@ class TuckerConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, r_out: int, r_in: int) -> None:
         super().__init__()
+        _keep_geometry(self, conv)
         self.first = nn.Conv2d(conv.in_channels, r_in, 1, bias=False)
         self.core = nn.Conv2d(r_in, r_out, conv.kernel_size, conv.stride, conv.padding, conv.dilation, bias=False,
                               padding_mode=conv.padding_mode)
@@ -111,6 +125,7 @@ class CPConv2d(nn.Module):
 
     def __init__(self, conv: nn.Conv2d, rank: int) -> None:
         super().__init__()
+        _keep_geometry(self, conv)
         kh, kw = conv.kernel_size
         (sh, sw), (ph, pw), (dh, dw) = conv.stride, conv.padding, conv.dilation
         self.first = nn.Conv2d(conv.in_channels, rank, 1, bias=False)
