@@ -123,3 +123,26 @@ def test_compress_builds_the_kernels_before_measuring(owned, monkeypatch):
             result = event.result
     assert result is not None and built_in == ["apply", "apply"]
     assert result.report.fidelity.cosine > 0.99
+
+
+class _Cached(nn.Module):
+    """Records the use_cache it was called with (a causal LM builds its key/value cache unless told not to)."""
+
+    def __init__(self):
+        super().__init__()
+        self.linear, self.calls = nn.Linear(4, 3), []
+
+    def forward(self, x, use_cache=True):
+        self.calls.append(use_cache)
+        return {"logits": self.linear(x), "cache": torch.zeros(2) if use_cache else None}
+
+
+def test_reference_and_fidelity_forwards_build_no_key_value_cache():
+    model, plain = _Cached(), nn.Linear(4, 3)
+    batches = [((torch.randn(2, 4),), {}), ((torch.randn(1, 4),), {"use_cache": True})]  # an explicit value wins
+    refs = measure.reference_outputs(model, batches)
+    assert model.calls == [False, True] and torch.equal(refs[0], model.linear(batches[0][0][0]).detach())
+    assert measure.fidelity(model, model, batches).cosine == pytest.approx(1.0)
+    assert model.calls[2:] == [False, False, True, True]  # original then compressed, batch by batch
+    plain_batches = [((torch.randn(2, 4),), {})]
+    assert measure.fidelity_to(measure.reference_outputs(plain, plain_batches), plain, plain_batches).max_abs == 0
