@@ -55,6 +55,10 @@ def open_model(app, window, source: str) -> None:
     window.modelShown.disconnect(loop.quit)
     while window.runner.busy:
         app.processEvents()
+    from PySide6.QtCore import QTimer
+
+    QTimer.singleShot(500, loop.quit)  # a moment idle, as a user reading the tree: the window's one full
+    loop.exec()                        # collection of the new model happens there (qt_gui_priority.py)
 
 
 TRACE: list = []  # the Trace (gui_trace.py) of this run, set by main
