@@ -6,6 +6,8 @@ heap trim is harmless."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -146,3 +148,64 @@ def test_reference_and_fidelity_forwards_build_no_key_value_cache():
     assert model.calls[2:] == [False, False, True, True]  # original then compressed, batch by batch
     plain_batches = [((torch.randn(2, 4),), {})]
     assert measure.fidelity_to(measure.reference_outputs(plain, plain_batches), plain, plain_batches).max_abs == 0
+
+
+def test_kept_outputs_are_found_only_for_the_same_inputs():
+    from studio.core.pipelines.compress import kept_outputs_for
+
+    x, y = torch.arange(6).reshape(2, 3), torch.ones(2, 3, dtype=torch.long)
+    kept = [(((x,), {"mask": y}), torch.zeros(1)), (((y,), {"mask": y}), torch.ones(1))]
+    found = kept_outputs_for([((y.clone(),), {"mask": y}), ((x,), {"mask": y})], kept)
+    assert found is not None and found[0] is kept[1][1] and found[1] is kept[0][1]
+    assert kept_outputs_for([((x[:, :2],), {"mask": y[:, :2]})], kept) is None  # another length: not the same forward
+    assert kept_outputs_for([((x.float(),), {"mask": y})], kept) is None
+    assert kept_outputs_for([((x,), {})], kept) is None
+
+
+@pytest.fixture(scope="module")
+def tiny_lm(tmp_path_factory):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from studio.core.base.resources import resource
+
+    text = resource("data", "pride_and_prejudice_ch1.txt")
+    folder = tmp_path_factory.mktemp("tiny-llama-heap")
+    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.train([str(text)], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
+    tokenizer.save_pretrained(folder)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder, f"text:{text}?window=16"
+
+
+@needs_kernel
+def test_owned_run_reuses_the_validation_outputs_as_the_fidelity_reference(tiny_lm, monkeypatch):
+    from studio.core.data.sources import open_dataset
+    from studio.core.pipelines import compress as compress_module
+    from studio.core.pipelines.finetune import FinetuneSettings
+    from studio.core.pipelines.opening import LoadRequest, load_model
+    from studio.core.pipelines.run import run
+
+    folder, data = tiny_lm
+    plan = CompressionPlan.from_dict({"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": 32}},
+                                                {"layers": "model.embed_tokens", "quantize": None}]})
+    settings = FinetuneSettings(epochs=0)
+    reports = {}
+    for owned in (False, True):
+        loaded = load_model(LoadRequest(str(folder)))
+        dataset = open_dataset(data, loaded)
+        assert dataset.steps("val", 32) == 1  # one validation batch: the fidelity batch is that batch
+        calls = []
+        real = compress_module.reference_outputs
+        monkeypatch.setattr(compress_module, "reference_outputs", lambda *a: calls.append(1) or real(*a))
+        result = next(e.result for e in run(loaded, plan, dataset, settings, owned=owned) if isinstance(e, Finished))
+        assert calls == []  # the copy path compares with the live original; the owned one reuses its outputs
+        reports[owned] = result.report
+    assert reports[True].fidelity == reports[False].fidelity
+    timeless = [dataclasses.replace(reports[o].after, latency_ms=None) for o in (True, False)]
+    assert timeless[0] == timeless[1]  # perplexity, bytes, params, FLOPs (times differ run to run)

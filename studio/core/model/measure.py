@@ -171,12 +171,12 @@ def fidelity_to(references: Iterable[torch.Tensor], compressed: nn.Module, batch
                 raise ValueError(f"output shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
             classifier = classifier and a.dim() == 2
             if a.dim() >= 2:
-                agree += int((a.argmax(-1) == b.argmax(-1)).sum())
+                agree += int((a.argmax(-1) == b.argmax(-1).to(a.device)).sum())
                 count += a[..., 0].numel()
             flat_a, flat_b = a.reshape(-1), b.reshape(-1)
             for start in range(0, flat_a.numel(), FIDELITY_CHUNK):
                 x = flat_a[start:start + FIDELITY_CHUNK].float()
-                y = flat_b[start:start + FIDELITY_CHUNK].float()
+                y = flat_b[start:start + FIDELITY_CHUNK].float().to(x.device)  # (a kept reference may be on the CPU)
                 max_abs = max(max_abs, float((x - y).abs().max()))
                 dot += float((x * y).sum())
                 norm_a += float((x * x).sum())

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from studio.core.base.cancel import CancelToken, Cancelled
-from studio.core.pipelines.compress import CompressionResult, compress
+from studio.core.pipelines.compress import CompressionResult, compress, kept_outputs_for
 from studio.core.data.dataset import Dataset
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.bn_recalibration import batchnorms, recalibration_stage
@@ -106,9 +106,13 @@ def run(loaded: LoadedModel, plan: CompressionPlan, dataset: Dataset | None,
         if dataset is not None:
             batches = spread_batches(dataset, "val", 32, FIDELITY_BATCHES)
             calibration = [(a, k) for a, k, _ in dataset.batches("train", 32, pad="longest")][:FIDELITY_BATCHES]
+        kept = None  # the fidelity batches' outputs, when the original's validation already holds them
+        if owned and reference is not None and batches is not None:
+            kept = kept_outputs_for(batches, zip(((a, k) for a, k, _ in dataset.batches("val", EVAL_BATCH,
+                                                                                            pad="longest")), reference))
         result: CompressionResult | None = None
         for event in compress(loaded, plan, cancel, batches=batches, calibration=calibration, tree=tree,
-                              owned=owned):
+                              owned=owned, references=kept):
             if isinstance(event, Finished):
                 result = event.result
             else:
