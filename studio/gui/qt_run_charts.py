@@ -64,6 +64,9 @@ def sticky_range(values: Sequence[float], current: tuple[float, float] | None,
     return (max(bottom, 0.0) if low >= 0 else bottom), top
 
 
+TWO_COLUMN_LEGEND_WIDTH = 240  # px: two labels side by side (measured: 185-191) and margins
+
+
 class RunChart(pg.PlotWidget):
     """A titled chart with a legend below the x axis, an "empty" hint and an optional right axis."""
 
@@ -73,6 +76,8 @@ class RunChart(pg.PlotWidget):
         self.setMinimumSize(160, 170)
         item = self.getPlotItem()
         item.setTitle(title, color="#3c4043", size="10pt", bold=True)
+        item.layout.removeItem(item.titleLabel)  # over the axes' columns too (see the legend below)
+        item.layout.addItem(item.titleLabel, 0, 0, 1, 3)
         item.setLabel("left", left, color="#5f6368")
         item.setLabel("bottom", "step", color="#5f6368")
         item.getAxis("bottom").enableAutoSIPrefix(False)  # steps are counts: never "step (x0.001)"
@@ -82,7 +87,9 @@ class RunChart(pg.PlotWidget):
         item.disableAutoRange()  # the ranges follow the data through fit_steps/fit_values/fit_right
         self.legend = pg.LegendItem(colCount=2, labelTextColor="#3c4043", labelTextSize="8pt", frame=False,
                                     horSpacing=2)
-        item.layout.addItem(self.legend, 4, 1)  # below the x axis: a legend there never hides a curve
+        # below the x axis (a legend there never hides a curve), across the axes' columns too: under
+        # the plot's column alone a legend wider than the plot widened the chart past its widget
+        item.layout.addItem(self.legend, 4, 0, 1, 3)
         item.layout.setAlignment(self.legend, Qt.AlignmentFlag.AlignHCenter)
         self.right_view: pg.ViewBox | None = None
         sides = ["left", "bottom"]
@@ -102,8 +109,11 @@ class RunChart(pg.PlotWidget):
         self._whole_steps = False
         self._legend: list[str] = []
         self._curves = 0
-        self.legend.addItem(pg.PlotDataItem(), "x")  # one row's height, measured in this font
-        self._legend_row = self.legend.layout.preferredHeight()
+        self.legend.setColumnCount(1)
+        self.legend.addItem(pg.PlotDataItem(), "x")  # the heights of one and of two rows, in this font
+        one_row = self.legend.layout.preferredHeight()
+        self.legend.addItem(pg.PlotDataItem(), "y")
+        self._legend_rows = (one_row, self.legend.layout.preferredHeight() - one_row)  # first, each further
         self.legend.clear()
         self._right_range: tuple[float, float] | None = None
         self.empty_hint = pg.TextItem(EMPTY_TEXT, color=GREY, anchor=(0.5, 0.5))
@@ -142,7 +152,27 @@ class RunChart(pg.PlotWidget):
         for part in self.legend.items[-1]:
             part.setVisible(False)
         self._curves += 1
-        self.legend.setFixedHeight(self._legend_row * math.ceil(self._curves / self.legend.columnCount))
+        self._fit_legend()
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 - Qt override
+        if event is not None and "_legend_rows" in self.__dict__:  # (pyqtgraph calls this while constructing)
+            self._fit_legend(event.size().width())  # before the plot is laid out at the new width
+        super().resizeEvent(event)
+
+    def _fit_legend(self, width: int | None = None) -> None:
+        """Two legend columns where the chart is wide enough, else one: a two-column legend wider
+        than the chart made the plot wider than its widget, and the right of it was cut off (three
+        charts beside the settings at 1366 px). The height is that of every entry, as always."""
+        columns = 2 if (self.width() if width is None else width) >= TWO_COLUMN_LEGEND_WIDTH else 1
+        if columns != self.legend.columnCount:
+            self.legend.setColumnCount(columns)
+            self.legend.layout.invalidate()  # else the grid keeps the emptied columns' widths,
+            self.legend.layout.activate()    # and the plot its minimum width, until a later resize
+            self.getPlotItem().layout.activate()
+        first, further = self._legend_rows
+        height = first + further * max(0, math.ceil(self._curves / columns) - 1)
+        if self.legend.minimumHeight() != height or self.legend.maximumHeight() != height:
+            self.legend.setFixedHeight(height)
 
     def set_legend(self, entries: Sequence[tuple[pg.PlotDataItem, str]]) -> None:
         """The legend entries (curve, label) shown, in their fixed places; only changes are applied."""

@@ -64,3 +64,25 @@ def test_original_accuracy_label_sits_below_its_line(qtbot):
     panel.flush()
     line = panel.original_accuracy
     assert line.isVisible() and line.label.anchors[0] == (0, 0)
+
+
+def test_a_narrow_chart_stacks_its_legend_instead_of_cutting_off_its_right_edge(qtbot):
+    """Three charts beside the run settings at 1366 px are ~170 px wide: a two-column legend made
+    the loss and accuracy plots ~220 px wide inside them, and their right parts were not drawn."""
+    panel = _panel(qtbot)
+    for step in range(1, 4):
+        for name, value in (("train/loss", 1.0 / step), ("val/loss", 1.2 / step), ("val/accuracy", 0.9),
+                            ("val/agreement", 0.95)):
+            panel.handle_event(Metric(step, name, value))
+    panel.flush()
+    charts = (panel.loss_plot, panel.accuracy_plot)
+    assert all(chart.legend_labels() for chart in charts)
+    for width, columns in ((1600, 2), (520, 1), (1600, 2), (520, 1)):  # wide: side by side
+        panel.resize(width, 500)
+        qtbot.waitUntil(lambda: all(chart.legend.columnCount == columns for chart in charts), timeout=5000)
+        # the plot fits its widget once the layouts have settled (5 px of slack: both axes + the labels)
+        qtbot.waitUntil(lambda: all(chart.getPlotItem().size().width() <= chart.width() + 6 for chart in charts),
+                        timeout=5000)
+        for chart in charts:
+            rows = -(-len(chart.legend.items) // columns)
+            assert chart.legend.minimumHeight() == chart._legend_rows[0] + chart._legend_rows[1] * (rows - 1)
