@@ -13,6 +13,7 @@ from studio.gui.qt_gui_priority import GuiPriority
 @pytest.fixture
 def priority(qtbot):
     threshold = gc.get_threshold()
+    gc.unfreeze()  # the window tests before this one have frozen objects (the app-wide policy does)
     policy = GuiPriority()
     policy.timer.stop()  # driven by hand here
     policy.full_pending = False
