@@ -11,16 +11,15 @@ import pytest
 import torch
 
 from studio.cli.main import main
-from studio.core.base.resources import resource
 from studio.core.data.sources import open_dataset
 from studio.core.model.loaders import LoadRequest
 from studio.core.pipelines.opening import load_model
 from studio.core.techniques import int4_packed
 from studio.core.techniques.int4_packed import PackedInt4Linear
+from tests.core.tiny_lm import TEXT, save_tiny_llama
 
 pytestmark = pytest.mark.skipif(not int4_packed.kernel_available(), reason="this torch has no CPU int4 kernel")
 
-TEXT = resource("data", "pride_and_prejudice_ch1.txt")
 DATA = f"text:{TEXT}?window=16"
 RECIPE = {"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": 32}},
                     {"layers": "model.embed_tokens", "quantize": None}],
@@ -30,20 +29,7 @@ RECIPE = {"rules": [{"layers": "*", "quantize": {"dtype": "int4", "group_size": 
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory):
     """A tiny Llama (random weights) with a word-level tokenizer trained on the shipped text."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train([str(TEXT)], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
 def _perplexity(module, windows) -> float:

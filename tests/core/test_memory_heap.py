@@ -22,6 +22,7 @@ from studio.core.plan import CompressionPlan
 from studio.core.techniques import int4_packed
 from studio.core.techniques.int4_packed import PackedInt4Linear, build_kernels
 from studio.core.techniques.quantization import QuantizeConfig, quantize_module
+from tests.core.tiny_lm import TEXT, save_tiny_llama
 
 needs_kernel = pytest.mark.skipif(not int4_packed.kernel_available(), reason="this torch has no CPU int4 kernel")
 
@@ -164,23 +165,8 @@ def test_kept_outputs_are_found_only_for_the_same_inputs():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    from studio.core.base.resources import resource
-
-    text = resource("data", "pride_and_prejudice_ch1.txt")
-    folder = tmp_path_factory.mktemp("tiny-llama-heap")
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train([str(text)], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder, f"text:{text}?window=16"
+    folder = save_tiny_llama(tmp_path_factory.mktemp("tiny-llama-heap"))
+    return folder, f"text:{TEXT}?window=16"
 
 
 @needs_kernel

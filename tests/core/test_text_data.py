@@ -9,32 +9,19 @@ import pytest
 import torch
 
 from studio.core.base.errors import StudioError
-from studio.core.base.resources import resource
 from studio.core.data.sources import open_dataset
 from studio.core.model.loaders import LoadRequest
 from studio.core.pipelines.opening import load_model
+from tests.core.tiny_lm import TEXT, save_tiny_llama
 
-TEXT = resource("data", "pride_and_prejudice_ch1.txt")
 WINDOW = 16
 
 
 @pytest.fixture(scope="module")
 def causal_lm(tmp_path_factory):
     """A tiny Llama with a word-level tokenizer trained on the shipped text (offline)."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    folder = tmp_path_factory.mktemp("tiny-lm")
-    tok = Tokenizer(models.WordLevel(unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Whitespace()
-    tok.train([str(TEXT)], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]")
-    tokenizer.save_pretrained(folder)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return load_model(LoadRequest(str(folder)))
+    return load_model(LoadRequest(str(save_tiny_llama(tmp_path_factory.mktemp("tiny-lm"), hidden=32,
+                                                      intermediate=64))))
 
 
 def _dataset(loaded, path=TEXT, window=WINDOW):
