@@ -26,6 +26,7 @@ from __future__ import annotations
 import bisect
 import ctypes
 import ctypes.util
+import functools
 import mmap
 import time
 from typing import Any
@@ -55,13 +56,24 @@ def _file_mappings() -> list[tuple[int, int]]:
     return sorted(out)
 
 
-def _madvise() -> Any:
+@functools.cache
+def _libc() -> Any:
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-        return libc.madvise
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
         return None
+
+
+def _libc_function(name: str, argtypes: list[Any]) -> Any:
+    """The C library's `name` (returning int), or None where there is no such library or function."""
+    function = getattr(_libc(), name, None)
+    if function is not None:
+        function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
+
+
+def _madvise() -> Any:
+    return _libc_function("madvise", [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int])
 
 
 class FilePages:
@@ -127,20 +139,11 @@ class FilePages:
         return self.released
 
 
-_TRIM: list[Any] = []
-
-
 def trim_heap() -> None:
     """Give the allocator's free memory back to the system (glibc `malloc_trim(0)`); elsewhere a no-op."""
-    if not _TRIM:
-        try:
-            trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
-            trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-        except (OSError, AttributeError):
-            trim = None
-        _TRIM.append(trim)
-    if _TRIM[0] is not None:
-        _TRIM[0](0)
+    trim = _libc_function("malloc_trim", [ctypes.c_size_t])
+    if trim is not None:
+        trim(0)
 
 
 def forward_times(model: nn.Module, example: tuple[tuple[Any, ...], dict[str, Any]], runs: int = RUNS,
