@@ -35,6 +35,15 @@ def _nb(text: str) -> str:
     return text.replace(" ", "\u00a0")
 
 
+def _first_line(title: str, messages: tuple[str, ...], colour: str, width: int) -> str:
+    """The budget strip's line for `messages`: the first one, clipped, and how many more (the tooltip has them all)."""
+    if not messages:
+        return ""
+    more = f" (+{len(messages) - 1} more, hover)" if len(messages) > 1 else ""
+    return (f"<br><span style='color:{colour}'><b>{title}:</b> {html.escape(clip(messages[0], width))}"
+            f"{more}</span>")
+
+
 class PlanController(QObject):
     """Owns the PlanDocument of the current model; edits it from the layer tree."""
 
@@ -138,17 +147,11 @@ class PlanController(QObject):
                 f"{_change(b.flops, a.flops)}")
         if a.nonzero < b.nonzero:
             text += f" · non\u2011zero\u00a0{_nb(format_count(a.nonzero))}"
-        if p.problems:  # the reason itself, not only a count behind a tooltip
-            more = f" (+{len(p.problems) - 1} more, hover)" if len(p.problems) > 1 else ""
-            text += (f"<br><span style='color:#c5221f'><b>Problem:</b> {html.escape(clip(p.problems[0], 140))}"
-                     f"{more}</span>")
-        warnings = p.warnings
-        if warnings:  # a pattern's layers its technique cannot take: skipped, the plan still runs
-            more = f" (+{len(warnings) - 1} more, hover)" if len(warnings) > 1 else ""
-            text += (f"<br><span style='color:#9a6700'><b>Skipped:</b> {html.escape(clip(warnings[0], 160))}"
-                     f"{more}</span>")
+        text += _first_line("Problem", p.problems, "#c5221f", 140)  # the reason itself, not only a count
+        # a pattern's layers its technique cannot take: skipped, the plan still runs
+        text += _first_line("Skipped", p.warnings, "#9a6700", 160)
         self.budget.setText(text)
-        self.budget.setToolTip("\n".join([*p.problems, *warnings]))
+        self.budget.setToolTip("\n".join([*p.problems, *p.warnings]))
 
     # --- marking -----------------------------------------------------------------------
     def selected_names(self) -> list[str]:
