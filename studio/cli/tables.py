@@ -21,12 +21,21 @@ def _row(cells: tuple[str, ...]) -> str:
     return "  ".join(f"{clip(c, w):{a}{w}}" for c, (_, w, a) in zip(cells, _COLUMNS)).rstrip()
 
 
+def _zeros_line(tree: ModelTree) -> str:
+    """A weightless model (meta device) has no values: its zeros are unknown, not 0."""
+    root = tree.root
+    if root.zero_params is None or root.sparsity is None:
+        return "Zeros   unknown: the model has no weights (built from its config), so none were counted"
+    return f"Zeros   {root.zero_params:,} parameters are exactly zero ({format_percent(root.sparsity)})"
+
+
 def layer_table(loaded: LoadedModel, tree: ModelTree, max_depth: int | None = None) -> str:
     lines = [
         f"Model   {loaded.name}  ({loaded.kind}, {loaded.source})",
         f"Input   {tree.input_spec}",
         f"Total   {format_count(tree.total_params)} params ({tree.total_params:,}) · "
         f"{format_bytes(tree.total_bytes)} · {format_flops(tree.total_flops)} · {len(tree)} modules",
+        _zeros_line(tree),
     ]
     lines += [f"Note    {note}" for note in tree.notes]
     lines += ["", _row(tuple(name for name, _, _ in _COLUMNS))]

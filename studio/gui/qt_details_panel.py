@@ -41,7 +41,7 @@ def layer_rows(node: LayerNode) -> list[tuple[str, str]]:
         ("FLOPs", format_flops(node.flops)),
         ("Input shape", node.input_shape or "—"),
         ("Output shape", node.output_shape or "—"),
-        ("Sparsity", f"{format_percent(node.sparsity)}  ({format_count(node.zero_params)} zeros)"),
+        ("Sparsity", node.sparsity_text(gap="  ")),
         ("Shared/tied", "yes — counted once" if node.shared else "no"),
         ("Children", str(len(node.children))),
     ]

@@ -74,7 +74,7 @@ def node_tooltip(node: LayerNode) -> str:
         dtypes = ", ".join(f"{dtype} {format_bytes(size)}" for dtype, size in node.bytes_by_dtype.items())
         lines.append(f"Size: {format_bytes(node.bytes)} ({dtypes})")
     if node.total_params:
-        lines.append(f"Sparsity: {format_percent(node.sparsity)} ({format_count(node.zero_params)} zeros)")
+        lines.append(f"Sparsity: {node.sparsity_text()}")
     if node.input_shape or node.output_shape:
         lines.append(f"Shapes: {node.input_shape or '?'} → {node.output_shape or '?'}")
     if node.shared:

@@ -22,7 +22,7 @@ class _TensorStats:
     numel: int
     nbytes: int
     dtype: str
-    zeros: int
+    zeros: int | None  # None: unknown (a meta tensor has no values to count)
     trainable: bool
     is_param: bool
 
@@ -51,8 +51,14 @@ def _collect_shapes(value: Any, out: list[str], limit: int) -> None:
 
 
 def _tensor_stats(tensor: torch.Tensor, is_param: bool) -> _TensorStats:
+    """Zeros are counted for parameters only (the figures count nothing else); a weightless
+    (meta) tensor's are unknown, never 0."""
     numel = tensor.numel()
-    zeros = 0 if tensor.is_meta or numel == 0 else numel - int(torch.count_nonzero(tensor.detach()))
+    zeros: int | None = 0
+    if tensor.is_meta:
+        zeros = None
+    elif is_param and numel:
+        zeros = numel - int(torch.count_nonzero(tensor.detach()))
     return _TensorStats(
         numel=numel,
         nbytes=numel * tensor.element_size(),
@@ -151,8 +157,11 @@ def _aggregate(nodes, modules, own_ids, stats, shared_ids, stored) -> None:
 
 
 class _Totals:
+    """Sums of one subtree; `zeros` is None (unknown) once any parameter in it is."""
+
     def __init__(self) -> None:
-        self.params = self.trainable = self.nbytes = self.zeros = 0
+        self.params = self.trainable = self.nbytes = 0
+        self.zeros: int | None = 0
         self.by_dtype: dict[str, int] = defaultdict(int)
 
     def add(self, s: _TensorStats, sign: int = 1, count_bytes: bool = True) -> None:
@@ -162,13 +171,13 @@ class _Totals:
         if s.is_param:
             self.params += sign * s.numel
             self.trainable += sign * (s.numel if s.trainable else 0)
-            self.zeros += sign * s.zeros
+            self.zeros = None if self.zeros is None or s.zeros is None else self.zeros + sign * s.zeros
 
     def merge(self, child: LayerNode) -> None:
         self.params += child.total_params
         self.trainable += child.trainable_params
         self.nbytes += child.bytes
-        self.zeros += child.zero_params
+        self.zeros = None if self.zeros is None or child.zero_params is None else self.zeros + child.zero_params
         for dtype, n in child.bytes_by_dtype.items():
             self.by_dtype[dtype] += n
 
@@ -178,7 +187,7 @@ class _Totals:
         node.bytes = self.nbytes
         node.bytes_by_dtype = {k: v for k, v in self.by_dtype.items() if v}
         node.zero_params = self.zeros
-        node.sparsity = self.zeros / self.params if self.params else 0.0
+        node.sparsity = None if self.zeros is None else self.zeros / self.params if self.params else 0.0
 
 
 def _forward_pass(module: nn.Module, spec: InputSpec, nodes: dict[str, LayerNode]) -> list[str]:

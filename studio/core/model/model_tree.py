@@ -9,17 +9,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
+from studio.core.base.units import format_count, format_percent
+
 LAYER_FIELDS = (
     "name", "type", "params", "total_params", "trainable_params", "bytes", "bytes_by_dtype",
     "share", "flops", "input_shape", "output_shape", "sparsity", "zero_params", "shared", "depth",
 )
+
+SPARSITY_UNKNOWN = "unknown (no weights)"
 
 
 @dataclass(eq=False)
 class LayerNode:
     """One module. `params` is its own; totals, bytes, FLOPs and sparsity cover its subtree.
 
-    Parameters tied between modules count once per subtree and set `shared`.
+    Parameters tied between modules count once per subtree and set `shared`. `sparsity` and
+    `zero_params` are None (unknown) when the subtree holds a weightless (meta) parameter.
     """
 
     name: str
@@ -34,8 +39,8 @@ class LayerNode:
     flops: int = 0
     input_shape: str = ""
     output_shape: str = ""
-    sparsity: float = 0.0
-    zero_params: int = 0
+    sparsity: float | None = 0.0
+    zero_params: int | None = 0
     shared: bool = False
     children: list[LayerNode] = field(default_factory=list)
     parent: LayerNode | None = field(default=None, repr=False)
@@ -61,6 +66,13 @@ class LayerNode:
 
     def to_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in LAYER_FIELDS}
+
+    def sparsity_text(self, gap: str = " ") -> str:
+        """'12.5% (1.2 k zeros)'; 'unknown (no weights)' for a weightless subtree, whose
+        zeros were never counted (not 0)."""
+        if self.sparsity is None or self.zero_params is None:
+            return SPARSITY_UNKNOWN
+        return f"{format_percent(self.sparsity)}{gap}({format_count(self.zero_params)} zeros)"
 
 
 @dataclass(eq=False)

@@ -39,7 +39,9 @@ class PlanProjection:
 
 
 def _estimate(node: LayerNode) -> Estimate:
-    return Estimate(node.total_params, node.bytes, node.flops, node.total_params - node.zero_params)
+    """A weightless model's zeros are unknown: its projection takes the weights as dense."""
+    zeros = node.zero_params or 0
+    return Estimate(node.total_params, node.bytes, node.flops, node.total_params - zeros)
 
 
 def project_plan(plan: CompressionPlan, model: nn.Module, tree: ModelTree,
