@@ -58,6 +58,15 @@ def _columns(rows: list[tuple[str, ...]], left: int = 1) -> list[str]:
             for r in rows]
 
 
+def changes_line(report: CompressionReport) -> str:
+    """What the plan did, counted per layer and technique: applied; applied but left as it was (e.g.
+    a rank that saves nothing, a warning below); matched by a pattern rule its technique cannot take
+    (left out before the run, the warning printed at validation)."""
+    pattern = len(report.pattern_skips)
+    return (f"{len(report.changed_layers)} layer change(s), {len(report.unchanged_layers)} left unchanged by their "
+            f"technique, {pattern} matched by a pattern but skipped (the technique cannot take them)")
+
+
 def compression_summary(report: CompressionReport) -> str:
     """The compare rows the window shows, as text (the CLI's default output)."""
     lines = [headline(report), ""]
@@ -71,8 +80,7 @@ def compression_summary(report: CompressionReport) -> str:
         lines.append("note: quantization is simulated in PyTorch (slower than float); `studio export` measures "
                      "the real runtime's latency")
     lines.append(subline(report))
-    changed = len(report.changed_layers)
-    lines.append(f"{changed} layer change(s), {len(report.layers) - changed} skipped")
+    lines.append(changes_line(report))
     lines += [f"warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 

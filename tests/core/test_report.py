@@ -31,7 +31,7 @@ PLAN = CompressionPlan.from_dict({"rules": [
 ]})
 SIDE = {"params", "nonzero_params", "bytes", "compressed_bytes", "flops"}
 COMPRESSION_KEYS = {"model", "source", "input_spec", "recipe", "before", "after", "ratios", "fidelity", "layers",
-                    "warnings", "timing"}
+                    "warnings", "timing", "pattern_skips"}
 RUN_KEYS = COMPRESSION_KEYS | {"latency", "history", "data", "settings", "finetune"}
 EXPORT_KEYS = {"format", "precision", "int8_mode", "float_layers", "quantized_layers", "calibration", "file",
                "file_bytes", "fp32_file_bytes", "size_vs_fp32", "model", "source", "input_spec", "data", "verification",

@@ -31,7 +31,8 @@ from studio.core.model.measure import fidelity, fidelity_to, figures, reference_
 from studio.core.model.model_tree import ModelTree
 from studio.core.plan import CompressionPlan, PlanError
 from studio.core.plan.resolve import Assignments, resolve_plan
-from studio.core.report.compression import CompressionReport, LayerRow, ModelFigures, OutputFidelity, ratios
+from studio.core.report.compression import (CompressionReport, LayerRow, ModelFigures, OutputFidelity, PatternSkip,
+                                            ratios)
 from studio.core.techniques.base import ApplyContext, LayerChange
 from studio.core.techniques.int4_packed import build_kernels
 
@@ -55,9 +56,11 @@ class CompressionResult:
 MEASURE_STEPS = 5
 
 
-def validate(loaded: LoadedModel, plan: CompressionPlan, warnings: list[str] | None = None) -> Assignments:
+def validate(loaded: LoadedModel, plan: CompressionPlan, warnings: list[str] | None = None,
+             skips: list[PatternSkip] | None = None) -> Assignments:
     """Every problem of the plan on this model, before anything runs; `warnings` receives the
-    layers pattern rules skip (those their technique cannot take)."""
+    layers pattern rules skip (those their technique cannot take), one line per rule and
+    technique, and `skips` each of those layers (for the report)."""
     if not loaded.eager and plan.rules:
         raise StudioError(TORCHSCRIPT_REFUSAL)
     resolution = resolve_plan(plan, loaded.module, loaded.example_inputs())
@@ -65,6 +68,9 @@ def validate(loaded: LoadedModel, plan: CompressionPlan, warnings: list[str] | N
         raise PlanError(list(resolution.problems))
     if warnings is not None:
         warnings += resolution.warnings
+    if skips is not None:
+        skips += [PatternSkip(layer, key, reason) for key, layers in resolution.skipped.items()
+                  for layer, reason in layers.items()]
     return resolution.assignments
 
 
@@ -81,7 +87,8 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
     yield StageStarted("validate", f"{len(plan.rules)} rule(s)")
     require_weights(loaded, "compressed")  # the what-if projection works without weights, compressing does not
     skipped: list[str] = []
-    assignments = validate(loaded, plan, skipped)
+    pattern_skips: list[PatternSkip] = []
+    assignments = validate(loaded, plan, skipped, pattern_skips)
     for message in skipped:
         yield Warning(message)
     total = sum(len(layers) for layers in assignments.values())
@@ -153,7 +160,7 @@ def compress(loaded: LoadedModel, plan: CompressionPlan, cancel: CancelToken | N
         before=before_figures, after=after_figures, ratios=ratios(before_figures, after_figures),
         fidelity=OutputFidelity(**fid.to_dict()),
         layers=tuple(_layer_row(c, before_tree, after_tree, model) for c in changes),
-        warnings=tuple(context.warnings),
+        warnings=tuple(context.warnings), pattern_skips=tuple(pattern_skips),
         timing={"apply_s": round(apply_seconds, 3),
                 "measure_s": round(time.perf_counter() - start + measure_seconds, 3)})
     yield Finished(CompressionResult(loaded, model, plan, tuple(changes), before_tree, after_tree, report))

@@ -92,6 +92,16 @@ class FinetuneSummary(Record):
     kept: str = "best"
 
 
+@dataclass(frozen=True)
+class PatternSkip(Record):
+    """A layer a pattern rule (`*`, glob, regex) matched but its technique cannot take: left out
+    of the run, not an error (the run's one warning per rule and technique names it too)."""
+
+    layer: str
+    technique: str
+    reason: str
+
+
 def ratios(before: ModelFigures, after: ModelFigures) -> dict[str, float | None]:
     return {k: (getattr(after, k) / getattr(before, k) if getattr(before, k) else None) for k in RATIO_KEYS}
 
@@ -109,6 +119,12 @@ class CompressionReport(Record):
     layers: tuple[LayerRow, ...] = ()
     warnings: tuple[str, ...] = ()
     timing: dict[str, float] = field(default_factory=dict)
+    pattern_skips: tuple[PatternSkip, ...] = ()  # reports written before it was recorded load with none
+
+    @property
+    def unchanged_layers(self) -> tuple[LayerRow, ...]:
+        """Layers a technique was applied to and left as they were (e.g. a rank that saves nothing)."""
+        return tuple(row for row in self.layers if row.skipped)
 
     @property
     def changed_layers(self) -> tuple[LayerRow, ...]:
