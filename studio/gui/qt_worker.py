@@ -6,7 +6,14 @@ and an optional plain-data `spec` another backend can run instead); it runs on a
 every event reaches the main thread through queued signals. `JobRunner` runs one job at a
 time: starting another cancels the running one and starts the new one when it has ended.
 A backend that runs jobs elsewhere (a child process) plugs in as `worker_class`: it receives
-the `Job` and speaks the same three signals as `PipelineWorker`.
+the `Job` and speaks `PipelineWorker`'s two signals and two end attributes.
+
+A job's end arrives in one piece: its last events (its `Finished` or `RunCancelled`) and its
+error ride on `done`, and the runner lets go of the job before handing them out. Whoever reacts
+to a result or an error therefore sees the runner idle: a click right after it starts the next
+job instead of asking (in a modal question) to cancel one that has already ended. Before, the
+result and the error came a signal ahead of `done`; on a loaded machine a test could click in
+between, and the question it got blocked the offscreen run until the hang watchdog stopped it.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ JobFactory = Callable[[CancelToken], Iterator[object]]
 
 BATCH_S = 0.04  # frequent events (steps, progress, cells) cross to the GUI thread in batches of at most this age
 URGENT = (StageStarted, Finished, RunCancelled, Warning, Note)  # sent at once, with whatever is pending
+FINAL = (Finished, RunCancelled)  # held for `done` (sent at once only if another event follows)
+JOIN_MS = 10000  # waiting for a thread whose `run` has returned: instant, unless something is badly stuck
 
 
 @dataclass(frozen=True)
@@ -52,16 +61,21 @@ class PipelineWorker(QObject):
 
     On cancel `Cancelled` is thrown into the generator at its current yield, so a pipeline's
     `except Cancelled: yield RunCancelled(...)` still runs; that final event is delivered and
-    anything else after the click is dropped."""
+    anything else after the click is dropped.
+
+    The end is one `done`, set up before it is emitted: `final` (the events still pending, in
+    order) and `failure` (message, the LoadRequest trust option that would allow it ('' if
+    none); None when it did not fail or was cancelled)."""
 
     events = Signal(list)
-    failed = Signal(str, str)  # message, the LoadRequest trust option that would allow it ('' if none)
     done = Signal()
 
     def __init__(self, job: Job) -> None:
         super().__init__()
         self.job = job
         self._token = CancelToken()
+        self.final: list[object] = []
+        self.failure: tuple[str, str] | None = None
 
     def cancel(self) -> None:
         self._token.cancel()
@@ -78,17 +92,18 @@ class PipelineWorker(QObject):
         except Cancelled:
             pass
         except UntrustedCodeError as exc:
-            if not self.cancelled:
-                self.failed.emit(str(exc), exc.option)
+            self._fail(str(exc), exc.option)
         except StudioError as exc:
-            if not self.cancelled:
-                self.failed.emit(str(exc), "")
+            self._fail(str(exc), "")
         except Exception as exc:  # a bug, not a user error: keep the app alive, log the traceback
             traceback.print_exc(file=sys.stderr)
-            if not self.cancelled:
-                self.failed.emit(f"Unexpected error: {type(exc).__name__}: {exc}", "")
+            self._fail(f"Unexpected error: {type(exc).__name__}: {exc}", "")
         finally:
             self.done.emit()
+
+    def _fail(self, message: str, option: str) -> None:
+        if not self.cancelled:
+            self.failure = (message, option)
 
     def _drive(self) -> None:
         events = iter(self.job.factory(self._token))
@@ -99,25 +114,26 @@ class PipelineWorker(QObject):
                 try:
                     event = next(events)
                 except StopIteration:
-                    break
+                    return
                 if self.cancelled and not isinstance(event, RunCancelled):
                     break
-                pending.append(event)
-                if isinstance(event, URGENT) or time.monotonic() - sent >= BATCH_S:
+                if pending and isinstance(pending[-1], FINAL):  # it was not the last one after all
                     self.events.emit(pending)
                     pending, sent = [], time.monotonic()
+                pending.append(event)
                 if isinstance(event, RunCancelled):
                     return
-            if self.cancelled:
-                self._final_event(events)
-            elif pending:
-                self.events.emit(pending)
+                if not isinstance(event, FINAL) and (isinstance(event, URGENT) or time.monotonic() - sent >= BATCH_S):
+                    self.events.emit(pending)
+                    pending, sent = [], time.monotonic()
+            self._final_event(events, pending)
         finally:
+            self.final = pending  # what happened before the end goes out with it (an error's too)
             close = getattr(events, "close", None)
             if close is not None:
                 close()
 
-    def _final_event(self, events: Iterator[object]) -> None:
+    def _final_event(self, events: Iterator[object], pending: list[object]) -> None:
         """The job's own last word after a cancel: its RunCancelled, if its pipeline yields one."""
         throw = getattr(events, "throw", None)
         if throw is None:
@@ -127,7 +143,7 @@ class PipelineWorker(QObject):
         except (StopIteration, Cancelled):
             return
         if isinstance(event, RunCancelled):
-            self.events.emit([event])
+            pending.append(event)
 
 
 class JobHandle(QObject):
@@ -179,6 +195,9 @@ class JobRunner(QObject):
         # Stopped jobs stay referenced until their queued `done` arrives, so no queued
         # signal ever outlives its sender.
         self._retired: dict[PipelineWorker, QThread] = {}
+        self._stragglers: set[QThread] = set()  # past their `done` but not finished in JOIN_MS: kept until they are
+        self._ending = False  # handing out an ended job's last events: a start now runs right after
+        self._said_busy = False
         priority = gui_priority()
         self.busyChanged.connect(lambda busy: priority.job_started() if busy else priority.job_ended())
 
@@ -199,11 +218,13 @@ class JobRunner(QObject):
         handle = JobHandle(job, self)
         if self._queued is not None:
             self._queued._end("cancelled")  # replaced before it ran
-        if self._worker is not None:
+            self._queued = None
+        if self._worker is not None or self._ending:
             self._queued = handle
-            self._worker.cancel()
+            if self._worker is not None:
+                self._worker.cancel()
             return handle
-        self._launch(handle, was_busy=False)
+        self._launch(handle)
         return handle
 
     def cancel(self) -> None:
@@ -211,7 +232,7 @@ class JobRunner(QObject):
         if self._queued is not None:
             self._queued._end("cancelled")
             self._queued = None
-            if self._worker is None:
+            if self._worker is None and not self._ending:
                 self._idle()
         if self._worker is not None:
             self._worker.cancel()
@@ -232,14 +253,14 @@ class JobRunner(QObject):
         worker.cancel()
         self._retired[worker] = thread
         thread.quit()
-        thread.wait(timeout_ms)
+        thread.wait(timeout_ms)  # if it is still running, its `done` (when it comes) lets it go
         handle = self._handles.pop(worker, None)
         if handle is not None:
             handle._end("cancelled")
             self.jobEnded.emit(handle)
         self._idle()
 
-    def _launch(self, handle: JobHandle, was_busy: bool) -> None:
+    def _launch(self, handle: JobHandle) -> None:
         worker = self._worker_class(handle.job)
         thread = QThread()
         thread.setObjectName(f"studio-{handle.job.kind}")
@@ -247,59 +268,74 @@ class JobRunner(QObject):
         thread.started.connect(worker.run)
         worker.done.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # thread-safe; main may be waiting
         worker.events.connect(self._on_events)
-        worker.failed.connect(self._on_failed)
         worker.done.connect(self._on_done)
         self._worker, self._thread = worker, thread
         self._handles[worker] = handle
         thread.start()
-        if not was_busy:
-            self.busyChanged.emit(True)
+        self._say_busy(True)
         self.jobStarted.emit(handle)
 
+    def _say_busy(self, busy: bool) -> None:
+        if busy != self._said_busy:
+            self._said_busy = busy
+            self.busyChanged.emit(busy)
+
     def _idle(self) -> None:
-        self.busyChanged.emit(False)
+        self._say_busy(False)
         self.done.emit()
 
     @Slot(list)
     def _on_events(self, events: list) -> None:
         worker = self.sender()
-        handle = self._handles.get(worker)  # type: ignore[call-overload]
+        self._deliver(self._handles.get(worker), events, worker is self._worker)  # type: ignore[call-overload]
+
+    def _deliver(self, handle: JobHandle | None, events: list, current: bool) -> None:
         for event in events:
             if handle is None or handle.outcome:
                 return
             handle.event.emit(event)
-            if worker is self._worker:
+            if current:
                 self.event.emit(event)
-
-    @Slot(str, str)
-    def _on_failed(self, message: str, untrusted: str) -> None:
-        handle = self._handles.get(self.sender())  # type: ignore[call-overload]
-        if handle is not None and not handle.outcome:
-            handle.has_failed = True
-            handle.failed.emit(message, untrusted)
-            self.failed.emit(message, untrusted)
 
     @Slot()
     def _on_done(self) -> None:
         worker = self.sender()
         retired_thread = self._retired.pop(worker, None)  # type: ignore[call-overload]
         if retired_thread is not None:
-            retired_thread.wait()
+            self._join(retired_thread)
             return
         if worker is not self._worker:
             return
         thread, handle = self._thread, self._handles.pop(worker, None)  # type: ignore[call-overload]
         self._worker = self._thread = None
         if thread is not None:
-            thread.wait()  # run() has returned and quit() was called directly: this is instant
-        if handle is not None:
-            handle._end("failed" if handle.has_failed else "cancelled" if worker.cancelled else "done")
-            self.jobEnded.emit(handle)
+            self._join(thread)
+        if handle is not None:  # the job is over: its last events, its error, its end
+            self._ending = True
+            try:
+                self._deliver(handle, worker.final, current=True)
+                if worker.failure is not None and not handle.outcome:
+                    handle.has_failed = True
+                    handle.failed.emit(*worker.failure)
+                    self.failed.emit(*worker.failure)
+                handle._end("failed" if handle.has_failed else "cancelled" if worker.cancelled else "done")
+                self.jobEnded.emit(handle)
+            finally:
+                self._ending = False
         queued, self._queued = self._queued, None
         if queued is not None:
-            self._launch(queued, was_busy=True)
+            self._launch(queued)
         else:
             self._idle()
+
+    def _join(self, thread: QThread) -> None:
+        """`run` has returned and quit() was called directly: this is instant. A thread that is
+        somehow still running stays referenced (destroying a running QThread aborts the app)."""
+        if not thread.wait(JOIN_MS):
+            print(f"studio: the job thread {thread.objectName()} did not finish in {JOIN_MS / 1000:g} s "
+                  "after its job ended", file=sys.stderr)
+            self._stragglers.add(thread)
+            thread.finished.connect(lambda: self._stragglers.discard(thread))
 
 
 def ask_to_cancel(runner: JobRunner, parent: QWidget | None, action: str) -> bool:

@@ -185,3 +185,74 @@ def test_shutdown_joins_a_running_job(qtbot):
     runner.shutdown()
     assert time.perf_counter() - start < 5
     assert not runner.busy
+
+
+def test_a_result_and_an_error_reach_their_listeners_with_the_runner_idle(qtbot):
+    """The job's end comes in one piece: whoever reacts to its Finished or its error sees the
+    runner idle, so a click there starts the next job instead of asking (in a modal question)
+    to cancel one that has ended. A job that works on after its result (cleanup) is no exception."""
+    runner = JobRunner()
+    seen: list[tuple[str, bool, object]] = []
+
+    def finishing(token):
+        yield StageStarted("load", "x")
+        yield Finished(42)
+        time.sleep(0.2)  # the worker thread still busy (or not scheduled) after its result
+
+    def failing(token):
+        yield StageStarted("load", "x")
+        yield Metric(1, "train/loss", 1.0)  # pending (not urgent) when the error comes: delivered first
+        raise StudioError("Bad file.")
+
+    for job in (finishing, failing):
+        handle = runner.start(job)
+        handle.event.connect(lambda e: seen.append((type(e).__name__, runner.busy, runner.current)))
+        handle.failed.connect(lambda message, _o: seen.append((message, runner.busy, runner.current)))
+        with qtbot.waitSignal(runner.done, timeout=5000):
+            pass
+    assert [(what, idle, current is None) for what, idle, current in seen] == [
+        ("StageStarted", True, False), ("Finished", False, True),
+        ("StageStarted", True, False), ("Metric", False, True), ("Bad file.", False, True)]
+
+
+def test_a_job_started_from_a_result_runs_after_the_old_one_ended(qtbot):
+    runner = JobRunner()
+    order: list[str] = []
+    busy: list[bool] = []
+    runner.busyChanged.connect(busy.append)
+
+    def first(token):
+        yield Finished("first")
+
+    def second(token):
+        order.append("second runs")
+        yield Finished("second")
+
+    old = runner.start(first)
+    old.event.connect(lambda e: (order.append("first's result"), order.append(f"new {runner.start(second).outcome!r}")))
+    old.ended.connect(lambda outcome: order.append(f"first {outcome}"))
+    runner.jobStarted.connect(lambda handle: order.append("started"))
+    with qtbot.waitSignal(runner.done, timeout=5000):
+        pass
+    assert order == ["first's result", "new ''", "first done", "started", "second runs"]
+    assert busy == [True, False] and not runner.busy  # one busy period, no flicker between the two
+
+
+def test_a_thread_still_running_past_its_end_is_kept_until_it_finishes(qtbot, monkeypatch):
+    """Destroying a running QThread aborts the app; waiting for it without end would hang it."""
+    from PySide6.QtCore import QThread
+
+    from studio.gui import qt_worker
+
+    class Late(QThread):
+        def run(self):
+            time.sleep(0.5)
+
+    monkeypatch.setattr(qt_worker, "JOIN_MS", 50)
+    runner, thread = JobRunner(), Late()
+    thread.start()
+    start = time.monotonic()
+    runner._join(thread)
+    assert time.monotonic() - start < 0.4 and thread in runner._stragglers
+    del thread
+    qtbot.waitUntil(lambda: not runner._stragglers, timeout=5000)

@@ -2,7 +2,7 @@
 
 Messages to the parent are tuples of plain data: ("events", [event, ...]) in small time-boxed
 batches, ("error", message, trust option), ("done", cancelled). The child's CancelToken reads the
-parent's process-shared event, so cancel is seen wherever the pipelines check it today."""
+parent's process-shared flag, so cancel is seen wherever the pipelines check it today."""
 
 from __future__ import annotations
 
@@ -33,6 +33,25 @@ WARM_MODULES = ("torch", "studio.core.pipelines.run", "studio.core.pipelines.ope
 # than the import in progress). On the worker's main thread, not beside a job: two threads
 # importing torch's submodules at once can see a partly initialised module.
 LATE_MODULES = ("torch.onnx._internal.exporter._core", "onnx", "onnxruntime", "onnxruntime.quantization")
+
+
+class SharedFlag:
+    """The parent's cancel, as one byte of shared memory with no lock. A `multiprocessing.Event`
+    takes a process-shared lock on every read: a child killed while reading it (terminated after
+    the grace period, killed for memory) leaves that lock held for good, and the parent's next
+    `set()` or `clear()` on it waits forever. Same calls as an Event, as CancelToken uses them."""
+
+    def __init__(self, ctx: Any) -> None:
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def clear(self) -> None:
+        self._value.value = 0
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
 
 
 def warm_imports(names: tuple[str, ...] = WARM_MODULES) -> None:

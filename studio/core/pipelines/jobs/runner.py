@@ -5,8 +5,13 @@ crash inside it.
 One warm worker process is kept (started ahead by `warm_up`, reused across jobs, replaced after
 a crash or a kill). On POSIX it is forked from a `forkserver` that has already imported torch and
 the pipelines, so a replacement is ready in milliseconds; elsewhere it is spawned. Cancel sets a
-process-shared event the child's CancelToken reads; a child that has not finished `grace_s`
-later is terminated (then killed), which also stops it inside a native call."""
+process-shared flag the child's CancelToken reads; a child that has not finished `grace_s`
+later is terminated (then killed), which also stops it inside a native call.
+
+No wait here is unbounded: a worker that does not start in `start_s` is an error naming that
+stage (a job waiting for it also stops on cancel), shutdown waits a few seconds for a start in
+progress (a worker started after it is stopped at once), and every join after a terminate or a
+kill has a timeout."""
 
 from __future__ import annotations
 
@@ -25,11 +30,13 @@ from typing import Any, Iterator
 from studio.core.base.cancel import Cancelled, CancelToken
 from studio.core.base.errors import StudioError, UntrustedCodeError
 from studio.core.base.events import Metric, RunCancelled, StageStarted
-from studio.core.pipelines.jobs.child import WARM_MODULES, serve
+from studio.core.pipelines.jobs.child import WARM_MODULES, SharedFlag, serve
 
 GRACE_S = 0.3      # from cancel to terminate: the child's own cancel checks get this long
 POLL_S = 0.02      # how often a waiting parent looks at the cancel token
 BUSY_WAIT_S = 10.0  # a new job waits this long for the previous one to let go of the worker
+START_S = 300.0    # a worker not started by then is stuck (the forkserver's first start imports torch: ~20 s loaded)
+SHUTDOWN_START_S = 5.0  # shutdown waits this long for a start in progress (a worker it starts later is stopped)
 STAGE_NAMES = {"open": "opening the model", "compress": "compression", "validate": "validation", "apply": "applying the plan",
                "measure": "measuring", "evaluate": "evaluation", "finetune": "fine-tuning", "latency": "timing",
                "prepare": "preparing the export", "sensitivity": "the sensitivity sweep"}
@@ -62,12 +69,12 @@ class ProcessJobRunner:
     """Thread-safe; one job at a time. `events(job, cancel)` is a generator the caller drives
     from any thread (the window's QThread): it only relays what the child sends."""
 
-    def __init__(self, method: str | None = None, grace_s: float = GRACE_S) -> None:
+    def __init__(self, method: str | None = None, grace_s: float = GRACE_S, start_s: float = START_S) -> None:
         self.method = method or default_method()
         self._ctx = multiprocessing.get_context(self.method)
         if self.method == "forkserver":
             self._ctx.set_forkserver_preload(["studio.core.pipelines.jobs.child", *WARM_MODULES])
-        self.grace_s = grace_s
+        self.grace_s, self.start_s = grace_s, start_s
         self._scratch = Path(tempfile.mkdtemp(prefix="studio-jobs-"))
         self._lock = threading.Lock()        # guards _worker and _starting
         self._job_lock = threading.Lock()    # held while a job owns the worker
@@ -87,22 +94,29 @@ class ProcessJobRunner:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        cancel = self._ctx.Event()
+        cancel = SharedFlag(self._ctx)
         process = self._ctx.Process(target=serve, args=(child, cancel, str(self._scratch)),
                                     name="studio-job-worker", daemon=False)  # daemons may not have children (sweeps)
         start = time.monotonic()
+        late = None
         try:
             process.start()
         finally:
             child.close()
             with self._lock:
                 if process.pid is not None:
-                    self._worker = _Worker(process, parent, cancel, start, pid=process.pid)
+                    worker = _Worker(process, parent, cancel, start, pid=process.pid)
+                    if self.closed:  # shut down while this started: nobody will stop it but us
+                        late = worker
+                    else:
+                        self._worker = worker
                 self._starting = None
+            if late is not None:
+                self._discard(late, replace=False)
 
     def wait_ready(self, timeout: float = 120.0) -> float:
         """Block until a worker has imported what jobs need; returns its warm-up seconds."""
-        worker = self._acquire(timeout)
+        worker = self._acquire(timeout, start_s=timeout)
         try:
             self._await_ready(worker, time.monotonic() + timeout)
             return worker.ready_s or 0.0
@@ -120,16 +134,15 @@ class ProcessJobRunner:
             if message[0] == "ready":
                 worker.ready_s = time.monotonic() - worker.started
 
-    def _acquire(self, timeout: float = BUSY_WAIT_S) -> _Worker:
+    def _acquire(self, timeout: float = BUSY_WAIT_S, cancel: CancelToken | None = None,
+                 start_s: float | None = None) -> _Worker:
         if self.closed:
             raise StudioError("The job runner has shut down.")
         if not self._job_lock.acquire(timeout=timeout):
             raise StudioError("The previous job is still stopping; try again in a moment.")
         try:
             self.warm_up()
-            starting = self._starting
-            if starting is not None:
-                starting.join()
+            self._join_start(self.start_s if start_s is None else start_s, cancel)
             with self._lock:
                 worker = self._worker
             if worker is None or not worker.process.is_alive():
@@ -138,6 +151,19 @@ class ProcessJobRunner:
         except BaseException:
             self._job_lock.release()
             raise
+
+    def _join_start(self, seconds: float, cancel: CancelToken | None) -> None:
+        """Wait for a start in progress: cancel stops the wait, and so does its deadline (a
+        forkserver that never answers, a start blocked in the OS), with an error naming it."""
+        starting = self._starting
+        deadline = time.monotonic() + seconds
+        while starting is not None and starting.is_alive():
+            if cancel is not None and cancel.cancelled:
+                raise Cancelled()
+            if time.monotonic() >= deadline:
+                raise StudioError(f"The job worker process did not start within {seconds:g} s (stuck while starting "
+                                  "the worker process); try again, or restart the app if it happens again.")
+            starting.join(POLL_S)
 
     def _discard(self, worker: _Worker, replace: bool = True) -> None:
         """Terminate (then kill) a worker and, unless shutting down, start its replacement."""
@@ -161,7 +187,7 @@ class ProcessJobRunner:
         with self._lock:
             worker, starting = self._worker, self._starting
         if starting is not None:
-            starting.join()
+            starting.join(SHUTDOWN_START_S)  # still starting after that: _start stops it when it is up
             with self._lock:
                 worker = self._worker
         if worker is not None:
@@ -182,7 +208,7 @@ class ProcessJobRunner:
         stream with a RunCancelled naming the stage. `Cancelled` thrown in at a yield (the window's
         worker does that) cancels the child; its RunCancelled, if it says one in time, is yielded."""
         cancel = cancel or CancelToken()
-        worker = self._acquire()
+        worker = self._acquire(cancel=cancel)
         stage, finished, deadline, thrown, steps = "start", False, None, False, 0
         try:
             worker.cancel.clear()
@@ -200,20 +226,17 @@ class ProcessJobRunner:
                     worker.cancel.set()
                     deadline = time.monotonic() + self.grace_s
                 timeout = POLL_S if deadline is None else max(0.0, min(POLL_S, deadline - time.monotonic()))
-                ready = wait([worker.conn, worker.process.sentinel], timeout)
-                if worker.conn in ready:
-                    try:
-                        message = worker.conn.recv()
-                    except (EOFError, OSError):
-                        message = ("dead",)
-                elif ready:
+                try:
+                    ready = wait([worker.conn, worker.process.sentinel], timeout)
+                    message = worker.conn.recv() if worker.conn in ready else ("dead",) if ready else None
+                except (EOFError, OSError, ValueError):  # it died; or shutdown closed its pipe
                     message = ("dead",)
-                elif deadline is not None and time.monotonic() >= deadline:
-                    finished = True
-                    self._discard(worker)  # still busy (a native call, a long step): stop it by force
-                    yield _stopped(stage, steps)  # the job's last word, said on the child's behalf
-                    return
-                else:
+                if message is None:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        finished = True
+                        self._discard(worker)  # still busy (a native call, a long step): stop it by force
+                        yield _stopped(stage, steps)  # the job's last word, said on the child's behalf
+                        return
                     continue
                 kind = message[0]
                 if kind == "ready":
@@ -272,6 +295,10 @@ class ProcessJobRunner:
         self._discard(worker)
 
     def _crashed(self, worker: _Worker, stage: str, kind: str = "job") -> WorkerCrashed:
+        where = STAGE_NAMES.get(stage, stage)
+        if self.closed:  # shutdown stopped it (the app is closing): not a crash
+            self._discard(worker, replace=False)
+            return WorkerCrashed(f"The {kind} was stopped during {where}: the job runner shut down.", stage)
         worker.process.join(2.0)
         code = worker.process.exitcode
         self.crashes += 1
@@ -284,7 +311,6 @@ class ProcessJobRunner:
             how += " (killed, e.g. out of memory)" if code == -signal.SIGKILL else ""
         else:
             how = f"exit code {code}"
-        where = STAGE_NAMES.get(stage, stage)
         return WorkerCrashed(f"The {kind} stopped: its worker process crashed during {where} ({how}). "
                              "The window, the plan and the original model are unaffected; "
                              "the next job starts a fresh worker.", stage)
