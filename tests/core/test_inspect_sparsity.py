@@ -126,3 +126,27 @@ def test_projection_of_a_weightless_model_takes_its_weights_as_dense(tmp_path):
     mlp_weights = sum(m.weight.numel() for n, m in loaded.module.named_modules()
                       if isinstance(m, nn.Linear) and ".mlp." in n)
     assert projection.before.nonzero - projection.after.nonzero == mlp_weights // 2
+
+
+def test_count_zeros_equals_torch_for_every_dtype_and_layout():
+    import pytest
+
+    from studio.core.model.inspection import count_zeros
+
+    torch.manual_seed(0)
+    base = torch.randn(64, 48)
+    base[base.abs() < 0.5] = 0.0
+    base[0, :5] = torch.tensor([-0.0, float("nan"), float("inf"), 1e-45, -float("inf")])
+    cases = []
+    for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int8, torch.int64, torch.bool):
+        x = base.to(dtype)
+        cases += [x, x.t(), x[::3, 1::2], x[:, 5]]
+    cases += [nn.Parameter(base.clone()), base.clone().requires_grad_(), torch.zeros(0), torch.tensor(0.0),
+              torch.tensor([-0.0])]
+    for x in cases:
+        expected = x.numel() - int(torch.count_nonzero(x.detach()))
+        assert count_zeros(x) == expected, (x.dtype, tuple(x.shape), x.stride())
+    assert count_zeros(torch.tensor([-0.0, 0.0, 1.0])) == 2
+    assert count_zeros(base) == int((base == 0).sum()) > 0
+    with pytest.raises(Exception):
+        count_zeros(torch.empty(3, device="meta"))  # no values: callers report unknown instead
