@@ -48,3 +48,22 @@ def test_tree_tooltip_shows_unknown_for_meta(qtbot):
     assert "Sparsity: 36.4% (40 zeros)" in tips["0"]
     assert "Sparsity: unknown (no weights)" in tips["1"] and "zeros" not in tips["1"]
     assert "Sparsity: unknown (no weights)" in model.data(root, Qt.ItemDataRole.ToolTipRole)
+
+
+def test_window_shows_a_config_only_model_as_unknown_sparsity(qtbot, window, tmp_path):
+    from transformers import LlamaConfig
+
+    from studio.core.model.loaders import LoadRequest
+
+    LlamaConfig(vocab_size=96, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                num_key_value_heads=2, architectures=["LlamaForCausalLM"]).save_pretrained(tmp_path / "cfg")
+    with qtbot.waitSignal(window.modelShown, timeout=60000):
+        window.open_source(LoadRequest(str(tmp_path / "cfg")))
+    tree = window.opened.tree
+    assert window.details.node is tree.root and tree.root.zero_params is None
+    text = window.details.browser.toPlainText()
+    assert "unknown (no weights)" in text and "zeros" not in text
+    proxy = window.layers.proxy
+    root = proxy.index(0, 0)
+    assert "Sparsity: unknown (no weights)" in proxy.data(root, Qt.ItemDataRole.ToolTipRole)
+    qtbot.waitUntil(lambda: not window.runner.busy, timeout=10000)
