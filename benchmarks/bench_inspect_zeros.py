@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,18 +45,28 @@ def main() -> None:
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    import studio.core.model.inspection as inspection
-    from studio.core.pipelines.opening import LoadRequest, load_model
-
     config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=args.layers,
                          num_attention_heads=9, num_key_value_heads=3, max_position_embeddings=2048,
                          tie_word_embeddings=True)
     torch.manual_seed(0)
-    folder = Path(tempfile.mkdtemp(prefix="bench-zeros-")) / "llama"
-    LlamaForCausalLM(config).save_pretrained(folder)
+    temp = tempfile.mkdtemp(prefix="bench-zeros-")
+    try:
+        folder = Path(temp) / "llama"
+        LlamaForCausalLM(config).save_pretrained(folder)
+        print(json.dumps(_measure(folder, args.layers)))
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _measure(folder: Path, layers: int) -> dict:
+    import torch
+
+    import studio.core.model.inspection as inspection
+    from studio.core.pipelines.opening import LoadRequest, load_model
+
     loaded = load_model(LoadRequest(str(folder)))
     params = list({id(p): p for p in loaded.module.parameters()}.values())
-    result: dict = {"model": f"LlamaForCausalLM (SmolLM-135M sizes, {args.layers} layers, random weights)",
+    result: dict = {"model": f"LlamaForCausalLM (SmolLM-135M sizes, {layers} layers, random weights)",
                     "params": sum(p.numel() for p in params), "tensors": len(params),
                     "torch_threads": torch.get_num_threads(), "count_only": {"numpy": [], "torch": []},
                     "inspect_model": {"numpy": [], "torch": []}}
@@ -77,7 +88,7 @@ def main() -> None:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result["studio_inspect_json_process"] = (round(after.ru_utime + after.ru_stime - before.ru_utime
                                                    - before.ru_stime, 3), round(time.perf_counter() - wall, 3))
-    print(json.dumps(result))
+    return result
 
 
 if __name__ == "__main__":
