@@ -4,8 +4,8 @@ The tree itself never changes while shown, so the adapter keeps no copies: every
 index carries its `LayerNode` as internal pointer and parents come from
 `node.parent` / the cached `node.row()`, which keeps 10k+ module models smooth.
 
-A repaint asks `data()` about seven roles per visible cell (through the filter proxy), so the
-painted roles of a row are formatted once into a per-row cache of plain dicts; plan edits and a
+A repaint asks about seven roles per visible cell, all at once through `multiData` (the filter
+proxy forwards it, see `LayerFilterProxy`), so the painted roles of a row are formatted once into a per-row cache of plain dicts; plan edits and a
 sweep drop only the rows they change. Sort keys, tooltips and the node are answered directly
 (sorting 10k rows must not format every cell).
 """
@@ -143,16 +143,30 @@ class LayerTreeModel(QAbstractItemModel):
         self._changed(old, self._plan, COL_PLAN)
 
     def _changed(self, old: dict[str, Any], new: dict[str, Any], column: int) -> None:
-        """Drop the cached rows whose entry changed; repaint only that cell of each."""
+        """Drop the cached rows whose entry changed; announce that column's cells in one range per
+        parent: each dataChanged costs the proxy and the view a row layout, and a sweep or a `*`
+        rule changes every layer at once."""
         if self._tree is None:
             return
+        spans: dict[int, list[int]] = {}  # id(parent node) → [first row, last row]
+        parents: dict[int, QModelIndex] = {}
         for name in set(old) | set(new):
             if name in self._tree and old.get(name) != new.get(name):
                 node = self._tree[name]
                 self._rows.pop(id(node), None)
                 index = self.index_of(node, column)
-                if index.isValid():
-                    self.dataChanged.emit(index, index)
+                if not index.isValid():
+                    continue
+                key, row = id(node.parent) if self._flat is None else 0, index.row()
+                span = spans.get(key)
+                if span is None:
+                    spans[key] = [row, row]
+                    parents[key] = index.parent()
+                else:
+                    span[0], span[1] = min(span[0], row), max(span[1], row)
+        for key, (first, last) in spans.items():
+            parent = parents[key]
+            self.dataChanged.emit(self.index(first, column, parent), self.index(last, column, parent))
 
     def plan_text(self, node: LayerNode) -> str:
         projection = self._plan.get(node.name)
@@ -246,6 +260,26 @@ class LayerTreeModel(QAbstractItemModel):
         if value is not cell:
             return value
         return self._direct(node, index.column(), role) if role == _SORT or role == TOOLTIP else None
+
+    def multiData(self, index: _IndexLike, roleDataSpan: Any) -> None:
+        """Every role a delegate paints, in one call: Qt 6 views ask for seven roles per cell at once
+        (one Python call instead of seven, and through the proxy one source lookup instead of seven)."""
+        node = index.internalPointer() if index.isValid() else None
+        if node is None:
+            for item in roleDataSpan:
+                item.clearData()
+            return
+        cells = self._rows.get(id(node))
+        if cells is None:
+            cells = self._rows[id(node)] = self._format_row(node)
+        column = index.column()
+        cell = cells[column]
+        for item in roleDataSpan:
+            role = item.role()
+            value = cell.get(role, cell)
+            if value is cell:
+                value = self._direct(node, column, role) if role == _SORT or role == TOOLTIP else None
+            item.setData(value)
 
     def _format_row(self, node: LayerNode) -> list[dict[int, Any]]:
         """The painted roles of every column of one row (display, alignment, colours, font, chip)."""

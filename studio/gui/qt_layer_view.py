@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (QAbstractItemView, QHBoxLayout, QHeaderView, QLineEdit, QToolButton, QTreeView,
                                QVBoxLayout, QWidget)
@@ -12,6 +12,7 @@ from studio.gui.qt_layer_tree_model import (
     COL_FLOPS, COL_NAME, COL_OUTPUT, COL_PARAMS, COL_PLAN, COL_SENSITIVITY, COL_SHARE, COL_SIZE, COL_TYPE, NODE_ROLE,
     SORT_ROLE, LayerTreeModel,
 )
+from studio.gui.qt_proxy import BatchedRolesProxy
 from studio.gui.qt_share_delegate import ShareBarDelegate
 
 FILTER_PLACEHOLDER = "Filter layers by name or type  (Ctrl+F)"
@@ -24,7 +25,7 @@ FLAT_NAME_WIDTH = 420  # the flat list's name column at most
 EXPAND_BUDGET = 32  # after load, open whole levels while about this many rows stay visible
 
 
-class LayerFilterProxy(QSortFilterProxyModel):
+class LayerFilterProxy(BatchedRolesProxy):
     """Matches the needle against a row's name or type; ancestors of matches stay visible.
 
     A needle containing '.' also matches qualified names (e.g. 'layer.3').
@@ -33,7 +34,6 @@ class LayerFilterProxy(QSortFilterProxyModel):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._needle = ""
-        self.setRecursiveFilteringEnabled(True)
         self.setFilterCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
         self.setSortRole(SORT_ROLE)
         self.setSortCaseSensitivity(Qt.CaseSensitivity.CaseInsensitive)
@@ -44,6 +44,9 @@ class LayerFilterProxy(QSortFilterProxyModel):
 
     def set_needle(self, text: str) -> None:
         self._needle = text.strip().lower()
+        # recursive only while filtering: with it on, every dataChanged re-filters the row's ancestors
+        # and re-measures the model's root row (nine size hints), for nothing when all rows show
+        self.setRecursiveFilteringEnabled(bool(self._needle))
         self.setFilterFixedString(self._needle)  # also invalidates the filter
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex | QPersistentModelIndex) -> bool:

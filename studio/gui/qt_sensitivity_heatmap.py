@@ -8,11 +8,12 @@ cells of the current plan get a dark frame so the plan is visible in the map.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
 from PySide6.QtGui import QColor, QPainter, QPen
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QStackedWidget, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
+from studio.gui.qt_proxy import BatchedRolesProxy
 from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, gain_colour
 from studio.gui.qt_theme import set_sheet
 
@@ -87,7 +88,7 @@ class SensitivityHeatmap(QWidget):
         top.addWidget(self.order_combo)
         layout.addLayout(top)
 
-        self.proxy = QSortFilterProxyModel(self)
+        self.proxy = BatchedRolesProxy(self)
         self.proxy.setSourceModel(model)
         self.proxy.setSortRole(SORT_ROLE)
         self.view = QTableView()

@@ -2,8 +2,8 @@
 
 Cells arrive one by one while a sweep runs; the model stores them at once and repaints at
 most ~15 times a second (charts and tables update at 10-20 Hz), so a fast sweep never floods the GUI thread.
-A flush announces only the rows that got cells (one dataChanged per row: the view repaints those
-rows, not the table), and a finished sweep's table of the same layout updates the streamed one in
+A flush announces only the rows that got cells (one dataChanged per run of adjacent rows: the view
+repaints those rows, not the table), and a finished sweep's table of the same layout updates the streamed one in
 place instead of resetting it (a reset re-lays out the headers, re-sorts and repaints everything). The
 last columns are the quantization inverse view ("keep float": how much of the all-int8
 drop keeping only this layer in float wins back) and the row's mean drop, its robustness.
@@ -30,6 +30,13 @@ _Index = QModelIndex | QPersistentModelIndex
 _STOPS = ((0.0, (206, 234, 214)), (0.35, (254, 239, 195)), (0.7, (250, 190, 140)), (1.0, (217, 83, 79)))
 _PENDING, _FAILED = QColor("#f8f9fa"), QColor("#eceff1")
 _TEXT, _DIM = QColor("#202124"), QColor("#9aa0a6")
+# plain ints: data() and multiData() run per painted cell, and a PySide enum read costs Python calls
+_DISPLAY, _BACKGROUND, _FOREGROUND, _ALIGNMENT, _FONT, _CHECK, _DECORATION = (int(role) for role in (
+    Qt.ItemDataRole.DisplayRole, Qt.ItemDataRole.BackgroundRole, Qt.ItemDataRole.ForegroundRole,
+    Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.FontRole, Qt.ItemDataRole.CheckStateRole,
+    Qt.ItemDataRole.DecorationRole))
+_PAINTED_ROLES = frozenset((_DISPLAY, _BACKGROUND, _FOREGROUND, _ALIGNMENT))
+_CENTER = int(Qt.AlignmentFlag.AlignCenter.value)
 
 
 def is_percent(metric: str) -> bool:
@@ -152,8 +159,8 @@ class SensitivityTableModel(QAbstractTableModel):
         self.plan((), (), math.nan, self.metric)
 
     def flush(self) -> None:
-        """One dataChanged per row that got cells since the last flush (its mean and keep-float
-        cells change with it): the view repaints those rows only."""
+        """One dataChanged per run of rows that got cells since the last flush (their mean and
+        keep-float cells change with them): the view repaints those rows only."""
         self._timer.stop()
         if not self._dirty:
             return
@@ -162,8 +169,8 @@ class SensitivityTableModel(QAbstractTableModel):
         self.changed_layers = frozenset(self.layers[r] for r in rows)
         last = self.columnCount() - 1
         if last >= 0:
-            for row in rows:
-                self.dataChanged.emit(self.index(row, 0), self.index(row, last))
+            for first, end in _runs(rows):  # each dataChanged costs the sort proxy a pass: adjacent rows share one
+                self.dataChanged.emit(self.index(first, 0), self.index(end, last))
         self.cellsChanged.emit()
 
     # --- queries -------------------------------------------------------------------------
@@ -232,22 +239,14 @@ class SensitivityTableModel(QAbstractTableModel):
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid() or not 0 <= index.row() < len(self.layers):
             return None
+        if role in _PAINTED_ROLES:
+            return self._painted(index.row(), index.column())[role]
         layer, kind = self.layers[index.row()], self.column_kind(index.column())
         if kind == "setting":
             return self._setting_data(layer, self.settings[index.column()], role)
         value = self.keep_float_gain(layer) if kind == "keep_float" else mean_drop(self.row_cells(layer))
-        if role == Qt.ItemDataRole.DisplayRole:
-            return "" if math.isnan(value) else format_drop(value, self.metric)
         if role == SORT_ROLE:
             return math.inf if math.isnan(value) else value
-        if role == Qt.ItemDataRole.BackgroundRole:
-            if math.isnan(value):
-                return _PENDING
-            return gain_colour(value) if kind == "keep_float" else drop_colour(value, self.metric)
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return _TEXT
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(Qt.AlignmentFlag.AlignCenter)
         if role == Qt.ItemDataRole.ToolTipRole and not math.isnan(value):
             if kind == "mean":
                 return f"<b>{layer}</b><br>mean drop {format_drop(value, self.metric, True)} over its settings"
@@ -259,29 +258,62 @@ class SensitivityTableModel(QAbstractTableModel):
                     "<br><i>Click to exclude it from quantization</i>")
         return None
 
+    def multiData(self, index: _Index, roleDataSpan: Any) -> None:
+        """A delegate's seven roles of one cell in one call, the cell looked up and coloured once
+        (`BatchedRolesProxy` passes the batch through the heatmap's sort proxy)."""
+        valid = index.isValid() and 0 <= index.row() < len(self.layers)
+        painted = self._painted(index.row(), index.column()) if valid else {}
+        for item in roleDataSpan:
+            role = item.role()
+            item.setData(painted[role] if role in painted else self.data(index, role) if valid else None)
+
+    def _painted(self, row: int, column: int) -> dict[int, Any]:
+        """What a delegate paints of a cell: text, heat colour, text colour, alignment, and no font,
+        check box or icon."""
+        layer, kind = self.layers[row], self.column_kind(column)
+        if kind == "setting":
+            cell = self._cells.get((layer, self.settings[column].label))
+            if cell is None:
+                text, background, foreground = None, _PENDING, None
+            elif cell.ok:
+                text, background, foreground = format_drop(cell.drop, self.metric), drop_colour(cell.drop, self.metric), _TEXT
+            else:
+                text, background, foreground = "n/a", _FAILED, _DIM
+        else:
+            value = self.keep_float_gain(layer) if kind == "keep_float" else mean_drop(self.row_cells(layer))
+            foreground = _TEXT
+            if math.isnan(value):
+                text, background = "", _PENDING
+            else:
+                text = format_drop(value, self.metric)
+                background = gain_colour(value) if kind == "keep_float" else drop_colour(value, self.metric)
+        return {_DISPLAY: text, _BACKGROUND: background, _FOREGROUND: foreground,
+                _ALIGNMENT: _CENTER if foreground is not None else None, _FONT: None, _CHECK: None, _DECORATION: None}
+
     def _setting_data(self, layer: str, setting: SweepSetting, role: int) -> Any:
         cell = self._cells.get((layer, setting.label))
         if role == CELL_ROLE:
             return cell
-        if cell is None:
-            return _PENDING if role == Qt.ItemDataRole.BackgroundRole else (math.inf if role == SORT_ROLE else None)
-        if role == Qt.ItemDataRole.DisplayRole:
-            return format_drop(cell.drop, self.metric) if cell.ok else "n/a"
         if role == SORT_ROLE:
-            return cell.drop if cell.ok else math.inf
-        if role == Qt.ItemDataRole.BackgroundRole:
-            return drop_colour(cell.drop, self.metric) if cell.ok else _FAILED
-        if role == Qt.ItemDataRole.ForegroundRole:
-            return _TEXT if cell.ok else _DIM
-        if role == Qt.ItemDataRole.TextAlignmentRole:
-            return int(Qt.AlignmentFlag.AlignCenter)
-        if role == Qt.ItemDataRole.ToolTipRole:
+            return math.inf if cell is None or not cell.ok else cell.drop
+        if role == Qt.ItemDataRole.ToolTipRole and cell is not None:
             if not cell.ok:
                 return f"<b>{layer}</b> · {setting.label}<br>not applicable: {cell.error or 'no measurement'}"
             return (f"<b>{layer}</b> · {setting.label}<br>drop {format_drop(cell.drop, self.metric, True)} "
                     f"({self.metric} {_value(cell.value, self.metric)})<br>{saving_text(cell)}"
                     "<br><i>Click to set this layer's plan to this setting</i>")
         return None
+
+
+def _runs(rows: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted row numbers as (first, last) runs of consecutive rows."""
+    runs: list[tuple[int, int]] = []
+    for row in rows:
+        if runs and runs[-1][1] == row - 1:
+            runs[-1] = (runs[-1][0], row)
+        else:
+            runs.append((row, row))
+    return runs
 
 
 def _value(value: float, metric: str) -> str:

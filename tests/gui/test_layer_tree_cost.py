@@ -7,13 +7,14 @@ import sys
 from collections import Counter
 from types import SimpleNamespace
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QModelIndex, Qt
 
 import studio.gui.qt_layer_tree_model as tree_model
 from studio.core.base.units import format_bytes, format_count
 from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.gui.qt_layer_tree_model import COL_PARAMS, COL_PLAN, COL_SENSITIVITY, HEADERS, SORT_ROLE
 from studio.gui.qt_layer_view import LayerTreePanel
+from tests.gui.role_batches import PAINTED, batched, one_by_one
 
 MODEL_FILE = tree_model.__file__
 
@@ -77,9 +78,47 @@ def test_a_repaint_formats_nothing_and_asks_few_roles_per_cell(qtbot):
     assert panel.model.cache_misses == formatted  # an unchanged repaint formats nothing
     assert calls["_format_row"] == 0 and calls["node_tooltip"] == 0 and calls["plan_text"] == 0
     assert calls["flags"] == 0  # answered by the C++ base class
-    assert 0 < calls["data"] <= 8 * cells  # the roles a styled delegate asks for, no more
+    assert 0 < calls["multiData"] <= cells  # every role a delegate paints in one call per cell (3,987 → 1,503
+    assert calls["data"] <= rows            # calls when the proxy asked role by role); data(): the share bar's key
     assert calls["_direct"] <= rows  # only the share bar's sort key goes past the cache
-    assert sum(calls.values()) <= 20 * cells  # index/parent come from the proxy's mapping
+    assert sum(calls.values()) <= 8 * cells  # index/parent come from the proxy's mapping
+
+
+def blocks_tree(blocks: int = 12, per_block: int = 5) -> ModelTree:
+    root = LayerNode("", "Net", 0, total_params=blocks * per_block * 10)
+    for b in range(blocks):
+        block = LayerNode(f"b{b}", "Block", 1, total_params=per_block * 10, parent=root)
+        root.children.append(block)
+        for i in range(per_block):
+            block.children.append(LayerNode(f"b{b}.fc{i}", "Linear", 2, params=10, total_params=10, parent=block))
+    return ModelTree(root)
+
+
+def test_marks_of_every_layer_are_one_change_per_parent_and_measure_no_row(qtbot):
+    """A sweep's end (or a `*` rule) changes every layer's cell at once: one dataChanged per parent,
+    and no size hints (a recursive filter made each change re-measure the root row: nine cells)."""
+    tree = blocks_tree()
+    panel = painted_panel(qtbot, tree)
+    panel.view.expandAll()
+    panel.view.setColumnHidden(COL_SENSITIVITY, False)
+    panel.view.viewport().repaint()
+    model = panel.model
+    changed = []
+    model.dataChanged.connect(lambda top, bottom, _roles: changed.append(
+        (top.parent().internalPointer().name, top.row(), bottom.row(), top.column(), bottom.column())))
+    leaves = [n for n in tree.nodes() if not n.children]
+    marks = {n.name: SimpleNamespace(text=f"{i} %", value=i / 100, colour=None, tooltip="") for i, n in enumerate(leaves)}
+    calls = model_calls(lambda: model.set_sensitivity(marks))
+    assert sorted(changed) == [(f"b{b}", 0, 4, COL_SENSITIVITY, COL_SENSITIVITY) for b in sorted(range(12), key=str)]
+    assert calls["multiData"] == calls["data"] == calls["_format_row"] == 0
+    for node in leaves:  # every changed cell reads its new mark
+        assert model.index_of(node, COL_SENSITIVITY).data() == marks[node.name].text
+    changed.clear()
+    model.set_sensitivity({**marks, "b2.fc3": SimpleNamespace(text="x", value=1.0, colour=None, tooltip="")})
+    assert changed == [("b2", 3, 3, COL_SENSITIVITY, COL_SENSITIVITY)]
+    panel.proxy.set_needle("fc3")  # filtering still keeps the ancestors of matches
+    assert panel.proxy.rowCount(panel.proxy.index(0, 0)) == 12
+    assert panel.proxy.rowCount(panel.proxy.index(0, 0, panel.proxy.index(0, 0))) == 1
 
 
 def test_a_plan_edit_repaints_and_reformats_only_its_row(qtbot):
@@ -131,3 +170,27 @@ def test_sorting_does_not_format_rows(qtbot):
     first = panel.proxy.index(0, 0, panel.proxy.index(0, 0))
     assert panel.proxy.mapToSource(first).internalPointer().total_params == 20
     assert panel.model.cache_misses == measured  # 401 sort keys read without formatting a row
+
+
+def test_batched_roles_equal_the_single_roles_in_tree_and_flat_rows(qtbot):
+    """multiData (what the delegates ask) answers what data() answers, role for role: plain,
+    marked and planned rows, the root, flat rows, and through the filter proxy."""
+    tree = blocks_tree(3, 3)
+    panel = LayerTreePanel()
+    qtbot.addWidget(panel)
+    panel.set_tree(tree)
+    model, proxy = panel.model, panel.proxy
+    model.set_projection({"b1.fc0": projection(300)})
+    model.set_sensitivity({"b0.fc2": SimpleNamespace(text="3 %", value=0.03, colour=None, tooltip="drop 3 %")})
+    roles = PAINTED + (int(SORT_ROLE),)
+    for flat in (False, True):
+        panel.model.set_flat(flat)
+        nodes = [n for n in tree.nodes() if model.index_of(n).isValid()]
+        assert len(nodes) == (9 if flat else 13)
+        for node in nodes:
+            for column in range(len(HEADERS)):
+                index = model.index_of(node, column)
+                assert batched(model, index, roles) == one_by_one(model, index, roles)
+                view_index = proxy.mapFromSource(index)
+                assert batched(proxy, view_index, roles) == one_by_one(model, index, roles)
+    assert batched(model, QModelIndex()) == dict.fromkeys(PAINTED)

@@ -15,6 +15,7 @@ from studio.core.pipelines.sensitivity.result import INVERSE_SETTING
 from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, format_drop
 from studio.gui.qt_sensitivity_panel import SensitivityPanel, eta_text, parse_settings, parse_target
 from studio.gui.qt_sensitivity_plan import Prediction, predicted_vs_measured
+from tests.gui.role_batches import batched, one_by_one
 
 SETTINGS = (SweepSetting("prune", "prune 50%", {"prune": {"mode": "unstructured", "amount": 0.5}}),
             SweepSetting("prune", "prune 90%", {"prune": {"mode": "unstructured", "amount": 0.9}}),
@@ -80,6 +81,35 @@ def test_result_with_inverse_view(qtbot):
     assert "wins back 4.0 pp" in model.index(2, 3).data(Qt.ItemDataRole.ToolTipRole)
     assert format_drop(-0.0004, "accuracy") == "0.0" and format_drop(-0.02, "accuracy") == "−2.0"
     assert drop_colour(0.0, "accuracy") != drop_colour(0.01, "accuracy") != drop_colour(0.2, "accuracy")
+
+
+def test_a_delegate_s_batched_roles_equal_the_single_roles_in_every_kind_of_cell(qtbot):
+    """multiData (one call per painted cell) answers what data() answers, role for role: pending,
+    measured, failed, keep-float and mean cells, and through the heatmap's sort proxy."""
+    model = SensitivityTableModel()
+    model.plan(SETTINGS, LAYERS, 0.95, "accuracy")
+    model.add_cell(cell("a", "prune 50%", 0.01))
+    model.add_cell(SensitivityCell("b", "int8", error="no weights"))
+    model.flush()
+    kinds = set()
+    for result_set in (False, True):
+        if result_set:
+            model.set_result(result())
+        for row in range(model.rowCount()):
+            for column in range(model.columnCount()):
+                index = model.index(row, column)
+                assert batched(model, index) == one_by_one(model, index)
+                kinds.add((model.column_kind(column), index.data(), index.data(Qt.ItemDataRole.BackgroundRole).name()))
+    assert {"", "n/a", "1.0", "20.0"} <= {text for _, text, _ in kinds} and len({k for k, _, _ in kinds}) == 3
+    assert batched(model, model.index(99, 0)) == dict.fromkeys(batched(model, model.index(0, 0)))  # invalid: nothing
+    panel = SensitivityPanel()
+    qtbot.addWidget(panel)
+    panel.model.set_result(result())
+    proxy = panel.heatmap.proxy
+    panel.heatmap.sort_rows("most fragile first")
+    for row in range(proxy.rowCount()):
+        index = proxy.index(row, 1)
+        assert batched(proxy, index) == one_by_one(panel.model, proxy.mapToSource(index))
 
 
 def test_rows_sort_by_robustness_and_curves(qtbot, show):

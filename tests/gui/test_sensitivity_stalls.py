@@ -57,12 +57,17 @@ def test_a_flush_repaints_only_the_rows_that_got_cells(qtbot, panel):
     model.add_cell(cell("features.4", "prune 50%"))
     model.flush()
     last = model.columnCount() - 1
-    assert ranges == [(3, 0, 3, last), (4, 0, 4, last)]  # those rows, with their mean column
+    assert ranges == [(3, 0, 4, last)]  # those rows (adjacent: one range), with their mean column
     assert model.changed_layers == {"features.3", "features.4"}
     qtbot.waitUntil(lambda: bool(paints.regions), timeout=2000)
     row_height = view.rowHeight(0)
     assert max(r.height() for r in paints.regions) <= 2 * row_height + 2  # two rows, not the viewport
     assert view.viewport().height() > 10 * row_height
+    ranges.clear()
+    for layer in ("features.9", "features.7", "features.10"):
+        model.add_cell(cell(layer, "prune 90%"))
+    model.flush()
+    assert ranges == [(7, 0, 7, last), (9, 0, 10, last)]
 
 
 def test_the_finished_table_updates_the_streamed_one_in_place(qtbot, panel):
