@@ -302,8 +302,9 @@ class SensitivityController(QObject):
 
     # --- plan, tree and compare view ----------------------------------------------------------
     def _plan_changed(self, *_: Any) -> None:
-        self._update_marks()
-        self._update_prediction()
+        choices = self._choices()  # once: marks and prediction read the same choices
+        self._update_marks(choices[0])
+        self._update_prediction(choices)
 
     def _choices(self) -> tuple[dict[str, set[str]], tuple[str, ...]]:
         opened = self.current.opened
@@ -311,8 +312,9 @@ class SensitivityController(QObject):
             return {}, ()
         return plan_choices(self.document.plan, opened.loaded.module, self.result)
 
-    def _update_marks(self) -> None:
-        chosen, _ = self._choices()
+    def _update_marks(self, chosen: dict[str, set[str]] | None = None) -> None:
+        if chosen is None:
+            chosen, _ = self._choices()
         self.panel.heatmap.set_chosen(chosen)
         if self.result is not None:
             metric = self.result.metric
@@ -322,11 +324,11 @@ class SensitivityController(QObject):
     def _set_tree_marks(self, marks: dict[str, Any]) -> None:
         self.layers.model.set_sensitivity(marks)
 
-    def _update_prediction(self) -> None:
+    def _update_prediction(self, choices: tuple[dict[str, set[str]], tuple[str, ...]] | None = None) -> None:
         if self.result is None:
             self.prediction = None
         else:
-            prediction = predict(self.result, *self._choices())
+            prediction = predict(self.result, *(self._choices() if choices is None else choices))
             projection = self.projection
             if projection is not None and self.document.plan.rules:
                 prediction = replace(prediction, bytes=projection.after.bytes, params=projection.after.params)
