@@ -18,7 +18,8 @@ import math
 from typing import Sequence
 
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRectF, Qt
+from PySide6.QtGui import QFontMetricsF
 from PySide6.QtWidgets import QGraphicsItem
 
 from studio.gui.qt_theme import style_chart
@@ -65,13 +66,50 @@ def sticky_range(values: Sequence[float], current: tuple[float, float] | None,
 
 
 TWO_COLUMN_LEGEND_WIDTH = 240  # px: two labels side by side (measured: 185-191) and margins
+TICK_GAP = "0"  # the least room between two step labels: a digit's width (a space, 3 px, read as crowded)
+OVERHANG = 6  # px a step label may reach past the plot's ends ("0" at the left edge, ~4 px)
+# a line label beside its line, on the side of the view's centre (pyqtgraph switches the pair's entry
+# as the line crosses it): across the line when it fits there, else along it (vertical, mid-height)
+ACROSS, ALONG = [(0, 0), (1, 0)], [(0.5, 0), (0.5, 1)]
+
+
+class StepAxis(pg.AxisItem):
+    """The step axis: major ticks at least a label and a gap apart, only they labelled. pyqtgraph
+    keeps 2.25 intervals on any axis, and on a plot 80 px wide (the loss chart between its two value
+    axes, three charts beside the settings at 1366 px) "50", "100" and "150" ran together; its own
+    spacing stays where the labels fit. Asked only when the axis regenerates its ticks (a resize,
+    a new range), never for a new point."""
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self.setStyle(maxTextLevel=0)  # a minor level's labels, where pyqtgraph found room, came closer
+
+    def boundingRect(self) -> QRectF:
+        """OVERHANG px wider at both ends: labels are drawn only inside this rectangle, and "0" at
+        the left end (~4 px past it, over the empty corner under the left axis) was never drawn
+        (pyqtgraph's `hideOverlappingLabels` margin does not apply to an axis drawing grid lines)."""
+        return super().boundingRect().adjusted(-OVERHANG, 0, OVERHANG, 0)
+
+    def tickSpacing(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, float]]:  # noqa: N803
+        levels = super().tickSpacing(minVal, maxVal, size)
+        if self._tickSpacing is not None or not levels or size <= 0:
+            return levels
+        metrics = QFontMetricsF(self.style["tickFont"] or self.font())
+        labels = self.tickStrings([minVal, maxVal], self.autoSIPrefixScale * self.scale, levels[0][0])
+        room = max(metrics.horizontalAdvance(text) for text in labels) + metrics.horizontalAdvance(TICK_GAP)
+        needed = room * abs(maxVal - minVal) / size  # in steps
+        if levels[0][0] >= needed:
+            return levels
+        scale = 10.0 ** math.floor(math.log10(needed))
+        major = next(m * scale for m in (1.0, 2.0, 5.0, 10.0) if m * scale >= needed)
+        return [(major, 0), (major / 2, 0)]
 
 
 class RunChart(pg.PlotWidget):
     """A titled chart with a legend below the x axis, an "empty" hint and an optional right axis."""
 
     def __init__(self, name: str, title: str, left: str, right: str = "") -> None:
-        super().__init__(background="w")
+        super().__init__(background="w", axisItems={"bottom": StepAxis()})
         self.setObjectName(name)
         self.setMinimumSize(160, 170)
         item = self.getPlotItem()
@@ -96,6 +134,9 @@ class RunChart(pg.PlotWidget):
         if right:
             self.right_view = self._add_right_axis(right)
             sides.append("right")
+        else:  # room for the last step label's overhang (a right axis leaves its own)
+            left, top, _, bottom = item.layout.getContentsMargins()
+            item.layout.setContentsMargins(left, top, OVERHANG, bottom)
         for side in sides:
             item.getAxis(side).setPen("#bdc1c6")
             item.getAxis(side).setTextPen("#5f6368")
@@ -116,6 +157,8 @@ class RunChart(pg.PlotWidget):
         self._legend_rows = (one_row, self.legend.layout.preferredHeight() - one_row)  # first, each further
         self.legend.clear()
         self._right_range: tuple[float, float] | None = None
+        self._line_labels: list[pg.InfLineLabel] = []
+        item.vb.sigResized.connect(self._fit_line_labels)
         self.empty_hint = pg.TextItem(EMPTY_TEXT, color=GREY, anchor=(0.5, 0.5))
         self.empty_hint.setParentItem(item.vb)  # in view coordinates, not data: always centred
         item.vb.sigResized.connect(self._centre_hint)
@@ -189,6 +232,30 @@ class RunChart(pg.PlotWidget):
     def legend_labels(self) -> list[str]:
         """The labels the legend shows, in order."""
         return [text.text for sample, text in self.legend.items if sample.isVisible()]
+
+    def keep_label_inside(self, line: pg.InfiniteLine) -> None:
+        """Keep a vertical line's label inside the plot: beside the line on its roomier side (see
+        ACROSS) where half the plot holds it, else along the line. Decided when the plot is resized,
+        the line shown or the text changed (a new best step), not as points arrive: the label was
+        cut at the plot's edge (a chart ~170 px wide shows a plot of 80-120 px; "best · step 129"
+        is ~90 px)."""
+        self._line_labels.append(line.label)
+        line.visibleChanged.connect(self._fit_line_labels)
+        line.label.textItem.document().contentsChanged.connect(self._fit_line_labels)
+
+    def _fit_line_labels(self) -> None:
+        view = self.getPlotItem().vb
+        room = view.width() / 2 - 4
+        for label in self._line_labels:
+            if not label.isVisible():  # (a hidden label ignores a new angle; fitted when shown)
+                continue
+            width = label.textItem.boundingRect().width()
+            along = room < width < view.height() - 8  # (a plot too low for it too: across, as wide)
+            if along != (label.angle == 90):
+                label.anchors = ALONG if along else ACROSS
+                label.orthoPos = 0.5 if along else 0.92
+                label.setAngle(90 if along else 0)
+                label.updatePosition()
 
     def _centre_hint(self) -> None:
         rect = self.getPlotItem().vb.boundingRect()
@@ -292,13 +359,18 @@ def reference_line(chart: RunChart, below: bool = False) -> pg.InfiniteLine:
                            label="original", labelOpts={"position": 0.12, "color": GREY, "anchors": [anchor, anchor]})
     chart.addItem(line)
     line.hide()
+    line.visibleChanged.connect(line.label.valueChanged)  # see best_line
     return line
 
 
 def best_line(chart: RunChart) -> pg.InfiniteLine:
     """A vertical line at the step whose weights are kept (the best validation score)."""
     line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DotLine),
-                           label="best", labelOpts={"position": 0.92, "color": GREEN, "anchors": [(1, 0), (1, 0)]})
+                           label="best", labelOpts={"position": 0.92, "color": GREEN, "anchors": ACROSS})
     chart.addItem(line)
     line.hide()
+    # pyqtgraph formats a hidden label only when it is shown through its own setVisible, which
+    # showing the line bypasses: the first best step read "best" until a second one
+    line.visibleChanged.connect(line.label.valueChanged)
+    chart.keep_label_inside(line)  # (after: fitted to the text it is shown with)
     return line
