@@ -68,9 +68,10 @@ def sticky_range(values: Sequence[float], current: tuple[float, float] | None,
 TWO_COLUMN_LEGEND_WIDTH = 240  # px: two labels side by side (measured: 185-191) and margins
 TICK_GAP = "0"  # the least room between two step labels: a digit's width (a space, 3 px, read as crowded)
 OVERHANG = 6  # px a step label may reach past the plot's ends ("0" at the left edge, ~4 px)
-# a line label beside its line, on the side of the view's centre (pyqtgraph switches the pair's entry
-# as the line crosses it): across the line when it fits there, else along it (vertical, mid-height)
-ACROSS, ALONG = [(0, 0), (1, 0)], [(0.5, 0), (0.5, 1)]
+# a best-step label at mid-height beside its line, on the side of the view's centre (pyqtgraph switches
+# the pair's entry as the line crosses it): across the line where it fits there, else along it (vertical).
+# Mid-height is clear of the curves at the best step: a low loss, a high accuracy
+ACROSS, ALONG = [(0, 0.5), (1, 0.5)], [(0.5, 0), (0.5, 1)]
 
 
 class StepAxis(pg.AxisItem):
@@ -253,7 +254,6 @@ class RunChart(pg.PlotWidget):
             along = room < width < view.height() - 8  # (a plot too low for it too: across, as wide)
             if along != (label.angle == 90):
                 label.anchors = ALONG if along else ACROSS
-                label.orthoPos = 0.5 if along else 0.92
                 label.setAngle(90 if along else 0)
                 label.updatePosition()
 
@@ -366,7 +366,7 @@ def reference_line(chart: RunChart, below: bool = False) -> pg.InfiniteLine:
 def best_line(chart: RunChart) -> pg.InfiniteLine:
     """A vertical line at the step whose weights are kept (the best validation score)."""
     line = pg.InfiniteLine(angle=90, movable=False, pen=pg.mkPen(GREEN, width=1.5, style=Qt.PenStyle.DotLine),
-                           label="best", labelOpts={"position": 0.92, "color": GREEN, "anchors": ACROSS})
+                           label="best", labelOpts={"position": 0.5, "color": GREEN, "anchors": ACROSS})
     chart.addItem(line)
     line.hide()
     # pyqtgraph formats a hidden label only when it is shown through its own setVisible, which
