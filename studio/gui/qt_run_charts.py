@@ -1,7 +1,8 @@
 """The run panel's three charts (loss, accuracy/fidelity, size): how each is drawn so a short or
 empty run still reads well — steps never shown as "x0.001", an empty chart says so, the
 validation loss on its own right-hand axis (distillation losses and cross-entropy differ by
-orders of magnitude), reference labels kept inside the plot.
+orders of magnitude), reference labels kept inside the plot, and a narrow chart (three beside the
+run settings at 1366 px) spaces its step labels and turns the best-step label along its line.
 
 Cheap to redraw while points stream in: pyqtgraph regenerates and replays an axis (ticks, labels,
 grid) whenever its range or style changes, which cost 15-60 ms of the GUI thread per live update.
