@@ -8,49 +8,76 @@ cells of the current plan get a dark frame so the plan is visible in the map.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, QPersistentModelIndex, Qt, Signal
-from PySide6.QtGui import QColor, QPainter, QPen
+from PySide6.QtCore import QModelIndex, QPersistentModelIndex, QPointF, Qt, Signal
+from PySide6.QtGui import QBrush, QColor, QPainter, QPen, QStaticText, QTransform
 from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeaderView, QLabel, QStackedWidget, QStyle,
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from studio.gui.qt_proxy import BatchedRolesProxy
-from studio.gui.qt_sensitivity_model import SORT_ROLE, SensitivityTableModel, drop_colour, gain_colour
+from studio.gui.qt_sensitivity_model import (BACKGROUND, DISPLAY, FOREGROUND, SORT_ROLE, SensitivityTableModel, drop_colour,
+                                            gain_colour)
 from studio.gui.qt_theme import set_sheet
 
-CHOSEN_ROLE = Qt.ItemDataRole.UserRole + 3
+_SELECTED = QStyle.StateFlag.State_Selected  # looked up once: paint runs per cell
 ROW_ORDERS = ("model order", "most robust first", "most fragile first")
 
 
-class _ChosenDelegate(QStyledItemDelegate):
-    """Paints the cell as usual, then frames it when it is the layer's current plan."""
+class _HeatDelegate(QStyledItemDelegate):
+    """Paints a cell as its heat colour with the drop centred, then a frame when it is selected
+    (thin, accent: the heat colour stays readable) or the layer's current plan (dark).
+
+    Qt's item painting lays every cell's text out again on every paint, most of a heatmap
+    repaint; a cell's few characters here are laid out once per string (`QStaticText`). Text
+    wider than its cell goes the styled way, which elides it."""
 
     def __init__(self, heatmap: SensitivityHeatmap) -> None:
         super().__init__(heatmap.view)
         self._heatmap = heatmap
         self._pen = QPen(QColor("#202124"), 2)
         self._selection = QPen(QColor("#2f6fde"), 1)
+        self._texts: dict[tuple[str, str], QStaticText] = {}
 
     def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
-        selected = bool(option.state & QStyle.StateFlag.State_Selected)
-        plain = QStyleOptionViewItem(option)
-        plain.state &= ~QStyle.StateFlag.State_Selected  # the heat colour stays visible under a selection
-        super().paint(painter, plain, index)
-        if selected:  # a thin accent frame: the heat colour stays readable
-            painter.save()
-            painter.setPen(self._selection)
-            painter.drawRect(option.rect.adjusted(0, 0, -1, -1))
-            painter.restore()
-        if not self._heatmap.chosen:  # no plan marks (e.g. while a sweep streams in): nothing more per cell
+        heatmap = self._heatmap
+        source = heatmap.proxy.mapToSource(index)
+        row, column = source.row(), source.column()
+        model = heatmap.model
+        if not 0 <= row < len(model.layers):
             return
-        source = self._heatmap.proxy.mapToSource(index)
-        model = self._heatmap.model
-        setting = model.setting_at(source.column())
-        layer = model.layers[source.row()] if 0 <= source.row() < len(model.layers) else None
-        if setting is not None and layer is not None and setting.label in self._heatmap.chosen.get(layer, ()):
-            painter.save()
-            painter.setPen(self._pen)
-            painter.drawRect(option.rect.adjusted(1, 1, -2, -2))
-            painter.restore()
+        cell = model.painted(row, column)
+        rect = option.rect
+        painter.save()
+        painter.fillRect(rect, cell[BACKGROUND])
+        text = cell[DISPLAY]
+        if text:
+            font = option.font
+            key = (text, font.key())
+            static = self._texts.get(key)
+            if static is None:
+                static = self._texts[key] = QStaticText(text)
+                static.setTextFormat(Qt.TextFormat.PlainText)
+                static.prepare(QTransform(), font)
+            size = static.size()
+            if size.width() > rect.width() - 4:
+                plain = QStyleOptionViewItem(option)
+                plain.state &= ~_SELECTED
+                plain.backgroundBrush = QBrush(cell[BACKGROUND])
+                super().paint(painter, plain, index)
+            else:
+                painter.setFont(font)
+                painter.setPen(cell[FOREGROUND])
+                painter.drawStaticText(QPointF(rect.x() + (rect.width() - size.width()) / 2,
+                                               rect.y() + (rect.height() - size.height()) / 2), static)
+        if option.state & _SELECTED:
+            painter.setPen(self._selection)
+            painter.drawRect(rect.adjusted(0, 0, -1, -1))
+        chosen = heatmap.chosen
+        if chosen:  # plan marks (none while a sweep streams in)
+            setting = model.setting_at(column)
+            if setting is not None and setting.label in chosen.get(model.layers[row], ()):
+                painter.setPen(self._pen)
+                painter.drawRect(rect.adjusted(1, 1, -2, -2))
+        painter.restore()
 
 
 class SensitivityHeatmap(QWidget):
@@ -101,7 +128,7 @@ class SensitivityHeatmap(QWidget):
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.view.setMouseTracking(True)
-        self.view.setItemDelegate(_ChosenDelegate(self))
+        self.view.setItemDelegate(_HeatDelegate(self))
         header = self.view.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         header.setDefaultSectionSize(58)

@@ -36,6 +36,7 @@ _DISPLAY, _BACKGROUND, _FOREGROUND, _ALIGNMENT, _FONT, _CHECK, _DECORATION = (in
     Qt.ItemDataRole.TextAlignmentRole, Qt.ItemDataRole.FontRole, Qt.ItemDataRole.CheckStateRole,
     Qt.ItemDataRole.DecorationRole))
 _PAINTED_ROLES = frozenset((_DISPLAY, _BACKGROUND, _FOREGROUND, _ALIGNMENT))
+DISPLAY, BACKGROUND, FOREGROUND = _DISPLAY, _BACKGROUND, _FOREGROUND  # keys of `painted` for the heatmap's delegate
 _CENTER = int(Qt.AlignmentFlag.AlignCenter.value)
 
 
@@ -240,7 +241,7 @@ class SensitivityTableModel(QAbstractTableModel):
         if not index.isValid() or not 0 <= index.row() < len(self.layers):
             return None
         if role in _PAINTED_ROLES:
-            return self._painted(index.row(), index.column())[role]
+            return self.painted(index.row(), index.column())[role]
         layer, kind = self.layers[index.row()], self.column_kind(index.column())
         if kind == "setting":
             return self._setting_data(layer, self.settings[index.column()], role)
@@ -262,14 +263,14 @@ class SensitivityTableModel(QAbstractTableModel):
         """A delegate's seven roles of one cell in one call, the cell looked up and coloured once
         (`BatchedRolesProxy` passes the batch through the heatmap's sort proxy)."""
         valid = index.isValid() and 0 <= index.row() < len(self.layers)
-        painted = self._painted(index.row(), index.column()) if valid else {}
+        painted = self.painted(index.row(), index.column()) if valid else {}
         for item in roleDataSpan:
             role = item.role()
             item.setData(painted[role] if role in painted else self.data(index, role) if valid else None)
 
-    def _painted(self, row: int, column: int) -> dict[int, Any]:
-        """What a delegate paints of a cell: text, heat colour, text colour, alignment, and no font,
-        check box or icon."""
+    def painted(self, row: int, column: int) -> dict[int, Any]:
+        """What a delegate paints of a cell (by role): text, heat colour, text colour, alignment, and
+        no font, check box or icon."""
         layer, kind = self.layers[row], self.column_kind(column)
         if kind == "setting":
             cell = self._cells.get((layer, self.settings[column].label))

@@ -8,6 +8,7 @@ import math
 
 import pytest
 from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
 
 from studio.core.base.errors import StudioError
 from studio.core.pipelines.sensitivity import SensitivityCell, SensitivityResult, SweepSetting
@@ -110,6 +111,43 @@ def test_a_delegate_s_batched_roles_equal_the_single_roles_in_every_kind_of_cell
     for row in range(proxy.rowCount()):
         index = proxy.index(row, 1)
         assert batched(proxy, index) == one_by_one(panel.model, proxy.mapToSource(index))
+
+
+def test_heatmap_cells_paint_their_heat_colour_text_and_frames(qtbot, show):
+    """The heatmap paints its cells itself (text laid out once per string): each in its heat colour
+    with the drop written in it, the plan's cell framed dark, a selected one in the accent colour."""
+    panel = show(SensitivityPanel(), 1000, 330)
+    panel.model.set_result(result())
+    heatmap, view = panel.heatmap, panel.heatmap.view
+    heatmap.set_chosen({"b": {"prune 90%"}})
+    view.selectionModel().select(heatmap.index_of("c", "prune 50%"), view.selectionModel().SelectionFlag.ClearAndSelect)
+    image = view.viewport().grab().toImage()
+
+    def rect(layer, label):
+        return view.visualRect(heatmap.index_of(layer, label))
+
+    def dark_pixels(r):
+        return sum(image.pixelColor(x, y).lightness() < 110 for x in range(r.left() + 3, r.right() - 2)
+                   for y in range(r.top() + 3, r.bottom() - 2))
+
+    plain = rect("a", "prune 90%")
+    assert image.pixelColor(plain.left() + 2, plain.top() + 2) == drop_colour(0.20, "accuracy")
+    assert dark_pixels(plain) > 10  # "20.0"
+    planned = rect("b", "prune 90%")
+    assert image.pixelColor(planned.left() + 1, planned.center().y()).lightness() < 60
+    assert image.pixelColor(planned.left() + 4, planned.top() + 4) == drop_colour(0.02, "accuracy")
+    selected = rect("c", "prune 50%")
+    assert QColor("#2f6fde") in [image.pixelColor(selected.left() + dx, selected.center().y()) for dx in (0, 1)]
+    assert image.pixelColor(selected.left() + 3, selected.top() + 3) == drop_colour(0.05, "accuracy")
+    view.setColumnWidth(1, 22)  # text wider than its cell: painted (elided) the styled way, same colour
+    image = view.viewport().grab().toImage()
+    narrow = rect("a", "prune 90%")
+    assert narrow.width() < 30 and image.pixelColor(narrow.left() + 2, narrow.top() + 2) == drop_colour(0.20, "accuracy")
+    panel.model.plan(SETTINGS, LAYERS, 0.95, "accuracy")  # a new sweep: pending cells, no text
+    image = view.viewport().grab().toImage()
+    pending = rect("a", "prune 90%")
+    assert image.pixelColor(pending.left() + 2, pending.top() + 2) == panel.model.index(0, 1).data(
+        Qt.ItemDataRole.BackgroundRole) and dark_pixels(pending) == 0
 
 
 def test_rows_sort_by_robustness_and_curves(qtbot, show):
