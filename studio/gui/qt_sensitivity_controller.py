@@ -61,6 +61,7 @@ class SensitivityController(QObject):
         self._job = ""  # "sweep" | "fit" while ours runs
         self._handle: JobHandle | None = None
         self._module: Any = None  # the module the table was measured on
+        self._configs: dict = {}  # (setting label, layer) → configs, for this table and model (plan_choices)
         self.dock = QDockWidget("Sensitivity")
         self.dock.setObjectName("sensitivityDock")
         self.dock.setWidget(self.panel)
@@ -107,6 +108,7 @@ class SensitivityController(QObject):
 
         self._module = loaded.module
         self.result = None
+        self._configs = {}
         self.model.clear()
         # the tree's old marks go in a turn of their own (the tree repaints; the Sensitivity tab comes to
         # the front in this one); posted before any of the sweep's events, so never after its result
@@ -201,6 +203,7 @@ class SensitivityController(QObject):
     def set_result(self, result: SensitivityResult) -> None:
         """Show a finished (or loaded) table; the tree column and the plan frames follow."""
         self.result = result
+        self._configs = {}
         self.model.set_result(result)
         self.panel.heatmap.reapply_order()
         self.panel.heatmap.set_metric_label(result.metric, " (pp)" if is_percent(result.metric) else "")
@@ -310,7 +313,7 @@ class SensitivityController(QObject):
         opened = self.current.opened
         if self.result is None or opened is None or opened.loaded.module is not self._module:
             return {}, ()
-        return plan_choices(self.document.plan, opened.loaded.module, self.result)
+        return plan_choices(self.document.plan, opened.loaded.module, self.result, self._configs)
 
     def _update_marks(self, chosen: dict[str, set[str]] | None = None) -> None:
         if chosen is None:
@@ -353,7 +356,7 @@ class SensitivityController(QObject):
         if opened is not None and opened.loaded.module is self._module and self.result is not None:
             self._update_marks()  # the same model inspected again: the tree was rebuilt
         elif self._module is not None:
-            self.result, self.fitted, self._module = None, None, None
+            self.result, self.fitted, self._module, self._configs = None, None, None, {}
             self.model.clear()
             self._set_tree_marks({})
             self.layers.view.setColumnHidden(COL_SENSITIVITY, True)

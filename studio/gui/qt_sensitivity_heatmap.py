@@ -199,13 +199,17 @@ class SensitivityHeatmap(QWidget):
             text = str(self.model.headerData(column, Qt.Orientation.Horizontal) or "")
             width = max(metrics.horizontalAdvance(line) for line in text.split("\n")) if text else 0
             self.view.setColumnWidth(column, max(46, width + 12))
+        # lay the new table out now: the reset's own, delayed layout came after the first paint and
+        # painted the whole table a second time
+        self.view.doItemsLayout()
 
     # --- slots -----------------------------------------------------------------------------
     def _order_changed(self, index: int) -> None:
         mean_column = self.model.columnCount() - 1
         if index == 0 or mean_column < 0:
-            self.view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
-            self.proxy.sort(-1)
+            if self.proxy.sortColumn() != -1:  # a sort call re-lays out (and repaints) the whole table
+                self.view.horizontalHeader().setSortIndicator(-1, Qt.SortOrder.AscendingOrder)
+                self.proxy.sort(-1)
             return
         order = Qt.SortOrder.AscendingOrder if index == 1 else Qt.SortOrder.DescendingOrder
         self.view.sortByColumn(mean_column, order)

@@ -189,6 +189,10 @@ class SensitivityPanel(QWidget):
         self.progress.setFormat("")
         self.status = named(QLabel("Measure how much each layer suffers from each change."), "sweepStatus")
         self.status.setWordWrap(True)
+        self.status.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
+        # four lines, whatever the text: a height that followed the text re-laid out the whole dock (and
+        # repainted the heatmap twice) at every status change of a sweep; the tooltip has the whole text
+        self.status.setFixedHeight(4 * self.status.fontMetrics().lineSpacing() + 2)
         form.addRow(self.progress)
         form.addRow(self.status)
         self.reference_combo = named(QComboBox(), "treeReference", "The setting whose drop the layer tree's "
@@ -313,7 +317,7 @@ class SensitivityPanel(QWidget):
         self._t0 = time.monotonic()
         self.progress.setRange(0, 0)  # busy until the sweep says how many cells it has
         self.progress.setFormat("")
-        self.status.setText("Measuring the baseline…")
+        self._set_status("Measuring the baseline…")
         self.fit_result.setText("")
 
     def show_progress(self, done: int, total: int) -> None:
@@ -323,16 +327,20 @@ class SensitivityPanel(QWidget):
         self.progress.setFormat(f"{done}/{total} cells" + (f" · {eta}" if eta else ""))
 
     def show_status(self, text: str) -> None:
+        self._set_status(text)
+
+    def _set_status(self, text: str) -> None:
         self.status.setText(text)
+        self.status.setToolTip(text)
 
     def finished(self, text: str) -> None:
         self.progress.setRange(0, 1)
         self.progress.setValue(1)
         self.progress.setFormat("done")
-        self.status.setText(text)
+        self._set_status(text)
 
     def cancelled(self, text: str) -> None:
         self.progress.setRange(0, 1)
         self.progress.setValue(0)
         self.progress.setFormat("cancelled")
-        self.status.setText(text)
+        self._set_status(text)

@@ -42,32 +42,26 @@ class Prediction:
     source: str = "plan"  # "fit" right after a fit to a target
 
 
-def setting_configs(setting: SweepSetting, layer: nn.Module | None = None) -> dict[str, TechniqueConfig]:
-    """The setting's technique configs, as the sweep applied them to `layer` (low rank gets
-    the layer's own method, as a plan would)."""
-    from studio.core.pipelines.sensitivity.settings import layer_rule
-    from studio.core.techniques import all_techniques
-
-    techniques = all_techniques()
-    rule = layer_rule(setting, layer) if layer is not None else setting.rule
-    return {key: techniques[key].config_type.from_dict(body) for key, body in rule.items()}
-
-
 def plan_for_setting(plan: CompressionPlan, layer: str, setting: SweepSetting | None,
                      module: nn.Module | None = None) -> CompressionPlan:
     """The layer's own entry becomes exactly `setting` (None: nothing); other layers keep theirs."""
     from studio.core.plan.editing import clear_layers, mark_layers
 
     plan = clear_layers(plan, [layer])
-    for key, config in (setting_configs(setting, module) if setting is not None else {}).items():
+    from studio.core.pipelines.sensitivity.settings import layer_configs
+
+    for key, config in (layer_configs(setting, module) if setting is not None else {}).items():
         plan = mark_layers(plan, [layer], key, config)
     return plan
 
 
-def plan_choices(plan: CompressionPlan, module: nn.Module,
-                 result: SensitivityResult) -> tuple[dict[str, set[str]], tuple[str, ...]]:
+def plan_choices(plan: CompressionPlan, module: nn.Module, result: SensitivityResult,
+                 configs: dict[tuple[str, str], dict[str, TechniqueConfig]] | None = None,
+                 ) -> tuple[dict[str, set[str]], tuple[str, ...]]:
     """Per swept layer, the labels of the settings the plan gives it, and the planned swept
-    layers whose configs match no measured setting."""
+    layers whose configs match no measured setting. `configs`: (setting label, layer) → its
+    configs, kept by the caller across plan edits of the same table and model."""
+    from studio.core.pipelines.sensitivity.settings import layer_configs
     from studio.core.plan.resolve import resolve_with_problems
 
     assignments, _ = resolve_with_problems(plan, module)
@@ -76,16 +70,21 @@ def plan_choices(plan: CompressionPlan, module: nn.Module,
         for name, config in layers.items():
             planned.setdefault(name, {})[key] = config
     modules = dict(module.named_modules())
+    cache = {} if configs is None else configs
     chosen: dict[str, set[str]] = {}
     unmeasured = []
     swept = set(result.layers)
     for name, given in planned.items():
         if name not in swept:
             continue
-        configs = {s.label: setting_configs(s, modules.get(name)) for s in result.settings}
-        labels = {label for label, wanted in configs.items()
+        measured = {}
+        for s in result.settings:
+            if (s.label, name) not in cache:
+                cache[s.label, name] = layer_configs(s, modules.get(name))
+            measured[s.label] = cache[s.label, name]
+        labels = {label for label, wanted in measured.items()
                   if wanted and all(given.get(key) == config for key, config in wanted.items())}
-        covered = {key for label in labels for key in configs[label]}
+        covered = {key for label in labels for key in measured[label]}
         if labels:
             chosen[name] = labels
         if set(given) - covered:

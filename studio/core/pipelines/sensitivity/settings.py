@@ -68,11 +68,12 @@ def layer_rule(setting: SweepSetting, module: nn.Module) -> dict:
     return {key: techniques[key].layer_body(dict(body), module) for key, body in setting.rule.items()}
 
 
-def layer_configs(setting: SweepSetting, module: nn.Module) -> dict[str, TechniqueConfig]:
-    from studio.core.techniques import all_techniques
-
-    techniques = all_techniques()
-    return {key: techniques[key].config_type.from_dict(body) for key, body in layer_rule(setting, module).items()}
+def layer_configs(setting: SweepSetting, module: nn.Module | None) -> dict[str, TechniqueConfig]:
+    """The setting's technique configs as the sweep applies them to `module` (low rank gets the
+    layer's own method, as a plan would); None: the setting's rule as written."""
+    techniques = _techniques()
+    rule = layer_rule(setting, module) if module is not None else setting.rule
+    return {key: techniques[key].config_type.from_dict(body) for key, body in rule.items()}
 
 
 def cell_problem(name: str, module: nn.Module, setting: SweepSetting) -> str | None:
