@@ -49,6 +49,18 @@ def collect_on_main_thread():
     gc.collect()
 
 
+@pytest.fixture(autouse=True)
+def no_unexpected_modal_question(monkeypatch):
+    """A modal question nobody answers blocks an offscreen run until the hang watchdog; fail at once
+    instead. A test that expects one patches QMessageBox.question itself (after this fixture)."""
+    from PySide6.QtWidgets import QMessageBox
+
+    def question(parent, title, text, *args):
+        raise AssertionError(f"an unexpected modal question would block the offscreen run: {title!r}: {text!r}")
+
+    monkeypatch.setattr(QMessageBox, "question", staticmethod(question))
+
+
 @pytest.fixture(scope="session")
 def digits_tree():
     from studio.core.model.inspection import inspect_model
