@@ -22,6 +22,7 @@ to each slow or heavy gap (what ran during the stall).
 
     python benchmarks/bench_gui_run.py [--epochs 2] [--repeats 1] [--jobs run,sweep,export]
                                        [--backends in_process,child_process] [--trace]
+                                       [--model PATH --sweep-data random:32 --sweep-samples N --sweep-settings S]
 """
 
 from __future__ import annotations
@@ -140,11 +141,15 @@ def run_job(app, window, epochs: int, scratch: Path, n: int) -> dict:
     return out
 
 
+SWEEP = {"data": "digits", "samples": 200, "settings": ""}  # --sweep-data / --sweep-samples / --sweep-settings
+
+
 def sweep_job(app, window, epochs: int, scratch: Path, n: int) -> dict:
     sensitivity = window.sensitivity
     sensitivity.cache_dir = scratch / f"sweep-cache-{n}"  # a fresh cache: every cell is measured
-    sensitivity.panel.data_combo.setEditText("digits")
-    sensitivity.panel.samples.setValue(200)
+    sensitivity.panel.data_combo.setEditText(SWEEP["data"])
+    sensitivity.panel.samples.setValue(SWEEP["samples"])
+    sensitivity.panel.settings_edit.setText(SWEEP["settings"])
     out = probed(app, window, sensitivity.start)
     out["cells"] = len(sensitivity.result.cells) if sensitivity.result is not None else None
     return out
@@ -170,7 +175,15 @@ def main() -> None:
     parser.add_argument("--trace", action="store_true",
                         help="also sample the GUI thread's stack during slow handlers (costs some GIL time)")
     parser.add_argument("--backends", default="in_process,child_process")
+    parser.add_argument("--model", default="sample:digits-cnn",
+                        help="another model for the sweep and export jobs (the run job replays the digits recipe)")
+    parser.add_argument("--sweep-data", default="digits", help="the sweep's data spec, e.g. random:32 for any model")
+    parser.add_argument("--sweep-samples", type=int, default=200)
+    parser.add_argument("--sweep-settings", default="", help="the sweep's settings, e.g. 'prune: 0.5; quantize: int8'")
     args = parser.parse_args()
+    if args.model != "sample:digits-cnn" and "run" in args.jobs.split(","):
+        parser.error("the run job replays the digits recipe: use --jobs sweep,export with --model")
+    SWEEP.update(data=args.sweep_data, samples=args.sweep_samples, settings=args.sweep_settings)
     backends = args.backends.split(",")
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from gui_trace import Trace
@@ -190,7 +203,7 @@ def main() -> None:
     ready_s = runner.wait_ready()
     warm_up = {"worker_ready_s": round(ready_s, 2), "waited_s": round(time.perf_counter() - begin, 2),
                "start_method": runner.method}
-    open_model(app, window, "sample:digits-cnn")
+    open_model(app, window, args.model)
     scratch = Path(tempfile.mkdtemp(prefix="bench-gui-"))
     cases, n = [], 0
     for name in args.jobs.split(","):
@@ -218,7 +231,7 @@ def main() -> None:
     print(json.dumps({"targets": {"longest_stall_ms": STALL_TARGET_MS, "p99_stall_ms": P99_TARGET_MS,
                                   "wall_within": WALL_TOLERANCE},
                       "machine": {"cpus": os.cpu_count(), "load_avg": [round(x, 2) for x in os.getloadavg()]},
-                      "model": "sample:digits-cnn", "finetune_epochs": args.epochs, "warm_up": warm_up,
+                      "model": args.model, "sweep": SWEEP, "finetune_epochs": args.epochs, "warm_up": warm_up,
                       "ok": all(c["ok"] for c in cases), "cases": cases}, indent=1))
 
 

@@ -182,3 +182,17 @@ def test_cancel_inside_a_call_that_never_checks_stops_the_child(runner, source):
     assert seen[-1].detail.endswith("; the original model is unchanged")
     events = list(runner.events(RunJob(factory("small"), {"rules": []}, None, {})))
     assert isinstance(events[-1], Finished)
+
+
+def test_a_job_gets_every_core_but_the_window_s_unless_told(monkeypatch):
+    from studio.core.pipelines.jobs import child
+
+    monkeypatch.delenv("STUDIO_JOB_THREADS", raising=False)
+    for cores, threads in ((1, 1), (2, 1), (8, 7)):
+        monkeypatch.setattr(child.os, "sched_getaffinity", lambda _pid, n=cores: set(range(n)))
+        assert child.job_threads() == threads
+    monkeypatch.setenv("STUDIO_JOB_THREADS", "3")
+    assert child.job_threads() == 3
+    for junk in ("0", "-2", "many", ""):  # not a count: the default
+        monkeypatch.setenv("STUDIO_JOB_THREADS", junk)
+        assert child.job_threads() == 7

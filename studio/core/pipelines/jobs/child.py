@@ -65,6 +65,20 @@ def warm_imports(names: tuple[str, ...] = WARM_MODULES) -> None:
             pass
 
 
+def job_threads() -> int:
+    """Torch threads for a job: every core but one, which stays with the window
+    (`STUDIO_JOB_THREADS=N` overrides). On a 2-core machine that is one: with both, the digits
+    run stalled the window up to 50-60 ms (p99 16-30) against 20-36 (13-14), and a busy machine
+    took the digits sweep from 1.9 s to 35-50 s; a conv-heavy model then runs up to ~1.45x
+    slower than on both cores (MobileNetV2 sweep: 22 s against 15 s in the window's own process,
+    which stalled it 73-86 ms)."""
+    value = os.environ.get("STUDIO_JOB_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    return max(1, cores - 1)
+
+
 def serve(conn: Any, cancel_event: Any, scratch_root: str) -> None:
     """The worker's main loop; returns when the parent sends None or goes away."""
     warm_imports()
@@ -80,8 +94,7 @@ def serve(conn: Any, cancel_event: Any, scratch_root: str) -> None:
             return
         if job is None:
             return
-        # on a thread of its own with one torch thread, as a job on the window's QThread runs: on this
-        # busy 2-core machine the digits sweep took 35-50 s with 2 OpenMP threads, 1.9 s with one
+        # on a thread of its own, with every core but the window's (job_threads)
         thread = threading.Thread(target=run_one, args=(conn, job, CancelToken(cancel_event), Path(scratch_root)),
                                   name="studio-job", daemon=True)
         thread.start()
@@ -91,7 +104,7 @@ def serve(conn: Any, cancel_event: Any, scratch_root: str) -> None:
 def run_one(conn: Any, job: Any, token: CancelToken, scratch_root: Path) -> None:
     import torch
 
-    torch.set_num_threads(1)  # what a job on the window's QThread effectively gets (see serve)
+    torch.set_num_threads(job_threads())
     scratch = Path(tempfile.mkdtemp(prefix=f"{job.kind}-", dir=scratch_root))
     pending: list[object] = []
     sent = time.monotonic()
