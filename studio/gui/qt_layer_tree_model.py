@@ -5,9 +5,10 @@ index carries its `LayerNode` as internal pointer and parents come from
 `node.parent` / the cached `node.row()`, which keeps 10k+ module models smooth.
 
 A repaint asks about seven roles per visible cell, all at once through `multiData` (the filter
-proxy forwards it, see `LayerFilterProxy`), so the painted roles of a row are formatted once into a per-row cache of plain dicts; plan edits and a
-sweep drop only the rows they change. Sort keys, tooltips and the node are answered directly
-(sorting 10k rows must not format every cell).
+proxy forwards the batch, see `BatchedRolesProxy`), so the painted roles of a row are formatted
+once into a per-row cache of plain dicts; plan edits and a sweep drop only the rows they change.
+Sort keys, tooltips and the node are answered directly (sorting 10k rows must not format every
+cell).
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QHBoxLayout, QHeade
                                QStyledItemDelegate, QStyleOptionViewItem, QTableView, QVBoxLayout, QWidget)
 
 from studio.gui.qt_proxy import BatchedRolesProxy
-from studio.gui.qt_sensitivity_model import (BACKGROUND, DISPLAY, FOREGROUND, SORT_ROLE, SensitivityTableModel, drop_colour,
-                                            gain_colour)
+from studio.gui.qt_sensitivity_model import (BACKGROUND, DISPLAY, FOREGROUND, SORT_ROLE, SensitivityTableModel,
+                                            drop_colour, gain_colour)
 from studio.gui.qt_theme import set_sheet
 
 _SELECTED = QStyle.StateFlag.State_Selected  # looked up once: paint runs per cell
@@ -37,7 +37,8 @@ class _HeatDelegate(QStyledItemDelegate):
         self._selection = QPen(QColor("#2f6fde"), 1)
         self._texts: dict[tuple[str, str], QStaticText] = {}
 
-    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: QModelIndex | QPersistentModelIndex) -> None:
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem,
+              index: QModelIndex | QPersistentModelIndex) -> None:
         heatmap = self._heatmap
         source = heatmap.proxy.mapToSource(index)
         row, column = source.row(), source.column()

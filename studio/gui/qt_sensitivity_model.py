@@ -277,7 +277,8 @@ class SensitivityTableModel(QAbstractTableModel):
             if cell is None:
                 text, background, foreground = None, _PENDING, None
             elif cell.ok:
-                text, background, foreground = format_drop(cell.drop, self.metric), drop_colour(cell.drop, self.metric), _TEXT
+                text, background = format_drop(cell.drop, self.metric), drop_colour(cell.drop, self.metric)
+                foreground = _TEXT
             else:
                 text, background, foreground = "n/a", _FAILED, _DIM
         else:
