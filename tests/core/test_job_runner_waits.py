@@ -151,11 +151,43 @@ def test_shutdown_while_a_job_runs_ends_that_job_with_an_error_not_a_hang():
 
     thread = threading.Thread(target=job)
     thread.start()
+    def blocked() -> bool:  # our worker wrote the marker (not a stale one of another test's child)
+        worker = runner._worker
+        try:
+            return worker is not None and SLEEPING.read_text() == str(worker.pid)
+        except OSError:
+            return False
+
     deadline = time.monotonic() + 120
-    while not SLEEPING.exists() and time.monotonic() < deadline:
+    while not blocked() and time.monotonic() < deadline:
         time.sleep(0.01)
+    assert blocked(), "the worker never reached the blocking load"
     begun = time.monotonic()
     runner.shutdown()
     thread.join(10)
     assert not thread.is_alive() and time.monotonic() - begun < 10
-    assert isinstance(outcome[0], StudioError) and "shut down" in str(outcome[0])
+    assert outcome and isinstance(outcome[0], StudioError) and "shut down" in str(outcome[0]), outcome
+
+
+def test_a_worker_stopped_by_shutdown_and_its_job_at_once_is_stopped_once():
+    """Both threads stop the same worker: its pipe must close once (the second close raised EBADF,
+    or closed whatever file had reused that descriptor number)."""
+    runner, closes = ProcessJobRunner(), []
+
+    class Pipe:
+        def close(self) -> None:
+            closes.append(threading.current_thread().name)
+            time.sleep(0.05)  # the window in which the other thread used to close it too
+
+    class Process:
+        def is_alive(self) -> bool:
+            return False
+
+    worker = runner_module._Worker(Process(), Pipe(), None, time.monotonic())
+    runner.closed = True  # no replacement
+    threads = [threading.Thread(target=runner._discard, args=(worker,), name=f"t{i}") for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len(closes) == 1 and worker.discarded

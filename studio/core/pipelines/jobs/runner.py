@@ -59,6 +59,7 @@ class _Worker:
     ready_s: float | None = None
     jobs: int = 0
     pid: int | None = field(default=None)
+    discarded: bool = False  # set by the first `_discard`: shutdown and the job's thread may both stop it
 
 
 def default_method() -> str:
@@ -166,7 +167,13 @@ class ProcessJobRunner:
             starting.join(POLL_S)
 
     def _discard(self, worker: _Worker, replace: bool = True) -> None:
-        """Terminate (then kill) a worker and, unless shutting down, start its replacement."""
+        """Terminate (then kill) a worker and, unless shutting down, start its replacement. Once:
+        shutdown and the job's own thread may stop the same worker at the same time, and a second
+        close of its pipe closes a file descriptor number the process may have reused."""
+        with self._lock:
+            if worker.discarded:
+                return
+            worker.discarded = True
         process = worker.process
         if process.is_alive():
             process.terminate()
