@@ -192,6 +192,10 @@ def main() -> None:
     from studio.gui.qt_main_window import MainWindow
     from studio.gui.qt_process_worker import ProcessWorker
 
+    from PySide6.QtCore import QSettings
+
+    # recent files and the plan's autosave go to a scratch folder, never the user's own studio settings
+    QSettings.setPath(QSettings.Format.IniFormat, QSettings.Scope.UserScope, tempfile.mkdtemp(prefix="bench-gui-"))
     app = _application()
     TRACE.append(Trace(sample=args.trace))
     window = MainWindow()

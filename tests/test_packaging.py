@@ -42,7 +42,7 @@ def test_the_spec_bundles_every_module_discovery_walks() -> None:
 def test_self_test_runs_its_jobs_in_the_child_process(tmp_path: Path) -> None:
     """What the smoke test runs inside the frozen app, from the source tree: a plan run and an int8
     ONNX export through the window's job runner, in the job worker process, with screenshots."""
-    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config")}
     env.pop("STUDIO_IN_PROCESS", None)
     done = subprocess.run([sys.executable, str(LAUNCHER), "--self-test", str(tmp_path)], env=env, cwd=ROOT,
                           capture_output=True, text=True, timeout=900)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _run_gui(args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PYTHONPATH=str(ROOT),
+               XDG_CONFIG_HOME=tempfile.mkdtemp(prefix="studio-config-"))  # never the developer's settings
     code = f"from studio.gui.qt_app import run_gui; raise SystemExit(run_gui({args}))"
     return subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, timeout=180,
                           capture_output=True, text=True)
