@@ -119,14 +119,6 @@ def test_the_cancel_flag_is_lock_free_shared_memory():
     assert not flag.is_set()
 
 
-@pytest.fixture(scope="module")
-def runner():
-    runner = ProcessJobRunner()
-    runner.warm_up()
-    yield runner
-    runner.shutdown()
-
-
 def test_a_worker_killed_before_its_first_job_is_a_crash_at_start_and_the_next_job_runs(runner):
     runner.wait_ready()
     os.kill(runner._worker.pid, signal.SIGKILL)

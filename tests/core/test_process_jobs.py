@@ -26,14 +26,6 @@ DIGITS = LoadRequest("sample:digits-cnn")
 FINETUNE = {"epochs": 1, "distill": True, "max_steps": 6}
 
 
-@pytest.fixture(scope="module")
-def runner():
-    runner = ProcessJobRunner()
-    runner.warm_up()
-    yield runner
-    runner.shutdown()
-
-
 def digits_plan() -> dict:
     return CompressionPlan.load(resource("recipes", "digits-prune-quantize.yaml")).to_dict()
 
