@@ -15,6 +15,7 @@ from studio.core.model.model_tree import LayerNode, ModelTree
 from studio.gui.qt_layer_tree_model import COL_PARAMS, COL_PLAN, COL_SENSITIVITY, HEADERS, SORT_ROLE
 from studio.gui.qt_layer_view import LayerTreePanel
 from tests.gui.role_batches import PAINTED, batched, one_by_one
+from tests.gui.test_layer_tree_model import wide_tree
 
 MODEL_FILE = tree_model.__file__
 
@@ -84,20 +85,10 @@ def test_a_repaint_formats_nothing_and_asks_few_roles_per_cell(qtbot):
     assert sum(calls.values()) <= 8 * cells  # index/parent come from the proxy's mapping
 
 
-def blocks_tree(blocks: int = 12, per_block: int = 5) -> ModelTree:
-    root = LayerNode("", "Net", 0, total_params=blocks * per_block * 10)
-    for b in range(blocks):
-        block = LayerNode(f"b{b}", "Block", 1, total_params=per_block * 10, parent=root)
-        root.children.append(block)
-        for i in range(per_block):
-            block.children.append(LayerNode(f"b{b}.fc{i}", "Linear", 2, params=10, total_params=10, parent=block))
-    return ModelTree(root)
-
-
 def test_marks_of_every_layer_are_one_change_per_parent_and_measure_no_row(qtbot):
     """A sweep's end (or a `*` rule) changes every layer's cell at once: one dataChanged per parent,
     and no size hints (a recursive filter made each change re-measure the root row: nine cells)."""
-    tree = blocks_tree()
+    tree = wide_tree(12, 5)
     panel = painted_panel(qtbot, tree)
     panel.view.expandAll()
     panel.view.setColumnHidden(COL_SENSITIVITY, False)
@@ -109,14 +100,14 @@ def test_marks_of_every_layer_are_one_change_per_parent_and_measure_no_row(qtbot
     leaves = [n for n in tree.nodes() if not n.children]
     marks = {n.name: SimpleNamespace(text=f"{i} %", value=i / 100, colour=None, tooltip="") for i, n in enumerate(leaves)}
     calls = model_calls(lambda: model.set_sensitivity(marks))
-    assert sorted(changed) == [(f"b{b}", 0, 4, COL_SENSITIVITY, COL_SENSITIVITY) for b in sorted(range(12), key=str)]
+    assert sorted(changed) == sorted((f"block{b}", 0, 4, COL_SENSITIVITY, COL_SENSITIVITY) for b in range(12))
     assert calls["multiData"] == calls["data"] == calls["_format_row"] == 0
     for node in leaves:  # every changed cell reads its new mark
         assert model.index_of(node, COL_SENSITIVITY).data() == marks[node.name].text
     changed.clear()
-    model.set_sensitivity({**marks, "b2.fc3": SimpleNamespace(text="x", value=1.0, colour=None, tooltip="")})
-    assert changed == [("b2", 3, 3, COL_SENSITIVITY, COL_SENSITIVITY)]
-    panel.proxy.set_needle("fc3")  # filtering still keeps the ancestors of matches
+    model.set_sensitivity({**marks, "block2.3": SimpleNamespace(text="x", value=1.0, colour=None, tooltip="")})
+    assert changed == [("block2", 3, 3, COL_SENSITIVITY, COL_SENSITIVITY)]
+    panel.proxy.set_needle(".3")  # filtering still keeps the ancestors of matches (block0.3 … block11.3)
     assert panel.proxy.rowCount(panel.proxy.index(0, 0)) == 12
     assert panel.proxy.rowCount(panel.proxy.index(0, 0, panel.proxy.index(0, 0))) == 1
 
@@ -175,18 +166,18 @@ def test_sorting_does_not_format_rows(qtbot):
 def test_batched_roles_equal_the_single_roles_in_tree_and_flat_rows(qtbot):
     """multiData (what the delegates ask) answers what data() answers, role for role: plain,
     marked and planned rows, the root, flat rows, and through the filter proxy."""
-    tree = blocks_tree(3, 3)
+    tree = wide_tree(3, 3)
     panel = LayerTreePanel()
     qtbot.addWidget(panel)
     panel.set_tree(tree)
     model, proxy = panel.model, panel.proxy
-    model.set_projection({"b1.fc0": projection(300)})
-    model.set_sensitivity({"b0.fc2": SimpleNamespace(text="3 %", value=0.03, colour=None, tooltip="drop 3 %")})
+    model.set_projection({"block1.1": projection(300)})
+    model.set_sensitivity({"block0.1": SimpleNamespace(text="3 %", value=0.03, colour=None, tooltip="drop 3 %")})
     roles = PAINTED + (int(SORT_ROLE),)
     for flat in (False, True):
         panel.model.set_flat(flat)
         nodes = [n for n in tree.nodes() if model.index_of(n).isValid()]
-        assert len(nodes) == (9 if flat else 13)
+        assert len(nodes) == (3 if flat else 13)  # flat: the Linear leaves (the ReLUs hold no parameters)
         for node in nodes:
             for column in range(len(HEADERS)):
                 index = model.index_of(node, column)
